@@ -1,0 +1,179 @@
+//! What all events share: a stable type name, a schema version, and a JSON
+//! data object.
+//!
+//! The store keeps `type`, `schema_version` and `data` in separate columns, so
+//! an event is encoded as its data object without the type ([`Event::to_data`])
+//! and decoded from the pair ([`Event::from_data`]).
+//!
+//! Type names are written out (the `EventType` constants and the
+//! `#[serde(rename)]` on each variant, kept equal by a test) and never derived
+//! from Rust names: renaming a variant must not orphan stored events. The
+//! domain knows only the current schema of each type; the store upcasts older
+//! versions before calling [`Event::from_data`].
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cart::CartEvent;
+use crate::order::OrderEvent;
+use crate::product::ProductEvent;
+
+/// An event type's stable name and the version of its current data schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventType {
+    pub name: &'static str,
+    pub schema_version: i32,
+}
+
+/// Why stored data could not be turned into an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownEventType(String),
+    #[error("data of event type {event_type} does not match its current schema: {source}")]
+    InvalidData {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Implemented by the three event enums so that the store can encode and
+/// decode any of them. The enums are serde adjacently tagged
+/// (`{"type": ..., "data": {...}}`) with an explicit rename on every variant;
+/// the provided methods lean on that.
+pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
+    /// The stream category the events of this aggregate live in.
+    const CATEGORY: &'static str;
+    /// Every event type of this aggregate, with its current schema version.
+    const TYPES: &'static [EventType];
+
+    /// This event's type.
+    fn kind(&self) -> EventType;
+
+    /// The stable type name, e.g. `"ItemAddedToCart"`.
+    fn event_type(&self) -> &'static str {
+        self.kind().name
+    }
+
+    /// The schema version the data of [`Event::to_data`] is written in.
+    fn schema_version(&self) -> i32 {
+        self.kind().schema_version
+    }
+
+    /// The current schema version of a type name of this aggregate.
+    fn current_schema_version(event_type: &str) -> Option<i32> {
+        Self::TYPES.iter().find(|t| t.name == event_type).map(|t| t.schema_version)
+    }
+
+    /// The data object, without the type. Field names are snake_case and
+    /// money is integer minor units.
+    fn to_data(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or_else(|| Value::Object(Default::default())),
+            // Unreachable: every event serialises to a tagged object of plain
+            // data (strings, integers, lists, maps keyed by strings).
+            other => panic!("event {self:?} did not serialise to a tagged object: {other:?}"),
+        }
+    }
+
+    /// Decodes data in the current schema of `event_type`.
+    fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
+        if Self::current_schema_version(event_type).is_none() {
+            return Err(DecodeError::UnknownEventType(event_type.to_owned()));
+        }
+        let tagged = serde_json::json!({ "type": event_type, "data": data });
+        serde_json::from_value(tagged).map_err(|source| DecodeError::InvalidData {
+            event_type: event_type.to_owned(),
+            source,
+        })
+    }
+}
+
+/// An event of any aggregate, for readers of the global log (projections,
+/// subscriptions) that see every stream. Type names are unique across
+/// aggregates, so the type alone says which aggregate an event belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyEvent {
+    Cart(CartEvent),
+    Product(ProductEvent),
+    Order(OrderEvent),
+}
+
+impl AnyEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::Cart(e) => e.event_type(),
+            Self::Product(e) => e.event_type(),
+            Self::Order(e) => e.event_type(),
+        }
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        match self {
+            Self::Cart(e) => e.schema_version(),
+            Self::Product(e) => e.schema_version(),
+            Self::Order(e) => e.schema_version(),
+        }
+    }
+
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Cart(_) => CartEvent::CATEGORY,
+            Self::Product(_) => ProductEvent::CATEGORY,
+            Self::Order(_) => OrderEvent::CATEGORY,
+        }
+    }
+
+    pub fn to_data(&self) -> Value {
+        match self {
+            Self::Cart(e) => e.to_data(),
+            Self::Product(e) => e.to_data(),
+            Self::Order(e) => e.to_data(),
+        }
+    }
+
+    /// The current schema version of any known type name.
+    pub fn current_schema_version(event_type: &str) -> Option<i32> {
+        CartEvent::current_schema_version(event_type)
+            .or_else(|| ProductEvent::current_schema_version(event_type))
+            .or_else(|| OrderEvent::current_schema_version(event_type))
+    }
+
+    /// Decodes data in the current schema of any known type.
+    pub fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
+        if CartEvent::current_schema_version(event_type).is_some() {
+            CartEvent::from_data(event_type, data).map(Self::Cart)
+        } else if ProductEvent::current_schema_version(event_type).is_some() {
+            ProductEvent::from_data(event_type, data).map(Self::Product)
+        } else if OrderEvent::current_schema_version(event_type).is_some() {
+            OrderEvent::from_data(event_type, data).map(Self::Order)
+        } else {
+            Err(DecodeError::UnknownEventType(event_type.to_owned()))
+        }
+    }
+}
+
+impl From<CartEvent> for AnyEvent {
+    fn from(e: CartEvent) -> Self {
+        Self::Cart(e)
+    }
+}
+
+impl From<ProductEvent> for AnyEvent {
+    fn from(e: ProductEvent) -> Self {
+        Self::Product(e)
+    }
+}
+
+impl From<OrderEvent> for AnyEvent {
+    fn from(e: OrderEvent) -> Self {
+        Self::Order(e)
+    }
+}
+
+#[cfg(test)]
+mod tests;
