@@ -1,0 +1,192 @@
+//! The records the store knows: events as (stream, type, schema version, JSON data,
+//! metadata). The store never interprets `data`; the domain and the upcasters do.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A place in the global log. Strictly increasing in the order readers receive events;
+/// not dense (Postgres positions encode the writing transaction, see `postgres.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// Before the first event: reading after it reads everything.
+    pub const START: Position = Position(0);
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What an append expects of a stream before it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Whatever the stream holds (the store still assigns gap-free versions).
+    Any,
+    /// The stream has no event yet.
+    NoStream,
+    /// The stream's last event has exactly this version (0 = no stream).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Who and what caused an event. Stored as JSON next to the event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Ties together everything one request caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The event (or command) that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// A customer id, an admin id or a worker's name.
+    #[serde(default)]
+    pub actor: String,
+    /// The command's idempotency key, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// An event to append.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+impl NewEvent {
+    pub fn new(event_type: impl Into<String>, schema_version: i32, data: serde_json::Value, metadata: Metadata) -> Self {
+        NewEvent { event_id: Uuid::now_v7(), event_type: event_type.into(), schema_version, data, metadata }
+    }
+}
+
+/// An event as stored, after upcasting to its current schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub stream_id: String,
+    /// 1, 2, 3, ... within the stream, no gaps.
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The schema version after upcasting (what `data` now conforms to).
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+    pub metadata: Metadata,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+}
+
+impl RecordedEvent {
+    pub fn category(&self) -> &str {
+        category_of(&self.stream_id)
+    }
+}
+
+/// The category of a stream: the part of its id before the first '-' (`cart-<uuid>` -> `cart`).
+pub fn category_of(stream_id: &str) -> &str {
+    stream_id.split_once('-').map_or(stream_id, |(category, _)| category)
+}
+
+/// The events for one stream within an append, with what the stream must look like first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// (actor, key) names a command; the fingerprint says what the command was, so the same key
+/// sent with a different request is told apart from an honest retry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    pub actor: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// One atomic append across one or several streams.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct AppendRequest {
+    pub streams: Vec<StreamAppend>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl AppendRequest {
+    pub fn single(stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        AppendRequest { streams: vec![StreamAppend { stream_id: stream_id.into(), expected, events }], idempotency: None }
+    }
+
+    pub fn with_stream(mut self, stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        self.streams.push(StreamAppend { stream_id: stream_id.into(), expected, events });
+        self
+    }
+
+    pub fn with_idempotency(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency = Some(key);
+        self
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.streams.iter().map(|s| s.events.len()).sum()
+    }
+}
+
+/// What one stream looks like after an append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOutcome {
+    pub stream_id: String,
+    /// Version of the first event appended to this stream by the call.
+    pub first_version: u64,
+    /// Version of the stream after the call.
+    pub last_version: u64,
+}
+
+/// The result of an append; for an idempotent repeat, the stored result of the first call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendOutcome {
+    /// In the order of the request's streams.
+    pub streams: Vec<StreamOutcome>,
+    /// Positions of the appended events, in request order (stream by stream).
+    pub positions: Vec<Position>,
+    /// True when this is the stored outcome of an earlier call with the same idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+impl AppendOutcome {
+    pub fn last_position(&self) -> Position {
+        self.positions.iter().copied().max().unwrap_or_default()
+    }
+
+    pub fn stream(&self, stream_id: &str) -> Option<&StreamOutcome> {
+        self.streams.iter().find(|s| s.stream_id == stream_id)
+    }
+}
+
+/// Aggregate state saved to shorten loading. `state_schema_version` is the version of the
+/// *state's* shape: a snapshot written by older code has another number and is ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub stream_id: String,
+    pub state_schema_version: i32,
+    /// The stream version the state includes.
+    pub version: u64,
+    pub state: serde_json::Value,
+}

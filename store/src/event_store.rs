@@ -1,0 +1,55 @@
+//! The one contract both backends keep. The behaviour suite in `tests/contract` holds
+//! every implementation to it.
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot};
+
+/// Which database is behind a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Appends to one or several streams atomically: every expectation holds and every event
+    /// is written, or nothing is. With an idempotency key already used for the same request,
+    /// returns the first call's outcome (`replayed = true`) and writes nothing.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// Events of one stream with `version >= from_version`, oldest first, at most `limit`.
+    async fn read_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The stream's current version (0 when it has no events).
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError>;
+
+    /// The global log after `after`, in position order, at most `limit`, optionally only
+    /// streams of the given categories. Never skips: an event not returned now because a
+    /// transaction that may precede it is still open will be returned by a later read
+    /// after the same position.
+    async fn read_all(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The last position a reader of the global log can see now.
+    async fn head_position(&self) -> Result<Position, StoreError>;
+
+    /// The stored outcome of an earlier append with this (actor, key), if any.
+    async fn idempotent_outcome(&self, actor: &str, key: &str) -> Result<Option<(String, AppendOutcome)>, StoreError>;
+
+    /// The snapshot of a stream written with this state schema version, if any.
+    async fn load_snapshot(&self, stream_id: &str, state_schema_version: i32) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Saves (or replaces) a snapshot; never moves a snapshot back to an older version.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// A doorbell that changes whenever new events may be readable: after this process's
+    /// own commits, and (Postgres) after a NOTIFY from another process or a listener
+    /// reconnect. It only wakes readers; they always re-read from their checkpoint.
+    fn doorbell(&self) -> watch::Receiver<u64>;
+
+}

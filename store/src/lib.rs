@@ -1,0 +1,40 @@
+//! The event store: the only source of truth in cartsource.
+//!
+//! It knows events as records (stream id, type, schema version, JSON data, metadata) and
+//! nothing of GraphQL; the domain's events are encoded into records and aggregates loaded by `aggregate`, and old
+//! schemas are lifted on read by `upcast`. Two backends keep one contract
+//! ([`EventStore`]), held to it by one behaviour suite (`tests/contract`):
+//!
+//! * [`PgStore`] (production): concurrent appends without a global lock; the global
+//!   feed is gap-free because readers only read below the oldest transaction still in
+//!   flight (see the reasoning in `postgres.rs`); LISTEN/NOTIFY rings the doorbell.
+//! * [`SqliteStore`] (embedded default): one writer at a time, which makes the feed
+//!   gap-free by construction; the doorbell is in-process.
+//!
+//! Guarantees: appends are atomic across streams; stream versions are 1, 2, 3, ... with no
+//! gap; an unmet expectation rejects the whole append with [`StoreError::Conflict`]; a
+//! reader of the global log never skips an event and sees positions strictly increase;
+//! subscriptions deliver each event once, in order; stored bytes are never rewritten.
+
+pub mod aggregate;
+pub mod connect;
+pub mod error;
+pub mod event;
+pub mod event_store;
+pub mod postgres;
+pub mod sqlite;
+pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod upcast;
+
+pub use connect::{connect, open, Database};
+pub use error::StoreError;
+pub use event::{
+    category_of, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StreamAppend,
+    StreamOutcome,
+};
+pub use event_store::{Backend, EventStore};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use subscription::{subscribe_all, subscribe_stream};

@@ -1,0 +1,621 @@
+//! The embedded backend: one SQLite file, the default when no database is configured.
+//!
+//! Decisions:
+//! * **One writer.** SQLite has one write lock per database; we make that explicit with a
+//!   writer pool of exactly one connection whose transactions start with `BEGIN IMMEDIATE`
+//!   (the lock is taken at BEGIN, so no transaction ever has to upgrade a read lock to a
+//!   write lock: no SQLITE_BUSY from upgrades, no deadlock between two upgraders). Appends
+//!   queue on that connection inside the process, not in SQLite's busy loop. Because
+//!   writers never overlap, commit order is position order and the global feed is
+//!   gap-free by construction (the reasoning sits next to the SQL, in
+//!   `migrations/sqlite/0001_event_store.sql`).
+//! * **Many readers.** A second pool of several connections (`query_only`) serves reads;
+//!   WAL lets them read a committed snapshot while the writer writes.
+//! * **Durability.** WAL journal with `synchronous = FULL`: an append is acknowledged only
+//!   after its commit is in the WAL on disk, so it survives a crash or a power loss.
+//! * **Expectations** are checked inside the write transaction against the stream's
+//!   `max(version)`; the unique index `events_stream_version_key` stays the arbiter, its
+//!   violation recognised by SQLite's extended result code 2067, never by message text.
+//! * **Times** are stored as fixed-width RFC 3339 UTC text with microseconds (the precision
+//!   of Postgres' timestamptz), so text order is time order. `recorded_at` is taken inside
+//!   the write lock and never earlier than the previous event's: it never decreases with
+//!   position, which time travel (`recorded_at <= t`) relies on.
+//! * **Doorbell.** In-process: rung after each commit that wrote events. For
+//!   [`SqliteStore::append_in_transaction`], whose commit belongs to the caller, it rings
+//!   when the caller's transaction hands the writer connection back to its pool, which is
+//!   after the commit (or rollback).
+//!
+//! Projections share the store's pools ([`SqliteStore::pool`]): they must write (read
+//! model, checkpoint, appends through `append_in_transaction`) in a transaction on the
+//! *writer* pool, ideally from [`SqliteStore::begin`], and never call
+//! [`EventStore::append`] while they hold that transaction: the writer pool has one
+//! connection, so that call would wait for the connection the caller itself holds (and
+//! fail with `PoolTimedOut` after `acquire_timeout`).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+use time::format_description::well_known::Rfc3339;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome};
+use crate::event_store::{Backend, EventStore};
+use crate::upcast::upcast;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// SQLite's extended result code for a UNIQUE constraint (or unique index) violation.
+const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
+const MAX_EVENTS_PER_APPEND: usize = 10_000;
+const MAX_STREAM_ID_CHARS: usize = 200;
+
+/// The one form times are stored in: fixed width, UTC, microseconds.
+const TIMESTAMP: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// Tuning for [`SqliteStore::connect_with`]; `Default` is what [`SqliteStore::connect`] uses.
+#[derive(Clone, Debug)]
+pub struct SqliteStoreOptions {
+    /// Connections in the reader pool (the writer pool always has exactly one).
+    pub read_connections: u32,
+    /// How long a statement waits for a lock held by *another process* before SQLITE_BUSY.
+    pub busy_timeout: Duration,
+    /// How long a caller waits for a pool connection (writers queue here for their turn).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqliteStoreOptions {
+    fn default() -> Self {
+        SqliteStoreOptions {
+            read_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The store's two pools. Write (read models and checkpoints too) only through `writer`,
+/// in one transaction at a time; `reader` refuses writes (`PRAGMA query_only`).
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    /// Exactly one connection: every write transaction in the process takes turns on it.
+    pub writer: SqlitePool,
+    /// Several read-only connections: WAL lets them read while the writer writes.
+    pub reader: SqlitePool,
+}
+
+/// Rung after commits that wrote events. `pending` carries "this transaction wrote events"
+/// from the append to whoever sees the commit: the append itself, or the writer pool when
+/// the caller's transaction gives the connection back.
+struct Doorbell {
+    sender: watch::Sender<u64>,
+    pending: AtomicBool,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn ring_if_pending(&self) {
+        if self.pending.swap(false, Ordering::AcqRel) {
+            self.ring();
+        }
+    }
+}
+
+/// The SQLite event store. Cheap to clone: clones share the pools and the doorbell.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pools: SqlitePools,
+    doorbell: Arc<Doorbell>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if missing) the database at `url`
+    /// (`sqlite:path`, `sqlite://path?mode=rwc`, ...) and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, SqliteStoreOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit pool sizes and timeouts.
+    pub async fn connect_with(url: &str, options: SqliteStoreOptions) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidRequest(format!("invalid SQLite URL {url:?}: {e}")))?;
+        if is_in_memory(url) {
+            // Each pool would see its own or a shared-cache database: no WAL, readers blocked
+            // by the writer, nothing durable. The store is a file.
+            return Err(StoreError::InvalidRequest(format!(
+                "in-memory SQLite ({url:?}) is not supported: use a file, e.g. sqlite:data/cartsource.db"
+            )));
+        }
+        if let Some(dir) = base.get_filename().parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let base = base
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Full);
+        let doorbell = Arc::new(Doorbell {
+            sender: watch::channel(0).0,
+            pending: AtomicBool::new(false),
+        });
+
+        // Opened first: it creates the file, switches it to WAL (a lasting property of the
+        // file, so the readers find it in WAL) and runs the migrations.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout)
+            .after_release({
+                let doorbell = doorbell.clone();
+                // The connection comes back after its transaction ended: a commit made by
+                // `append_in_transaction`'s caller is visible by now.
+                move |_, _| {
+                    doorbell.ring_if_pending();
+                    Box::pin(async { Ok(true) })
+                }
+            })
+            .connect_with(base.clone().create_if_missing(true).read_only(false).journal_mode(SqliteJournalMode::Wal))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.pragma("query_only", "ON"))
+            .await?;
+        Ok(SqliteStore {
+            pools: SqlitePools { writer, reader },
+            doorbell,
+        })
+    }
+
+    /// The pools the projections share with the store (see the module doc for the rules).
+    pub fn pool(&self) -> &SqlitePools {
+        &self.pools
+    }
+
+    /// A write transaction on the writer connection, holding SQLite's write lock from BEGIN
+    /// on. Every write transaction in the process waits here for its turn.
+    pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pools.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Closes both pools, waiting for connections in use to come back. Appends acknowledged
+    /// before are on disk whether or not this is called.
+    pub async fn close(&self) {
+        self.pools.reader.close().await;
+        self.pools.writer.close().await;
+    }
+
+    /// Appends inside the caller's transaction (a projection or reactor that writes its
+    /// checkpoint with the events it causes): the same checks and outcome as
+    /// [`EventStore::append`], committed or rolled back with `tx`. `tx` must be a
+    /// transaction on `pool().writer`, best from [`begin`](Self::begin): the doorbell
+    /// rings when it gives the writer connection back, after the caller's commit.
+    ///
+    /// Runs in a savepoint, so an error (a `Conflict`, say) leaves the caller's transaction
+    /// as it was and usable.
+    #[tracing::instrument(name = "store.append_in_transaction", skip_all, fields(
+        backend = "sqlite",
+        streams = request.streams.len(),
+        events = request.event_count(),
+        stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
+    ))]
+    pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Sqlite>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        validate(&request)?;
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
+        match self.write(&mut savepoint, &request).await {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                savepoint.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Rings the doorbell now, as [`PgStore::notify_committed`](crate::PgStore::notify_committed)
+    /// does: for callers of [`append_in_transaction`](Self::append_in_transaction) written
+    /// against both backends. Here it is optional: the writer pool rings when the caller's
+    /// transaction hands the connection back.
+    pub fn notify_committed(&self) {
+        self.doorbell.ring();
+    }
+
+    /// The append proper, on a connection that holds the write lock (or will take it at
+    /// its first write, with no other writer in this process).
+    async fn write(&self, conn: &mut SqliteConnection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+        if let Some(idempotency) = &request.idempotency {
+            let stored: Option<(String, String)> = sqlx::query_as("select fingerprint, outcome from idempotency_keys where actor = ?1 and key = ?2")
+                .bind(&idempotency.actor)
+                .bind(&idempotency.key)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some((fingerprint, outcome)) = stored {
+                if fingerprint != idempotency.fingerprint {
+                    return Err(StoreError::IdempotencyKeyReused {
+                        actor: idempotency.actor.clone(),
+                        key: idempotency.key.clone(),
+                    });
+                }
+                let mut outcome = parse_outcome(&outcome)?;
+                outcome.replayed = true;
+                return Ok(outcome);
+            }
+        }
+
+        // Every expectation first, so a failing one writes nothing at all.
+        let mut starts = Vec::with_capacity(request.streams.len());
+        for stream in &request.streams {
+            let actual = current_version(&mut *conn, &stream.stream_id).await?;
+            let met = match stream.expected {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream => actual == 0,
+                ExpectedVersion::Exact(expected) => actual == expected,
+            };
+            if !met {
+                return Err(StoreError::Conflict {
+                    stream: stream.stream_id.clone(),
+                    expected: stream.expected,
+                    actual,
+                });
+            }
+            starts.push(actual);
+        }
+
+        let recorded_at = format_timestamp(self.next_recorded_at(&mut *conn).await?)?;
+        let mut outcome = AppendOutcome {
+            streams: Vec::with_capacity(request.streams.len()),
+            positions: Vec::with_capacity(request.event_count()),
+            replayed: false,
+        };
+        for (stream, start) in request.streams.iter().zip(starts) {
+            let category = category_of(&stream.stream_id);
+            let mut version = start;
+            for event in &stream.events {
+                version += 1;
+                let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
+                let metadata =
+                    serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+                let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) \
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) returning position",
+                )
+                .bind(event.event_id.to_string())
+                .bind(&stream.stream_id)
+                .bind(category)
+                .bind(to_i64(version, "version")?)
+                .bind(&event.event_type)
+                .bind(event.schema_version)
+                .bind(data)
+                .bind(metadata)
+                .bind(&recorded_at)
+                .fetch_one(&mut *conn)
+                .await;
+                match inserted {
+                    Ok(position) => outcome.positions.push(Position(from_i64(position, "position")?)),
+                    Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut *conn, stream, event.event_id).await),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            outcome.streams.push(StreamOutcome {
+                stream_id: stream.stream_id.clone(),
+                first_version: start + 1,
+                last_version: version,
+            });
+        }
+
+        if let Some(idempotency) = &request.idempotency {
+            let stored = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(format!("cannot encode an append outcome: {e}")))?;
+            sqlx::query("insert into idempotency_keys (actor, key, fingerprint, outcome, created_at) values (?1, ?2, ?3, ?4, ?5)")
+                .bind(&idempotency.actor)
+                .bind(&idempotency.key)
+                .bind(&idempotency.fingerprint)
+                .bind(stored)
+                .bind(&recorded_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        self.doorbell.pending.store(true, Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Now, but never earlier than the last event's time: with one writer at a time this
+    /// keeps `recorded_at` non-decreasing in position order even if the clock steps back.
+    async fn next_recorded_at(&self, conn: &mut SqliteConnection) -> Result<OffsetDateTime, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let last: Option<String> = sqlx::query_scalar("select recorded_at from events order by position desc limit 1")
+            .fetch_optional(conn)
+            .await?;
+        match last.as_deref().map(parse_timestamp) {
+            Some(Ok(last)) if last > now => Ok(last),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "last event's recorded_at is unreadable; using the clock");
+                Ok(now)
+            }
+            _ => Ok(now),
+        }
+    }
+}
+
+/// A unique violation while inserting an event: either the stream moved on (the version
+/// index, `events_stream_version_key`) or the event id is already stored. SQLite's code
+/// does not say which index, and its message is not an interface, so ask the data.
+async fn unique_violation(conn: &mut SqliteConnection, stream: &crate::event::StreamAppend, event_id: Uuid) -> StoreError {
+    let duplicate_id: Result<bool, sqlx::Error> = sqlx::query_scalar("select exists (select 1 from events where event_id = ?1)")
+        .bind(event_id.to_string())
+        .fetch_one(&mut *conn)
+        .await;
+    match duplicate_id {
+        Ok(true) => StoreError::InvalidRequest(format!("event id {event_id} is already stored")),
+        Ok(false) => match current_version(conn, &stream.stream_id).await {
+            Ok(actual) => StoreError::Conflict {
+                stream: stream.stream_id.clone(),
+                expected: stream.expected,
+                actual,
+            },
+            Err(e) => e,
+        },
+        Err(e) => e.into(),
+    }
+}
+
+async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<u64, StoreError> {
+    let version: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream_id = ?1")
+        .bind(stream_id)
+        .fetch_one(conn)
+        .await?;
+    from_i64(version, "version")
+}
+
+/// `sqlite::memory:` or `mode=memory`, read as sqlx reads the URL.
+fn is_in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE))
+}
+
+fn validate(request: &AppendRequest) -> Result<(), StoreError> {
+    let invalid = |message: String| Err(StoreError::InvalidRequest(message));
+    if request.streams.is_empty() {
+        return invalid("an append needs at least one stream".into());
+    }
+    let count = request.event_count();
+    if count > MAX_EVENTS_PER_APPEND {
+        return invalid(format!("{count} events in one append; at most {MAX_EVENTS_PER_APPEND}"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(request.streams.len());
+    for stream in &request.streams {
+        if stream.stream_id.is_empty() {
+            return invalid("a stream id is empty".into());
+        }
+        if stream.stream_id.chars().count() > MAX_STREAM_ID_CHARS {
+            return invalid(format!(
+                "stream id {:?}... is longer than {MAX_STREAM_ID_CHARS} characters",
+                stream.stream_id.chars().take(40).collect::<String>()
+            ));
+        }
+        if stream.events.is_empty() {
+            return invalid(format!("no events for stream {}", stream.stream_id));
+        }
+        if !seen.insert(stream.stream_id.as_str()) {
+            return invalid(format!("stream {} appears twice in one append", stream.stream_id));
+        }
+    }
+    Ok(())
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::InvalidRequest(format!("{what} {value} is out of range")))
+}
+
+fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
+}
+
+/// For query bounds: a u64 beyond i64 is "beyond everything".
+fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn format_timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
+    at.to_offset(UtcOffset::UTC)
+        .format(TIMESTAMP)
+        .map_err(|e| StoreError::InvalidRequest(format!("cannot store time {at}: {e}")))
+}
+
+fn parse_timestamp(text: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("stored time {text:?} is not RFC 3339: {e}")))
+}
+
+fn parse_outcome(text: &str) -> Result<AppendOutcome, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored append outcome: {e}")))
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    position: i64,
+    event_id: String,
+    stream_id: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    data: String,
+    metadata: String,
+    recorded_at: String,
+}
+
+impl EventRow {
+    fn into_event(self) -> Result<RecordedEvent, StoreError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event at position {}: {what}: {e}", self.position));
+        let event_id = Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?;
+        let data: serde_json::Value = serde_json::from_str(&self.data).map_err(|e| corrupt("data", &e))?;
+        let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", &e))?;
+        let recorded_at = parse_timestamp(&self.recorded_at)?;
+        let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
+        Ok(RecordedEvent {
+            position: Position(from_i64(self.position, "position")?),
+            stream_id: self.stream_id,
+            version: from_i64(self.version, "version")?,
+            event_id,
+            event_type: self.event_type,
+            schema_version,
+            data,
+            metadata,
+            recorded_at,
+        })
+    }
+}
+
+fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.into_iter().map(EventRow::into_event).collect()
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    #[tracing::instrument(name = "store.append", skip_all, fields(
+        backend = "sqlite",
+        streams = request.streams.len(),
+        events = request.event_count(),
+        stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
+    ))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        validate(&request)?;
+        // No retry loop for `Any`: with one writer at a time the version read in this
+        // transaction is still the stream's version at its commit, so `Any` cannot conflict.
+        let mut tx = self.begin().await?;
+        let outcome = self.write(&mut tx, &request).await?;
+        tx.commit().await?;
+        self.doorbell.ring_if_pending();
+        Ok(outcome)
+    }
+
+    async fn read_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+             from events where stream_id = ?1 and version >= ?2 order by version limit ?3",
+        )
+        .bind(stream_id)
+        .bind(clamp_i64(from_version))
+        .bind(clamp_i64(limit as u64))
+        .fetch_all(&self.pools.reader)
+        .await?;
+        into_events(rows)
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.pools.reader.acquire().await?;
+        current_version(&mut conn, stream_id).await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = match categories {
+            None => {
+                sqlx::query_as(
+                    "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+                     from events where position > ?1 order by position limit ?2",
+                )
+                .bind(clamp_i64(after.0))
+                .bind(clamp_i64(limit as u64))
+                .fetch_all(&self.pools.reader)
+                .await?
+            }
+            Some([]) => Vec::new(),
+            Some(categories) => {
+                // The categories travel as one JSON array, so the statement text is fixed.
+                let categories = serde_json::to_string(categories).map_err(|e| StoreError::InvalidRequest(format!("categories: {e}")))?;
+                sqlx::query_as(
+                    "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+                     from events where position > ?1 and category in (select value from json_each(?2)) order by position limit ?3",
+                )
+                .bind(clamp_i64(after.0))
+                .bind(categories)
+                .bind(clamp_i64(limit as u64))
+                .fetch_all(&self.pools.reader)
+                .await?
+            }
+        };
+        into_events(rows)
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
+            .fetch_one(&self.pools.reader)
+            .await?;
+        Ok(Position(from_i64(head, "position")?))
+    }
+
+    async fn idempotent_outcome(&self, actor: &str, key: &str) -> Result<Option<(String, AppendOutcome)>, StoreError> {
+        let stored: Option<(String, String)> = sqlx::query_as("select fingerprint, outcome from idempotency_keys where actor = ?1 and key = ?2")
+            .bind(actor)
+            .bind(key)
+            .fetch_optional(&self.pools.reader)
+            .await?;
+        stored
+            .map(|(fingerprint, outcome)| Ok((fingerprint, parse_outcome(&outcome)?)))
+            .transpose()
+    }
+
+    async fn load_snapshot(&self, stream_id: &str, state_schema_version: i32) -> Result<Option<Snapshot>, StoreError> {
+        let stored: Option<(i64, String)> = sqlx::query_as("select version, state from snapshots where stream_id = ?1 and state_schema_version = ?2")
+            .bind(stream_id)
+            .bind(state_schema_version)
+            .fetch_optional(&self.pools.reader)
+            .await?;
+        let Some((version, state)) = stored else { return Ok(None) };
+        let state = serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(format!("snapshot of {stream_id}: {e}")))?;
+        Ok(Some(Snapshot {
+            stream_id: stream_id.to_owned(),
+            state_schema_version,
+            version: from_i64(version, "snapshot version")?,
+            state,
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let state = serde_json::to_string(&snapshot.state).map_err(|e| StoreError::InvalidRequest(format!("snapshot state is not JSON: {e}")))?;
+        let saved_at = format_timestamp(OffsetDateTime::now_utc())?;
+        // One statement, so the writer takes the lock at its first (and only) write.
+        sqlx::query(
+            "insert into snapshots (stream_id, state_schema_version, version, state, saved_at) values (?1, ?2, ?3, ?4, ?5) \
+             on conflict (stream_id, state_schema_version) do update \
+             set version = excluded.version, state = excluded.state, saved_at = excluded.saved_at \
+             where excluded.version >= snapshots.version",
+        )
+        .bind(&snapshot.stream_id)
+        .bind(snapshot.state_schema_version)
+        .bind(to_i64(snapshot.version, "snapshot version")?)
+        .bind(state)
+        .bind(saved_at)
+        .execute(&self.pools.writer)
+        .await?;
+        Ok(())
+    }
+
+    fn doorbell(&self) -> watch::Receiver<u64> {
+        self.doorbell.sender.subscribe()
+    }
+}

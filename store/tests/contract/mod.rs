@@ -1,0 +1,441 @@
+//! The event store's behaviour, written once and run against every backend (see
+//! `backends.rs`), as pyeventsourcing does with its recorder suites. Each function gets
+//! the URL of a fresh, empty database of one backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use store::{AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, Snapshot, StoreError};
+
+pub async fn open(url: &str) -> Arc<dyn EventStore> {
+    store::connect(url).await.unwrap_or_else(|e| panic!("open store at {url}: {e:?}"))
+}
+
+fn event(kind: &str, n: u64) -> NewEvent {
+    NewEvent::new(kind, 1, json!({ "n": n }), Metadata { actor: "tester".into(), ..Default::default() })
+}
+
+fn events(kind: &str, count: u64) -> Vec<NewEvent> {
+    (1..=count).map(|n| event(kind, n)).collect()
+}
+
+fn single(stream: &str, expected: ExpectedVersion, count: u64) -> AppendRequest {
+    AppendRequest::single(stream, expected, events("Something", count))
+}
+
+async fn all_events(store: &dyn EventStore) -> Vec<store::RecordedEvent> {
+    store.read_all(Position::START, 100_000, None).await.expect("read_all")
+}
+
+fn assert_conflict(result: Result<store::AppendOutcome, StoreError>, stream: &str, expected: ExpectedVersion, actual: u64) {
+    match result {
+        Err(StoreError::Conflict { stream: s, expected: e, actual: a }) => {
+            assert_eq!((s.as_str(), e, a), (stream, expected, actual), "conflict details");
+        }
+        other => panic!("expected a conflict on {stream}, got {other:?}"),
+    }
+}
+
+pub async fn appends_and_reads_a_stream(url: &str) {
+    let store = open(url).await;
+    let metadata = Metadata {
+        correlation_id: Some(uuid::Uuid::new_v4()),
+        causation_id: Some(uuid::Uuid::new_v4()),
+        actor: "alice".into(),
+        idempotency_key: Some("k1".into()),
+    };
+    let first = NewEvent::new("CartCreated", 1, json!({"customer_id": "alice"}), metadata.clone());
+    let outcome = store.append(AppendRequest::single("cart-1", ExpectedVersion::NoStream, vec![first.clone()])).await.unwrap();
+    assert_eq!((outcome.streams[0].first_version, outcome.streams[0].last_version), (1, 1));
+    assert!(!outcome.replayed);
+    let outcome2 = store.append(single("cart-1", ExpectedVersion::Exact(1), 3)).await.unwrap();
+    assert_eq!((outcome2.streams[0].first_version, outcome2.streams[0].last_version), (2, 4));
+    assert_eq!(outcome2.positions.len(), 3);
+    assert!(outcome2.positions.windows(2).all(|w| w[0] < w[1]), "positions increase within an append");
+    assert!(outcome.last_position() < outcome2.positions[0]);
+
+    let read = store.read_stream("cart-1", 1, 100).await.unwrap();
+    assert_eq!(read.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(read[0].event_id, first.event_id);
+    assert_eq!(read[0].event_type, "CartCreated");
+    assert_eq!(read[0].data, json!({"customer_id": "alice"}));
+    assert_eq!(read[0].metadata, metadata);
+    assert_eq!(read[0].stream_id, "cart-1");
+    assert_eq!(read[0].category(), "cart");
+    assert_eq!(read[0].position, outcome.positions[0]);
+    let age = time::OffsetDateTime::now_utc() - read[0].recorded_at;
+    assert!(age < time::Duration::minutes(5) && age > time::Duration::minutes(-5), "recorded_at is now-ish: {}", read[0].recorded_at);
+    assert!(read.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+
+    assert_eq!(store.read_stream("cart-1", 3, 100).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(store.read_stream("cart-1", 2, 2).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(store.read_stream("cart-nope", 1, 100).await.unwrap().is_empty());
+    assert_eq!(store.stream_version("cart-1").await.unwrap(), 4);
+    assert_eq!(store.stream_version("cart-nope").await.unwrap(), 0);
+}
+
+pub async fn expectations_are_enforced(url: &str) {
+    let store = open(url).await;
+    store.append(single("cart-a", ExpectedVersion::NoStream, 2)).await.unwrap();
+
+    assert_conflict(store.append(single("cart-a", ExpectedVersion::NoStream, 1)).await, "cart-a", ExpectedVersion::NoStream, 2);
+    assert_conflict(store.append(single("cart-a", ExpectedVersion::Exact(1), 1)).await, "cart-a", ExpectedVersion::Exact(1), 2);
+    assert_conflict(store.append(single("cart-a", ExpectedVersion::Exact(5), 1)).await, "cart-a", ExpectedVersion::Exact(5), 2);
+    assert_conflict(store.append(single("cart-b", ExpectedVersion::Exact(1), 1)).await, "cart-b", ExpectedVersion::Exact(1), 0);
+    assert_eq!(all_events(&*store).await.len(), 2, "rejected appends wrote nothing");
+
+    store.append(single("cart-a", ExpectedVersion::Exact(2), 1)).await.unwrap();
+    let any = store.append(single("cart-a", ExpectedVersion::Any, 2)).await.unwrap();
+    assert_eq!((any.streams[0].first_version, any.streams[0].last_version), (4, 5));
+    let fresh = store.append(single("cart-c", ExpectedVersion::Exact(0), 1)).await.unwrap();
+    assert_eq!(fresh.streams[0].last_version, 1, "Exact(0) means no stream yet");
+    assert_eq!(store.stream_version("cart-a").await.unwrap(), 5);
+}
+
+/// 32 writers race with the same expected version: exactly one wins, the others get a
+/// conflict, and the stream has no gap and no duplicate version.
+pub async fn concurrent_appends_with_same_expectation_have_one_winner(url: &str) {
+    let store = open(url).await;
+    store.append(single("order-race", ExpectedVersion::NoStream, 1)).await.unwrap();
+    let attempts = (0..32).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(single("order-race", ExpectedVersion::Exact(1), 2)).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut wins = 0;
+    for result in results {
+        match result.expect("task") {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { stream, expected, actual }) => {
+                assert_eq!((stream.as_str(), expected, actual), ("order-race", ExpectedVersion::Exact(1), 3));
+            }
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let versions: Vec<u64> = store.read_stream("order-race", 1, 100).await.unwrap().iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+}
+
+/// Writers with `Any` never conflict, however many race.
+pub async fn concurrent_any_appends_all_apply(url: &str) {
+    let store = open(url).await;
+    let attempts = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(single("cart-busy", ExpectedVersion::Any, 1)).await })
+    });
+    for result in futures::future::join_all(attempts).await {
+        result.expect("task").expect("an Any append never conflicts");
+    }
+    let versions: Vec<u64> = store.read_stream("cart-busy", 1, 100).await.unwrap().iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+}
+
+pub async fn multi_stream_appends_are_atomic(url: &str) {
+    let store = open(url).await;
+    store.append(single("product-apple", ExpectedVersion::NoStream, 1)).await.unwrap();
+    store.append(single("product-pear", ExpectedVersion::NoStream, 2)).await.unwrap();
+
+    // One stale expectation rejects the whole call, naming the stream at fault.
+    let request = AppendRequest::default()
+        .with_stream("cart-x", ExpectedVersion::NoStream, events("CartCheckedOut", 1))
+        .with_stream("product-apple", ExpectedVersion::Exact(1), events("StockReserved", 1))
+        .with_stream("product-pear", ExpectedVersion::Exact(1), events("StockReserved", 1))
+        .with_stream("order-x", ExpectedVersion::NoStream, events("OrderPlaced", 1));
+    assert_conflict(store.append(request).await, "product-pear", ExpectedVersion::Exact(1), 2);
+    assert_eq!(store.stream_version("cart-x").await.unwrap(), 0);
+    assert_eq!(store.stream_version("product-apple").await.unwrap(), 1);
+    assert_eq!(store.stream_version("order-x").await.unwrap(), 0);
+    assert_eq!(all_events(&*store).await.len(), 3);
+
+    let request = AppendRequest::default()
+        .with_stream("cart-x", ExpectedVersion::NoStream, events("CartCheckedOut", 1))
+        .with_stream("product-apple", ExpectedVersion::Exact(1), events("StockReserved", 1))
+        .with_stream("product-pear", ExpectedVersion::Exact(2), events("StockReserved", 2))
+        .with_stream("order-x", ExpectedVersion::NoStream, events("OrderPlaced", 1));
+    let outcome = store.append(request).await.unwrap();
+    let summary: Vec<(&str, u64, u64)> = outcome.streams.iter().map(|s| (s.stream_id.as_str(), s.first_version, s.last_version)).collect();
+    assert_eq!(summary, vec![("cart-x", 1, 1), ("product-apple", 2, 2), ("product-pear", 3, 4), ("order-x", 1, 1)]);
+    assert_eq!(outcome.positions.len(), 5);
+    assert!(outcome.positions.windows(2).all(|w| w[0] < w[1]));
+    let all = all_events(&*store).await;
+    assert_eq!(all.len(), 8);
+    let tail: Vec<Position> = all[3..].iter().map(|e| e.position).collect();
+    assert_eq!(tail, outcome.positions, "the call's events are adjacent in the feed, in request order");
+}
+
+pub async fn invalid_appends_are_rejected(url: &str) {
+    let store = open(url).await;
+    let empty = store.append(AppendRequest::default()).await;
+    assert!(matches!(empty, Err(StoreError::InvalidRequest(_))), "{empty:?}");
+    let no_events = store.append(AppendRequest::single("cart-1", ExpectedVersion::Any, vec![])).await;
+    assert!(matches!(no_events, Err(StoreError::InvalidRequest(_))), "{no_events:?}");
+    let no_id = store.append(single("", ExpectedVersion::Any, 1)).await;
+    assert!(matches!(no_id, Err(StoreError::InvalidRequest(_))), "{no_id:?}");
+    let twice = store
+        .append(AppendRequest::default().with_stream("cart-1", ExpectedVersion::Any, events("A", 1)).with_stream("cart-1", ExpectedVersion::Any, events("B", 1)))
+        .await;
+    assert!(matches!(twice, Err(StoreError::InvalidRequest(_))), "{twice:?}");
+    assert!(all_events(&*store).await.is_empty());
+}
+
+fn keyed(stream: &str, expected: ExpectedVersion, actor: &str, key: &str, fingerprint: &str) -> AppendRequest {
+    single(stream, expected, 1).with_idempotency(IdempotencyKey { actor: actor.into(), key: key.into(), fingerprint: fingerprint.into() })
+}
+
+/// A repeated (actor, key) returns the first outcome and appends nothing, also after a
+/// restart; the same key for a different request is an error; keys are per actor.
+pub async fn idempotency_keys_return_the_first_outcome(url: &str) {
+    let store = open(url).await;
+    let first = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    assert!(!first.replayed);
+    let again = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!((again.streams.clone(), again.positions.clone()), (first.streams.clone(), first.positions.clone()));
+    assert_eq!(store.stream_version("cart-i").await.unwrap(), 1);
+
+    // The stored outcome wins even though an expectation would now fail.
+    store.append(single("cart-i", ExpectedVersion::Any, 1)).await.unwrap();
+    let stale = store.append(keyed("cart-i", ExpectedVersion::NoStream, "alice", "add-1", "fp-a")).await.unwrap();
+    assert_eq!(stale.positions, first.positions);
+
+    let reused = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-other")).await;
+    assert!(matches!(&reused, Err(StoreError::IdempotencyKeyReused { actor, key }) if actor == "alice" && key == "add-1"), "{reused:?}");
+
+    let bob = store.append(keyed("cart-i", ExpectedVersion::Any, "bob", "add-1", "fp-a")).await.unwrap();
+    assert!(!bob.replayed, "another caller's identical key is a different key");
+    assert_eq!(store.stream_version("cart-i").await.unwrap(), 3);
+
+    // A rejected append stores no outcome: the key stays free for a corrected retry.
+    assert_conflict(store.append(keyed("cart-j", ExpectedVersion::Exact(7), "alice", "k2", "fp")).await, "cart-j", ExpectedVersion::Exact(7), 0);
+    assert!(store.idempotent_outcome("alice", "k2").await.unwrap().is_none());
+    store.append(keyed("cart-j", ExpectedVersion::NoStream, "alice", "k2", "fp")).await.unwrap();
+
+    // Durable: a new store on the same database remembers.
+    drop(store);
+    let reopened = open(url).await;
+    let (fingerprint, outcome) = reopened.idempotent_outcome("alice", "add-1").await.unwrap().expect("stored outcome");
+    assert_eq!((fingerprint.as_str(), outcome.positions.clone()), ("fp-a", first.positions.clone()));
+    let after_restart = reopened.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    assert!(after_restart.replayed);
+    assert_eq!(reopened.stream_version("cart-i").await.unwrap(), 3);
+}
+
+/// Eight concurrent copies of one keyed request append once.
+pub async fn concurrent_duplicate_keys_append_once(url: &str) {
+    let store = open(url).await;
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(keyed("cart-dup", ExpectedVersion::Any, "alice", "same", "fp")).await })
+    });
+    let outcomes: Vec<_> = futures::future::join_all(attempts).await.into_iter().map(|r| r.expect("task").expect("append")).collect();
+    assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
+    assert!(outcomes.iter().all(|o| o.positions == outcomes[0].positions));
+    assert_eq!(store.stream_version("cart-dup").await.unwrap(), 1);
+}
+
+pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
+    let store = open(url).await;
+    for i in 0..10 {
+        let category = ["cart", "order", "product"][i % 3];
+        store.append(single(&format!("{category}-{i}"), ExpectedVersion::NoStream, 2)).await.unwrap();
+    }
+    let all = all_events(&*store).await;
+    assert_eq!(all.len(), 20);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position), "strictly increasing positions");
+    assert_eq!(store.head_position().await.unwrap(), all[19].position);
+
+    let mut paged = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let page = store.read_all(after, 3, None).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "paging reads the same feed");
+
+    let carts_and_orders = store.read_all(Position::START, 100, Some(&["cart".to_string(), "order".to_string()])).await.unwrap();
+    assert_eq!(carts_and_orders.len(), 14);
+    assert!(carts_and_orders.iter().all(|e| e.category() != "product"));
+    let after_fifth = store.read_all(all[4].position, 100, Some(&["product".to_string()])).await.unwrap();
+    assert!(after_fifth.iter().all(|e| e.position > all[4].position && e.category() == "product"));
+    assert_eq!(after_fifth.len(), all[5..].iter().filter(|e| e.category() == "product").count());
+}
+
+async fn next_event(stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>) -> store::RecordedEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the subscription is open")
+        .expect("no error")
+}
+
+/// Catch up from a position, then follow live commits: each event once, in order.
+pub async fn subscriptions_catch_up_then_follow(url: &str) {
+    let store = open(url).await;
+    store.append(single("cart-s", ExpectedVersion::NoStream, 3)).await.unwrap();
+    store.append(single("order-s", ExpectedVersion::NoStream, 1)).await.unwrap();
+    let existing = all_events(&*store).await;
+
+    let mut all = store::subscribe_all(store.clone(), existing[0].position, None);
+    let mut carts_only = store::subscribe_all(store.clone(), Position::START, Some(vec!["cart".into()]));
+    let mut one_stream = store::subscribe_stream(store.clone(), "cart-s", 2);
+    for expected in &existing[1..] {
+        assert_eq!(next_event(&mut all).await.event_id, expected.event_id);
+    }
+    for version in 1..=3 {
+        assert_eq!(next_event(&mut carts_only).await.version, version);
+    }
+    assert_eq!(next_event(&mut one_stream).await.version, 3);
+
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                store.append(single("cart-s", ExpectedVersion::Any, 1)).await.unwrap();
+                store.append(single("order-s", ExpectedVersion::Any, 1)).await.unwrap();
+            }
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut last = existing.last().map(|e| e.position).unwrap_or_default();
+    for _ in 0..40 {
+        let event = next_event(&mut all).await;
+        assert!(event.position > last, "increasing positions");
+        last = event.position;
+        assert!(seen.insert(event.event_id), "no duplicate");
+    }
+    for version in 4..=23 {
+        let event = next_event(&mut one_stream).await;
+        assert_eq!((event.stream_id.as_str(), event.version), ("cart-s", version));
+        assert_eq!(next_event(&mut carts_only).await.version, version);
+    }
+    writer.await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), one_stream.next()).await.is_err(), "nothing more than was written");
+}
+
+/// Stored seed-era events (ItemAddedToCart schema v1) are read lifted to the current
+/// schema; the stored bytes stay as they were.
+pub async fn old_schemas_are_upcast_on_read(url: &str) {
+    let store = open(url).await;
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("../fixtures/seed_cart_v1.json")).expect("fixture");
+    let (stream, old) = seed_stream(&fixture);
+    store.append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old)).await.unwrap();
+
+    let read = store.read_stream(&stream, 1, 100).await.unwrap();
+    let added: Vec<_> = read.iter().filter(|e| e.event_type == "ItemAddedToCart").collect();
+    assert_eq!(added.len(), 3);
+    for event in &added {
+        assert_eq!(event.schema_version, 2, "lifted to the current schema");
+        assert!(event.data.get("item_id").is_none());
+        assert_eq!(event.data["unit_price"], json!(0));
+    }
+    assert_eq!(added[0].data, json!({"sku": "apple", "name": "apple", "quantity": 2, "unit_price": 0}));
+    let from_feed = store.read_all(Position::START, 100, None).await.unwrap();
+    assert_eq!(from_feed, read, "the feed upcasts too");
+}
+
+/// A snapshot is found only under its state schema version, so one written by older code
+/// (another version) is ignored rather than misread; saving never moves it backwards.
+pub async fn snapshots_are_keyed_by_state_schema_version(url: &str) {
+    let store = open(url).await;
+    assert!(store.load_snapshot("cart-snap", 1).await.unwrap().is_none());
+    let v10 = Snapshot { stream_id: "cart-snap".into(), state_schema_version: 1, version: 10, state: json!({"lines": 3}) };
+    store.save_snapshot(&v10).await.unwrap();
+    assert_eq!(store.load_snapshot("cart-snap", 1).await.unwrap(), Some(v10.clone()));
+    assert!(store.load_snapshot("cart-snap", 2).await.unwrap().is_none(), "another state schema is not trusted");
+
+    let v20 = Snapshot { version: 20, state: json!({"lines": 5}), ..v10.clone() };
+    store.save_snapshot(&v20).await.unwrap();
+    store.save_snapshot(&v10).await.unwrap();
+    assert_eq!(store.load_snapshot("cart-snap", 1).await.unwrap(), Some(v20), "never moved back to an older version");
+}
+
+fn seed_stream(store_fixture: &serde_json::Value) -> (String, Vec<NewEvent>) {
+    let stream = store_fixture["stream_id"].as_str().expect("stream_id").to_owned();
+    let events = store_fixture["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let version = e["schema_version"].as_i64().expect("schema_version") as i32;
+            NewEvent::new(e["type"].as_str().expect("type"), version, e["data"].clone(), Metadata { actor: "seed".into(), ..Default::default() })
+        })
+        .collect();
+    (stream, events)
+}
+
+/// The committed seed-era fixture loads through the store and the domain: the lifted
+/// lines fold into a cart like any current event would.
+pub async fn seed_events_load_through_the_domain(url: &str) {
+    use domain::{CartStatus, Money, Sku};
+    use store::aggregate::{load, CartAggregate};
+
+    let store = open(url).await;
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("../fixtures/seed_cart_v1.json")).expect("fixture");
+    let (stream, old) = seed_stream(&fixture);
+    store.append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old)).await.unwrap();
+
+    let loaded = load::<CartAggregate>(&*store, &stream).await.expect("load the seed cart");
+    assert_eq!(loaded.version, 4);
+    let cart = loaded.state.expect("the cart exists");
+    assert_eq!(cart.status, CartStatus::Open);
+    assert_eq!(cart.customer_id.as_str(), "alice");
+    let lines: Vec<(&str, u32, Money)> = cart.lines.iter().map(|l| (l.sku.as_str(), l.quantity, l.unit_price)).collect();
+    assert_eq!(lines, vec![("apple", 3, Money::ZERO), ("banana", 5, Money::ZERO)]);
+    assert_eq!(cart.line(&Sku::parse("apple").unwrap()).map(|l| l.name.as_str()), Some("apple"));
+}
+
+/// Loading = the snapshot under the current state schema version + the events after it;
+/// a snapshot from another schema version, or one that no longer reads back, is skipped.
+pub async fn aggregates_load_from_a_valid_snapshot_and_skip_stale_ones(url: &str) {
+    use domain::{cart, CartCommand, CartId, CustomerId, Money, Sku};
+    use store::aggregate::{encode, load, snapshot_if_due, CartAggregate};
+
+    let store = open(url).await;
+    let cart_id = CartId::from_uuid(uuid::Uuid::new_v4());
+    let stream = cart_id.stream_id();
+    let meta = Metadata { actor: "alice".into(), ..Default::default() };
+    let mut state = domain::CartState::default();
+    let apple = Sku::parse("apple").unwrap();
+    let mut commands = vec![CartCommand::Create { cart_id, customer_id: CustomerId::parse("alice").unwrap() }];
+    commands.extend((0..5).map(|_| CartCommand::AddItem { sku: apple.clone(), quantity: 1, name: "Apple".into(), unit_price: Money::from_minor(120) }));
+    for command in commands {
+        let events = cart::decide(&state, command).expect("accepted");
+        for event in &events {
+            state = cart::evolve(state, event);
+        }
+        let version = store.stream_version(&stream).await.unwrap();
+        store.append(AppendRequest::single(&stream, ExpectedVersion::Exact(version), events.iter().map(|e| encode(e, &meta)).collect())).await.unwrap();
+    }
+
+    let fresh = load::<CartAggregate>(&*store, &stream).await.unwrap();
+    assert_eq!((fresh.version, fresh.snapshot_version, &fresh.state), (6, None, &state));
+    assert!(snapshot_if_due::<CartAggregate>(&*store, &stream, &fresh, 5).await.unwrap());
+    assert!(!snapshot_if_due::<CartAggregate>(&*store, &stream, &fresh, 10).await.unwrap(), "not due yet");
+
+    // One more event after the snapshot.
+    let events = cart::decide(&state, CartCommand::ChangeQuantity { sku: apple.clone(), quantity: 9 }).unwrap();
+    state = cart::evolve(state, &events[0]);
+    store.append(AppendRequest::single(&stream, ExpectedVersion::Exact(6), vec![encode(&events[0], &meta)])).await.unwrap();
+    let from_snapshot = load::<CartAggregate>(&*store, &stream).await.unwrap();
+    assert_eq!((from_snapshot.version, from_snapshot.snapshot_version, &from_snapshot.state), (7, Some(6), &state));
+
+    // A snapshot written by older code under another schema version, claiming a later
+    // version with a state that would mislead: ignored.
+    let misleading = serde_json::json!({"id": cart_id, "customer_id": "mallory", "status": "OPEN", "lines": [], "order_id": null});
+    store.save_snapshot(&Snapshot { stream_id: stream.clone(), state_schema_version: domain::cart::STATE_SCHEMA_VERSION - 1, version: 7, state: misleading }).await.unwrap();
+    assert_eq!(load::<CartAggregate>(&*store, &stream).await.unwrap().state, state);
+
+    // A snapshot under the current number that no longer reads back: skipped, not trusted.
+    store
+        .save_snapshot(&Snapshot { stream_id: stream.clone(), state_schema_version: domain::cart::STATE_SCHEMA_VERSION, version: 7, state: serde_json::json!({"shape": "old"}) })
+        .await
+        .unwrap();
+    let skipped = load::<CartAggregate>(&*store, &stream).await.unwrap();
+    assert_eq!((skipped.version, skipped.snapshot_version, &skipped.state), (7, None, &state));
+}

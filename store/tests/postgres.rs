@@ -1,0 +1,501 @@
+//! Postgres-only behaviour: the gap-free feed under interleaved and concurrent
+//! transactions, LISTEN/NOTIFY across stores and after a killed listener, and the mapping
+//! of unique violations. The backend-agnostic contract is in `contract/` (`backends.rs`).
+//! Needs PostgreSQL: `DATABASE_URL=postgres://user@host/db` (see `store::testing`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use store::postgres::{is_unique_violation, PgStoreOptions, LISTENER_APPLICATION_NAME};
+use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, StoreError};
+use uuid::Uuid;
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new(
+        "Tested",
+        1,
+        json!({ "n": n }),
+        Metadata {
+            actor: "tester".into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn events(count: u64) -> Vec<NewEvent> {
+    (1..=count).map(event).collect()
+}
+
+fn ids(events: &[store::RecordedEvent]) -> Vec<Uuid> {
+    events.iter().map(|e| e.event_id).collect()
+}
+
+async fn fresh_store(options: PgStoreOptions) -> (PgStore, String) {
+    let db = store::testing::postgres().await;
+    let store = PgStore::connect_with(&db.url, options)
+        .await
+        .unwrap_or_else(|e| panic!("open store: {e:?}"));
+    (store, db.url)
+}
+
+/// The interleaving that loses events with a sequence-based position: transaction A takes
+/// its position first, B takes a later one and commits first. A reader must not return B's
+/// event before A's is decided, and after A commits it reads A's then B's, skipping nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_holds_back_later_commits_until_earlier_transactions_end() {
+    let feed_wait = Duration::from_millis(300);
+    let (store, url) = fresh_store(PgStoreOptions {
+        feed_wait,
+        ..Default::default()
+    })
+    .await;
+    // A second store on the same database knows nothing of B's commit, so it does not wait.
+    let other_reader = PgStore::connect(&url).await.expect("second store");
+
+    let a_events = events(1);
+    let mut a = store.pool().begin().await.expect("begin A");
+    let a_outcome = store
+        .append_in_transaction(&mut a, AppendRequest::single("cart-a", ExpectedVersion::NoStream, a_events.clone()))
+        .await
+        .expect("append in A");
+
+    let b_events = events(1);
+    let b_outcome = store
+        .append(AppendRequest::single("cart-b", ExpectedVersion::NoStream, b_events.clone()))
+        .await
+        .expect("append B");
+    assert!(
+        a_outcome.positions[0] < b_outcome.positions[0],
+        "A's position precedes B's: {a_outcome:?} {b_outcome:?}"
+    );
+
+    // B is committed, but A, which precedes it, is still open: neither may be returned.
+    let started = tokio::time::Instant::now();
+    assert!(
+        store.read_all(Position::START, 100, None).await.expect("read").is_empty(),
+        "B must not be returned while A is open"
+    );
+    assert!(started.elapsed() >= feed_wait, "the store waited for its own commit before giving up");
+    assert!(started.elapsed() < feed_wait * 10, "the wait is bounded");
+    assert!(other_reader.read_all(Position::START, 100, None).await.expect("read").is_empty());
+    assert_eq!(other_reader.head_position().await.expect("head"), Position::START);
+    assert_eq!(
+        store.read_stream("cart-b", 1, 10).await.expect("stream").len(),
+        1,
+        "B's stream itself is readable"
+    );
+
+    a.commit().await.expect("commit A");
+    store.notify_committed(a_outcome.last_position());
+
+    let feed = other_reader.read_all(Position::START, 100, None).await.expect("read");
+    assert_eq!(ids(&feed), vec![a_events[0].event_id, b_events[0].event_id], "A's event, then B's");
+    assert!(feed[0].position < feed[1].position);
+    assert_eq!(other_reader.head_position().await.expect("head"), b_outcome.positions[0]);
+    // A reader that had checkpointed nothing past A finds nothing new after B.
+    assert!(store.read_all(b_outcome.positions[0], 100, None).await.expect("read").is_empty());
+}
+
+/// Two appends in one transaction take consecutive ordinals of the same transaction id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_one_transaction_get_distinct_increasing_positions() {
+    let (store, _) = fresh_store(PgStoreOptions::default()).await;
+    let mut tx = store.pool().begin().await.expect("begin");
+    let first = store
+        .append_in_transaction(&mut tx, AppendRequest::single("cart-1", ExpectedVersion::NoStream, events(3)))
+        .await
+        .expect("first");
+    let second = store
+        .append_in_transaction(
+            &mut tx,
+            AppendRequest::single("cart-2", ExpectedVersion::NoStream, events(2)).with_stream("cart-1", ExpectedVersion::Exact(3), events(1)),
+        )
+        .await
+        .expect("second");
+    // A conflict inside the caller's transaction leaves it usable (the append runs in a savepoint).
+    let conflict = store
+        .append_in_transaction(&mut tx, AppendRequest::single("cart-1", ExpectedVersion::Exact(1), events(1)))
+        .await;
+    assert!(matches!(conflict, Err(StoreError::Conflict { actual: 4, .. })), "{conflict:?}");
+    tx.commit().await.expect("commit");
+    store.notify_committed(second.last_position());
+
+    let positions: Vec<Position> = first.positions.iter().chain(&second.positions).copied().collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(
+        positions.iter().all(|p| p.0 >> 20 == positions[0].0 >> 20),
+        "one transaction id: {positions:?}"
+    );
+    let feed = store.read_all(Position::START, 100, None).await.expect("read");
+    assert_eq!(feed.iter().map(|e| e.position).collect::<Vec<_>>(), positions);
+    assert_eq!(store.stream_version("cart-1").await.expect("version"), 4);
+}
+
+/// 16 writers, ~2,200 events, appends of every shape, some rolled back and some committed
+/// late out of order, while a subscriber tails the feed: it sees every committed event
+/// exactly once, in strictly increasing position, and nothing rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
+    const WRITERS: u64 = 16;
+    const ROUNDS: u64 = 70;
+    let (store, _) = fresh_store(PgStoreOptions {
+        max_connections: 24,
+        ..Default::default()
+    })
+    .await;
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+
+    let committed = Arc::new(Mutex::new(HashSet::<Uuid>::new()));
+    let rolled_back = Arc::new(Mutex::new(HashSet::<Uuid>::new()));
+
+    // The tailing reader checks order and uniqueness as it goes.
+    let seen = Arc::new(Mutex::new(Vec::<(Position, Uuid)>::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut feed = store::subscribe_all(shared.clone(), Position::START, None);
+        tokio::spawn(async move {
+            let mut unique = HashSet::new();
+            while let Some(event) = feed.next().await {
+                let event = event.expect("subscription error");
+                let mut seen = seen.lock().expect("lock");
+                if let Some((last, _)) = seen.last() {
+                    assert!(event.position > *last, "positions strictly increase: {} after {last}", event.position);
+                }
+                assert!(unique.insert(event.event_id), "event {} delivered twice", event.event_id);
+                seen.push((event.position, event.event_id));
+            }
+        })
+    };
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            let committed = committed.clone();
+            let rolled_back = rolled_back.clone();
+            tokio::spawn(async move {
+                let record = |set: &Mutex<HashSet<Uuid>>, events: &[NewEvent]| set.lock().expect("lock").extend(events.iter().map(|e| e.event_id));
+                for round in 0..ROUNDS {
+                    let own = format!("cart-w{w}-{round}");
+                    let hot = format!("order-hot{}", round % 4);
+                    match round % 7 {
+                        0 => {
+                            let batch = events(1);
+                            store
+                                .append(AppendRequest::single(&own, ExpectedVersion::NoStream, batch.clone()))
+                                .await
+                                .expect("single");
+                            record(&committed, &batch);
+                        }
+                        1 => {
+                            let batch = events(5);
+                            store
+                                .append(AppendRequest::single(&hot, ExpectedVersion::Any, batch.clone()))
+                                .await
+                                .expect("any on a hot stream");
+                            record(&committed, &batch);
+                        }
+                        2 => {
+                            let (one, two) = (events(2), events(2));
+                            let request = AppendRequest::single(&own, ExpectedVersion::NoStream, one.clone()).with_stream(
+                                &hot,
+                                ExpectedVersion::Any,
+                                two.clone(),
+                            );
+                            store.append(request).await.expect("multi-stream");
+                            record(&committed, &one);
+                            record(&committed, &two);
+                        }
+                        3 => {
+                            // A stale expectation: rejected, nothing written.
+                            let batch = events(2);
+                            let result = store
+                                .append(AppendRequest::single(&hot, ExpectedVersion::Exact(1_000_000), batch.clone()))
+                                .await;
+                            assert!(matches!(result, Err(StoreError::Conflict { .. })), "{result:?}");
+                            record(&rolled_back, &batch);
+                        }
+                        4 => {
+                            // Inserted, then rolled back: its positions stay unused.
+                            let batch = events(3);
+                            let mut tx = store.pool().begin().await.expect("begin");
+                            store
+                                .append_in_transaction(&mut tx, AppendRequest::single(&own, ExpectedVersion::Any, batch.clone()))
+                                .await
+                                .expect("append in tx");
+                            tokio::time::sleep(Duration::from_millis(round % 5)).await;
+                            tx.rollback().await.expect("rollback");
+                            record(&rolled_back, &batch);
+                        }
+                        5 => {
+                            // Takes its positions, then commits late: later transactions commit first.
+                            let batch = events(2);
+                            let mut tx = store.pool().begin().await.expect("begin");
+                            let outcome = store
+                                .append_in_transaction(&mut tx, AppendRequest::single(&own, ExpectedVersion::NoStream, batch.clone()))
+                                .await
+                                .expect("append in tx");
+                            tokio::time::sleep(Duration::from_millis(5 + round % 10)).await;
+                            tx.commit().await.expect("commit");
+                            record(&committed, &batch);
+                            store.notify_committed(outcome.last_position());
+                        }
+                        _ => {
+                            let batch = events(1);
+                            store
+                                .append(AppendRequest::single(&own, ExpectedVersion::Any, batch.clone()))
+                                .await
+                                .expect("single any");
+                            record(&committed, &batch);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let written = tokio::time::timeout(Duration::from_secs(60), async {
+        for writer in writers {
+            writer.await.expect("writer panicked");
+        }
+    })
+    .await;
+    assert!(written.is_ok(), "the writers did not finish within 60 s");
+    // Everything is committed: the reader, which polls at least every 500 ms, must catch up
+    // promptly. A skipped event would leave it short for ever, so fail after 10 s.
+    let expected = committed.lock().expect("lock").len();
+    let caught_up = tokio::time::timeout(Duration::from_secs(10), async {
+        while seen.lock().expect("lock").len() < expected && !reader.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if reader.is_finished() {
+        reader.await.expect("the reader failed");
+        panic!("the subscription ended early");
+    }
+    let delivered = seen.lock().expect("lock").len();
+    assert!(
+        caught_up.is_ok(),
+        "the reader stalled at {delivered} of {expected} committed events: it skipped some"
+    );
+    let committed = committed.lock().expect("lock").clone();
+
+    // Nothing more arrives than was committed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    reader.abort();
+    let seen: Vec<(Position, Uuid)> = seen.lock().expect("lock").clone();
+    let seen_ids: HashSet<Uuid> = seen.iter().map(|(_, id)| *id).collect();
+    assert!(committed.len() >= 2_000, "only {} events committed", committed.len());
+    assert_eq!(seen.len(), seen_ids.len(), "no duplicate");
+    let missing = committed.difference(&seen_ids).count();
+    let extra = seen_ids.difference(&committed).count();
+    assert_eq!((missing, extra), (0, 0), "the reader saw exactly the committed events");
+    let rolled_back = rolled_back.lock().expect("lock").clone();
+    assert!(
+        rolled_back.len() > 100 && rolled_back.is_disjoint(&seen_ids),
+        "rolled-back events are never seen"
+    );
+    // The feed read afterwards is the same sequence.
+    let feed = shared.read_all(Position::START, 100_000, None).await.expect("read_all");
+    assert_eq!(feed.iter().map(|e| (e.position, e.event_id)).collect::<Vec<_>>(), seen);
+}
+
+/// Stops `subscribe_all` after `count` events or fails after `timeout`.
+async fn take_events(
+    stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>,
+    count: usize,
+    timeout: Duration,
+) -> Vec<store::RecordedEvent> {
+    let mut taken = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while taken.len() < count {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(event))) => taken.push(event),
+            Ok(Some(Err(e))) => panic!("subscription error: {e:?}"),
+            Ok(None) => panic!("subscription ended"),
+            Err(_) => panic!("only {} of {count} events within {timeout:?}", taken.len()),
+        }
+    }
+    taken
+}
+
+async fn listener_pids(conn: &mut PgConnection) -> Vec<i32> {
+    sqlx::query_scalar("select pid from pg_stat_activity where application_name = $1 and datname = current_database() order by pid")
+        .bind(LISTENER_APPLICATION_NAME)
+        .fetch_all(conn)
+        .await
+        .expect("pg_stat_activity")
+}
+
+/// A subscriber on store X hears commits made through store Y (another pool, as another
+/// process would), and still does after X's listener connection is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
+    let db = store::testing::postgres().await;
+    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
+    let x = PgStore::connect(&db.url).await.expect("store X");
+    let x_listeners = listener_pids(&mut admin).await;
+    assert_eq!(x_listeners.len(), 1, "X listens on a connection of its own: {x_listeners:?}");
+    let y = PgStore::connect(&db.url).await.expect("store Y");
+
+    let x_shared: Arc<dyn EventStore> = Arc::new(x.clone());
+    let mut doorbell = x.doorbell();
+    let mut feed = store::subscribe_all(x_shared, Position::START, None);
+
+    doorbell.borrow_and_update();
+    let first = events(3);
+    y.append(AppendRequest::single("cart-y", ExpectedVersion::NoStream, first.clone()))
+        .await
+        .expect("append via Y");
+    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
+        .await
+        .expect("X's doorbell rang for Y's commit")
+        .expect("doorbell open");
+    let got = take_events(&mut feed, 3, Duration::from_secs(10)).await;
+    assert_eq!(ids(&got), first.iter().map(|e| e.event_id).collect::<Vec<_>>());
+
+    // Kill X's listener connection.
+    let killed: Vec<bool> = sqlx::query_scalar("select pg_terminate_backend(pid) from unnest($1::int4[]) pid")
+        .bind(&x_listeners)
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+    assert_eq!(killed, vec![true]);
+
+    // X listens again on a new connection (its listener reconnects by itself).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listener_pids(&mut admin).await;
+        if now.len() == 2 && !now.contains(&x_listeners[0]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "X's listener did not reconnect: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    doorbell.borrow_and_update();
+    let second = events(4);
+    y.append(AppendRequest::single("cart-y", ExpectedVersion::Exact(3), second.clone()))
+        .await
+        .expect("append via Y");
+    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
+        .await
+        .expect("X's doorbell rang after the reconnect")
+        .expect("doorbell open");
+    let got = take_events(&mut feed, 4, Duration::from_secs(10)).await;
+    assert_eq!(ids(&got), second.iter().map(|e| e.event_id).collect::<Vec<_>>());
+}
+
+/// The version-key violation is told by SQLSTATE and constraint name, and an append that
+/// loses the race on it (not on its read expectation) is a Conflict naming the winner's
+/// version, or for `Any` a silent retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unique_violations_are_mapped_by_constraint_name() {
+    let (store, url) = fresh_store(PgStoreOptions::default()).await;
+    store
+        .append(AppendRequest::single("cart-u", ExpectedVersion::NoStream, events(1)))
+        .await
+        .expect("seed");
+
+    // The raw error: SQLSTATE 23505 on events_stream_version_key, whatever the message says.
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    let duplicate = sqlx::query(
+        "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
+         values (1, $1, 'cart-u', 'cart', 1, 'Tested', 1, '{}', '{}')",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&mut conn)
+    .await
+    .expect_err("duplicate version");
+    let db = duplicate.as_database_error().expect("a database error");
+    assert!(is_unique_violation(db, "events_stream_version_key"), "{db:?}");
+    assert!(!is_unique_violation(db, "events_event_id_key"));
+
+    // A reused event id is the caller's mistake, not a conflict.
+    let reused = store.read_stream("cart-u", 1, 1).await.expect("read")[0].event_id;
+    let mut again = event(1);
+    again.event_id = reused;
+    let result = store.append(AppendRequest::single("cart-other", ExpectedVersion::Any, vec![again])).await;
+    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+
+    // Losing on the constraint: A holds version 2 uncommitted; B reads version 1, writes 2,
+    // and waits on A's index entry. When A commits, B's insert violates the constraint.
+    for (expected, outcome_for_b) in [(ExpectedVersion::Exact(1), "conflict"), (ExpectedVersion::Any, "retried")] {
+        let version = store.stream_version("cart-u").await.expect("version");
+        let mut a = store.pool().begin().await.expect("begin A");
+        let a_outcome = store
+            .append_in_transaction(&mut a, AppendRequest::single("cart-u", ExpectedVersion::Exact(version), events(1)))
+            .await
+            .expect("A");
+        let b_expected = if expected == ExpectedVersion::Any {
+            ExpectedVersion::Any
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        let b = {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(AppendRequest::single("cart-u", b_expected, events(1))).await })
+        };
+        // Wait until B is blocked on A's transaction.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into events%'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_stat_activity");
+            if waiting == 1 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "B never waited on A");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        a.commit().await.expect("commit A");
+        store.notify_committed(a_outcome.last_position());
+        let b_result = b.await.expect("task");
+        match outcome_for_b {
+            "conflict" => match b_result {
+                Err(StoreError::Conflict { stream, expected, actual }) => {
+                    assert_eq!(
+                        (stream.as_str(), expected, actual),
+                        ("cart-u", ExpectedVersion::Exact(version), version + 1)
+                    );
+                }
+                other => panic!("expected a conflict, got {other:?}"),
+            },
+            _ => {
+                let outcome = b_result.expect("Any retries after losing the race");
+                assert_eq!(outcome.streams[0].first_version, version + 2);
+            }
+        }
+    }
+    let versions: Vec<u64> = store
+        .read_stream("cart-u", 1, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+}
+
+/// A database whose stored positions are ahead of the server's transaction counter (a
+/// logical restore into a new cluster) is refused rather than written behind its readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_database_whose_positions_are_ahead_of_the_xid_counter() {
+    let (store, url) = fresh_store(PgStoreOptions::default()).await;
+    sqlx::query(
+        "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
+         values ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000000) << 20 | 1, gen_random_uuid(), 'cart-f', 'cart', 1, 'Tested', 1, '{}', '{}')",
+    )
+    .execute(store.pool())
+    .await
+    .expect("plant a future position");
+    let reopened = PgStore::connect(&url).await;
+    assert!(matches!(reopened, Err(StoreError::Corrupt(_))), "{:?}", reopened.err());
+}
