@@ -79,10 +79,20 @@ pub struct Loaded<S> {
 /// reads back), then the events after it. A snapshot from older code, or one that no
 /// longer deserialises, is skipped and the stream folded from the start.
 pub async fn load<A: Aggregate>(store: &dyn EventStore, stream_id: &str) -> Result<Loaded<A::State>, StoreError> {
-    let mut loaded = Loaded { state: A::State::default(), version: 0, snapshot_version: None };
+    let mut loaded = Loaded {
+        state: A::State::default(),
+        version: 0,
+        snapshot_version: None,
+    };
     if let Some(snapshot) = store.load_snapshot(stream_id, A::STATE_SCHEMA_VERSION).await? {
         match serde_json::from_value::<A::State>(snapshot.state) {
-            Ok(state) => loaded = Loaded { state, version: snapshot.version, snapshot_version: Some(snapshot.version) },
+            Ok(state) => {
+                loaded = Loaded {
+                    state,
+                    version: snapshot.version,
+                    snapshot_version: Some(snapshot.version),
+                }
+            }
             Err(e) => tracing::warn!(stream_id, error = %e, "ignoring a snapshot that no longer reads back"),
         }
     }
@@ -105,7 +115,11 @@ pub async fn load_until<A: Aggregate>(
     stream_id: &str,
     keep: impl Fn(&RecordedEvent) -> bool,
 ) -> Result<Loaded<A::State>, StoreError> {
-    let mut loaded = Loaded { state: A::State::default(), version: 0, snapshot_version: None };
+    let mut loaded = Loaded {
+        state: A::State::default(),
+        version: 0,
+        snapshot_version: None,
+    };
     loop {
         let page = store.read_stream(stream_id, loaded.version + 1, PAGE).await?;
         for recorded in &page {
@@ -122,11 +136,23 @@ pub async fn load_until<A: Aggregate>(
 }
 
 /// Saves a snapshot when at least `every` events were folded since the last one.
-pub async fn snapshot_if_due<A: Aggregate>(store: &dyn EventStore, stream_id: &str, loaded: &Loaded<A::State>, every: u64) -> Result<bool, StoreError> {
+pub async fn snapshot_if_due<A: Aggregate>(
+    store: &dyn EventStore,
+    stream_id: &str,
+    loaded: &Loaded<A::State>,
+    every: u64,
+) -> Result<bool, StoreError> {
     if every == 0 || loaded.version - loaded.snapshot_version.unwrap_or(0) < every {
         return Ok(false);
     }
     let state = serde_json::to_value(&loaded.state).map_err(|e| StoreError::Corrupt(format!("cannot serialise the state of {stream_id}: {e}")))?;
-    store.save_snapshot(&Snapshot { stream_id: stream_id.to_owned(), state_schema_version: A::STATE_SCHEMA_VERSION, version: loaded.version, state }).await?;
+    store
+        .save_snapshot(&Snapshot {
+            stream_id: stream_id.to_owned(),
+            state_schema_version: A::STATE_SCHEMA_VERSION,
+            version: loaded.version,
+            state,
+        })
+        .await?;
     Ok(true)
 }

@@ -33,7 +33,10 @@ pub async fn open(url: &str) -> Result<Database, StoreError> {
     } else if url.starts_with("sqlite:") {
         Ok(Database::Sqlite(Arc::new(SqliteStore::connect(url).await?)))
     } else {
-        Err(StoreError::InvalidRequest(format!("unsupported database URL scheme in {:?}: use postgres://... or sqlite:...", redact(url))))
+        Err(StoreError::InvalidRequest(format!(
+            "unsupported database URL scheme in {:?}: use postgres://... or sqlite:...",
+            redact(url)
+        )))
     }
 }
 

@@ -6,7 +6,11 @@ use crate::event::ExpectedVersion;
 pub enum StoreError {
     /// An expectation was not met; nothing of the append was written.
     #[error("stream {stream} expected at version {expected}, actual version {actual}")]
-    Conflict { stream: String, expected: ExpectedVersion, actual: u64 },
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
 
     /// The same (actor, key) was used before for a different request.
     #[error("idempotency key {key:?} of {actor:?} was already used for a different request")]
@@ -18,7 +22,11 @@ pub enum StoreError {
 
     /// A stored event could not be lifted to its current schema.
     #[error("cannot upcast {event_type} v{schema_version}: {reason}")]
-    Upcast { event_type: String, schema_version: i32, reason: String },
+    Upcast {
+        event_type: String,
+        schema_version: i32,
+        reason: String,
+    },
 
     /// A stored row or snapshot holds data we cannot read back.
     #[error("corrupt record: {0}")]

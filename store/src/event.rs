@@ -6,6 +6,13 @@ use std::fmt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::error::StoreError;
+
+/// Most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
+/// Longest stream id, in characters.
+pub const MAX_STREAM_ID_LEN: usize = 200;
+
 /// A place in the global log. Strictly increasing in the order readers receive events;
 /// not dense (Postgres positions encode the writing transaction, see `postgres.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -72,7 +79,13 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(event_type: impl Into<String>, schema_version: i32, data: serde_json::Value, metadata: Metadata) -> Self {
-        NewEvent { event_id: Uuid::now_v7(), event_type: event_type.into(), schema_version, data, metadata }
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            schema_version,
+            data,
+            metadata,
+        }
     }
 }
 
@@ -130,11 +143,22 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn single(stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        AppendRequest { streams: vec![StreamAppend { stream_id: stream_id.into(), expected, events }], idempotency: None }
+        AppendRequest {
+            streams: vec![StreamAppend {
+                stream_id: stream_id.into(),
+                expected,
+                events,
+            }],
+            idempotency: None,
+        }
     }
 
     pub fn with_stream(mut self, stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        self.streams.push(StreamAppend { stream_id: stream_id.into(), expected, events });
+        self.streams.push(StreamAppend {
+            stream_id: stream_id.into(),
+            expected,
+            events,
+        });
         self
     }
 
@@ -145,6 +169,33 @@ impl AppendRequest {
 
     pub fn event_count(&self) -> usize {
         self.streams.iter().map(|s| s.events.len()).sum()
+    }
+
+    /// Rejects what no backend may write: no streams, a stream without events, an empty or
+    /// overlong stream id, a stream twice in one call, or more than
+    /// [`MAX_EVENTS_PER_APPEND`] events (Postgres positions leave room for 2^20 per call).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |why: String| Err(StoreError::InvalidRequest(why));
+        if self.streams.is_empty() {
+            return invalid("an append needs at least one stream".into());
+        }
+        let count = self.event_count();
+        if count > MAX_EVENTS_PER_APPEND {
+            return invalid(format!("{count} events in one append; at most {MAX_EVENTS_PER_APPEND}"));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.streams.len());
+        for stream in &self.streams {
+            if stream.stream_id.is_empty() || stream.stream_id.chars().count() > MAX_STREAM_ID_LEN {
+                return invalid(format!("a stream id must have 1 to {MAX_STREAM_ID_LEN} characters"));
+            }
+            if stream.events.is_empty() {
+                return invalid(format!("no events for stream {}", stream.stream_id));
+            }
+            if !seen.insert(stream.stream_id.as_str()) {
+                return invalid(format!("stream {} appears twice in one append", stream.stream_id));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -189,4 +240,35 @@ pub struct Snapshot {
     /// The stream version the state includes.
     pub version: u64,
     pub state: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(streams: &[(&str, usize)]) -> AppendRequest {
+        let mut request = AppendRequest::default();
+        for (id, n) in streams {
+            let events = (0..*n).map(|_| NewEvent::new("E", 1, json!({}), Metadata::default())).collect();
+            request = request.with_stream(*id, ExpectedVersion::Any, events);
+        }
+        request
+    }
+
+    #[test]
+    fn validation_rejects_malformed_requests() {
+        assert!(request(&[("cart-1", 1), ("order-1", 2)]).validate().is_ok());
+        for bad in [
+            request(&[]),
+            request(&[("cart-1", 0)]),
+            request(&[("", 1)]),
+            request(&[("cart-1", 1), ("cart-1", 1)]),
+            request(&[("a", 10_001)]),
+        ] {
+            assert!(matches!(bad.validate(), Err(StoreError::InvalidRequest(_))), "{bad:?}");
+        }
+        let long = "x".repeat(MAX_STREAM_ID_LEN + 1);
+        assert!(request(&[(long.as_str(), 1)]).validate().is_err());
+    }
 }

@@ -51,5 +51,4 @@ pub trait EventStore: Send + Sync + 'static {
     /// own commits, and (Postgres) after a NOTIFY from another process or a listener
     /// reconnect. It only wakes readers; they always re-read from their checkpoint.
     fn doorbell(&self) -> watch::Receiver<u64>;
-
 }

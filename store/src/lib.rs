@@ -35,6 +35,6 @@ pub use event::{
     StreamOutcome,
 };
 pub use event_store::{Backend, EventStore};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PgStore, PgStoreOptions};
+pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};
 pub use subscription::{subscribe_all, subscribe_stream};

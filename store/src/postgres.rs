@@ -52,8 +52,6 @@ const UNIQUE_VIOLATION: &str = "23505";
 
 /// Ordinals per transaction: positions are `(xid << ORDINAL_BITS) | ordinal`.
 const ORDINAL_BITS: u32 = 20;
-pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
-pub const MAX_STREAM_ID_LEN: usize = 200;
 
 /// Attempts for an append that lost a race it may retry (`Any`, a deadlock).
 const MAX_ATTEMPTS: u32 = 100;
@@ -352,7 +350,7 @@ impl PgStore {
         stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
     ))]
     pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Postgres>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
+        request.validate()?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -501,7 +499,7 @@ impl EventStore for PgStore {
         stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
     ))]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
+        request.validate()?;
         let outcome = match request.streams.as_slice() {
             [stream] if request.idempotency.is_none() => self.append_one_statement(stream).await?,
             _ => self.append_transaction(&request).await?,
@@ -872,30 +870,6 @@ async fn stored_outcome<'e, E: PgExecutor<'e>>(executor: E, actor: &str, key: &s
 }
 
 /// Checks the shape rules both backends share.
-fn validate(request: &AppendRequest) -> Result<(), StoreError> {
-    let invalid = |why: String| Err(StoreError::InvalidRequest(why));
-    if request.streams.is_empty() {
-        return invalid("an append needs at least one stream".into());
-    }
-    let count = request.event_count();
-    if count > MAX_EVENTS_PER_APPEND {
-        return invalid(format!("{count} events in one append; at most {MAX_EVENTS_PER_APPEND}"));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(request.streams.len());
-    for stream in &request.streams {
-        if stream.stream_id.is_empty() || stream.stream_id.chars().count() > MAX_STREAM_ID_LEN {
-            return invalid(format!("a stream id must have 1 to {MAX_STREAM_ID_LEN} characters"));
-        }
-        if stream.events.is_empty() {
-            return invalid(format!("no events for stream {}", stream.stream_id));
-        }
-        if !seen.insert(stream.stream_id.as_str()) {
-            return invalid(format!("stream {} appears twice in one append", stream.stream_id));
-        }
-    }
-    Ok(())
-}
-
 fn expected_param(expected: ExpectedVersion) -> i64 {
     match expected {
         ExpectedVersion::Any => -1,
@@ -1023,33 +997,6 @@ async fn notify(pool: PgPool, wake: Arc<Notify>, known: Arc<Known>, instance: St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::NewEvent;
-    use serde_json::json;
-
-    fn request(streams: &[(&str, usize)]) -> AppendRequest {
-        let mut request = AppendRequest::default();
-        for (id, n) in streams {
-            let events = (0..*n).map(|_| NewEvent::new("E", 1, json!({}), Metadata::default())).collect();
-            request = request.with_stream(*id, ExpectedVersion::Any, events);
-        }
-        request
-    }
-
-    #[test]
-    fn validation_rejects_malformed_requests() {
-        assert!(validate(&request(&[("cart-1", 1), ("order-1", 2)])).is_ok());
-        for bad in [
-            request(&[]),
-            request(&[("cart-1", 0)]),
-            request(&[("", 1)]),
-            request(&[("cart-1", 1), ("cart-1", 1)]),
-            request(&[("a", 10_001)]),
-        ] {
-            assert!(matches!(validate(&bad), Err(StoreError::InvalidRequest(_))), "{bad:?}");
-        }
-        let long = "x".repeat(MAX_STREAM_ID_LEN + 1);
-        assert!(validate(&request(&[(long.as_str(), 1)])).is_err());
-    }
 
     #[test]
     fn expectations_map_to_the_statement_parameter() {

@@ -56,8 +56,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 
 /// SQLite's extended result code for a UNIQUE constraint (or unique index) violation.
 const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
-const MAX_EVENTS_PER_APPEND: usize = 10_000;
-const MAX_STREAM_ID_CHARS: usize = 200;
 
 /// The one form times are stored in: fixed width, UTC, microseconds.
 const TIMESTAMP: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
@@ -215,7 +213,7 @@ impl SqliteStore {
         stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
     ))]
     pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Sqlite>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
+        request.validate()?;
         let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
         match self.write(&mut savepoint, &request).await {
             Ok(outcome) => {
@@ -394,36 +392,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE))
 }
 
-fn validate(request: &AppendRequest) -> Result<(), StoreError> {
-    let invalid = |message: String| Err(StoreError::InvalidRequest(message));
-    if request.streams.is_empty() {
-        return invalid("an append needs at least one stream".into());
-    }
-    let count = request.event_count();
-    if count > MAX_EVENTS_PER_APPEND {
-        return invalid(format!("{count} events in one append; at most {MAX_EVENTS_PER_APPEND}"));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(request.streams.len());
-    for stream in &request.streams {
-        if stream.stream_id.is_empty() {
-            return invalid("a stream id is empty".into());
-        }
-        if stream.stream_id.chars().count() > MAX_STREAM_ID_CHARS {
-            return invalid(format!(
-                "stream id {:?}... is longer than {MAX_STREAM_ID_CHARS} characters",
-                stream.stream_id.chars().take(40).collect::<String>()
-            ));
-        }
-        if stream.events.is_empty() {
-            return invalid(format!("no events for stream {}", stream.stream_id));
-        }
-        if !seen.insert(stream.stream_id.as_str()) {
-            return invalid(format!("stream {} appears twice in one append", stream.stream_id));
-        }
-    }
-    Ok(())
-}
-
 fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::InvalidRequest(format!("{what} {value} is out of range")))
 }
@@ -503,7 +471,7 @@ impl EventStore for SqliteStore {
         stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
     ))]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
+        request.validate()?;
         // No retry loop for `Any`: with one writer at a time the version read in this
         // transaction is still the stream's version at its commit, so `Any` cannot conflict.
         let mut tx = self.begin().await?;

@@ -32,17 +32,33 @@ struct State {
     done: bool,
 }
 
-pub fn subscribe_all(store: Arc<dyn EventStore>, after: Position, categories: Option<Vec<String>>) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+pub fn subscribe_all(
+    store: Arc<dyn EventStore>,
+    after: Position,
+    categories: Option<Vec<String>>,
+) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
     run(store, Cursor::All { after, categories })
 }
 
 pub fn subscribe_stream(store: Arc<dyn EventStore>, stream_id: &str, after_version: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-    run(store, Cursor::Stream { stream_id: stream_id.to_owned(), after_version })
+    run(
+        store,
+        Cursor::Stream {
+            stream_id: stream_id.to_owned(),
+            after_version,
+        },
+    )
 }
 
 fn run(store: Arc<dyn EventStore>, cursor: Cursor) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
     let doorbell = store.doorbell();
-    let state = State { store, cursor, buffer: Default::default(), doorbell, done: false };
+    let state = State {
+        store,
+        cursor,
+        buffer: Default::default(),
+        doorbell,
+        done: false,
+    };
     stream::unfold(state, |mut state| async move {
         if state.done {
             return None;

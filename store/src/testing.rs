@@ -66,11 +66,19 @@ pub async fn postgres() -> TestPostgres {
     let (prefix, base_name, query) = split_db(&server);
     let base_name = if base_name.is_empty() { "postgres" } else { base_name };
     let name = format!("{}_{}", base_name, &Uuid::new_v4().simple().to_string()[..12]);
-    let mut admin = sqlx::PgConnection::connect(&server).await.unwrap_or_else(|e| panic!("connect to test Postgres: {e}"));
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("connect to test Postgres: {e}"));
     // `name` is made of our own characters; identifiers cannot be bound as parameters.
-    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.unwrap_or_else(|e| panic!("create test database: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("create test database: {e}"));
     let _ = admin.close().await;
-    TestPostgres { url: format!("{prefix}/{name}{query}"), name }
+    TestPostgres {
+        url: format!("{prefix}/{name}{query}"),
+        name,
+    }
 }
 
 /// A fresh SQLite database file in a temporary directory that lives until the process ends.
@@ -86,7 +94,10 @@ mod tests {
 
     #[test]
     fn splits_database_urls() {
-        assert_eq!(split_db("postgres://u@h:5432/db?sslmode=disable"), ("postgres://u@h:5432", "db", "?sslmode=disable"));
+        assert_eq!(
+            split_db("postgres://u@h:5432/db?sslmode=disable"),
+            ("postgres://u@h:5432", "db", "?sslmode=disable")
+        );
         assert_eq!(split_db("postgres://u@h:5432"), ("postgres://u@h:5432", "", ""));
     }
 }

@@ -15,7 +15,11 @@ struct Upcaster {
 }
 
 /// Every evolution ever shipped, oldest first.
-const CHAIN: &[Upcaster] = &[Upcaster { event_type: "ItemAddedToCart", from: 1, lift: item_added_v1_to_v2 }];
+const CHAIN: &[Upcaster] = &[Upcaster {
+    event_type: "ItemAddedToCart",
+    from: 1,
+    lift: item_added_v1_to_v2,
+}];
 
 /// ItemAddedToCart v1 is the seed article's `{"item_id": "apple", "quantity": 2}`: no price
 /// and no name. v2 is `{sku, name, quantity, unit_price}`. The seed sold nothing by price,
@@ -31,7 +35,11 @@ fn item_added_v1_to_v2(data: Value) -> Result<Value, String> {
 pub fn upcast(event_type: &str, mut schema_version: i32, mut data: Value) -> Result<(i32, Value), StoreError> {
     for step in CHAIN.iter().filter(|u| u.event_type == event_type) {
         if step.from == schema_version {
-            data = (step.lift)(data).map_err(|reason| StoreError::Upcast { event_type: event_type.to_owned(), schema_version, reason })?;
+            data = (step.lift)(data).map_err(|reason| StoreError::Upcast {
+                event_type: event_type.to_owned(),
+                schema_version,
+                reason,
+            })?;
             schema_version += 1;
         }
     }

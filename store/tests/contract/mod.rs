@@ -15,7 +15,15 @@ pub async fn open(url: &str) -> Arc<dyn EventStore> {
 }
 
 fn event(kind: &str, n: u64) -> NewEvent {
-    NewEvent::new(kind, 1, json!({ "n": n }), Metadata { actor: "tester".into(), ..Default::default() })
+    NewEvent::new(
+        kind,
+        1,
+        json!({ "n": n }),
+        Metadata {
+            actor: "tester".into(),
+            ..Default::default()
+        },
+    )
 }
 
 fn events(kind: &str, count: u64) -> Vec<NewEvent> {
@@ -32,7 +40,11 @@ async fn all_events(store: &dyn EventStore) -> Vec<store::RecordedEvent> {
 
 fn assert_conflict(result: Result<store::AppendOutcome, StoreError>, stream: &str, expected: ExpectedVersion, actual: u64) {
     match result {
-        Err(StoreError::Conflict { stream: s, expected: e, actual: a }) => {
+        Err(StoreError::Conflict {
+            stream: s,
+            expected: e,
+            actual: a,
+        }) => {
             assert_eq!((s.as_str(), e, a), (stream, expected, actual), "conflict details");
         }
         other => panic!("expected a conflict on {stream}, got {other:?}"),
@@ -48,7 +60,10 @@ pub async fn appends_and_reads_a_stream(url: &str) {
         idempotency_key: Some("k1".into()),
     };
     let first = NewEvent::new("CartCreated", 1, json!({"customer_id": "alice"}), metadata.clone());
-    let outcome = store.append(AppendRequest::single("cart-1", ExpectedVersion::NoStream, vec![first.clone()])).await.unwrap();
+    let outcome = store
+        .append(AppendRequest::single("cart-1", ExpectedVersion::NoStream, vec![first.clone()]))
+        .await
+        .unwrap();
     assert_eq!((outcome.streams[0].first_version, outcome.streams[0].last_version), (1, 1));
     assert!(!outcome.replayed);
     let outcome2 = store.append(single("cart-1", ExpectedVersion::Exact(1), 3)).await.unwrap();
@@ -67,11 +82,33 @@ pub async fn appends_and_reads_a_stream(url: &str) {
     assert_eq!(read[0].category(), "cart");
     assert_eq!(read[0].position, outcome.positions[0]);
     let age = time::OffsetDateTime::now_utc() - read[0].recorded_at;
-    assert!(age < time::Duration::minutes(5) && age > time::Duration::minutes(-5), "recorded_at is now-ish: {}", read[0].recorded_at);
+    assert!(
+        age < time::Duration::minutes(5) && age > time::Duration::minutes(-5),
+        "recorded_at is now-ish: {}",
+        read[0].recorded_at
+    );
     assert!(read.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
 
-    assert_eq!(store.read_stream("cart-1", 3, 100).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), vec![3, 4]);
-    assert_eq!(store.read_stream("cart-1", 2, 2).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        store
+            .read_stream("cart-1", 3, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(
+        store
+            .read_stream("cart-1", 2, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert!(store.read_stream("cart-nope", 1, 100).await.unwrap().is_empty());
     assert_eq!(store.stream_version("cart-1").await.unwrap(), 4);
     assert_eq!(store.stream_version("cart-nope").await.unwrap(), 0);
@@ -81,10 +118,30 @@ pub async fn expectations_are_enforced(url: &str) {
     let store = open(url).await;
     store.append(single("cart-a", ExpectedVersion::NoStream, 2)).await.unwrap();
 
-    assert_conflict(store.append(single("cart-a", ExpectedVersion::NoStream, 1)).await, "cart-a", ExpectedVersion::NoStream, 2);
-    assert_conflict(store.append(single("cart-a", ExpectedVersion::Exact(1), 1)).await, "cart-a", ExpectedVersion::Exact(1), 2);
-    assert_conflict(store.append(single("cart-a", ExpectedVersion::Exact(5), 1)).await, "cart-a", ExpectedVersion::Exact(5), 2);
-    assert_conflict(store.append(single("cart-b", ExpectedVersion::Exact(1), 1)).await, "cart-b", ExpectedVersion::Exact(1), 0);
+    assert_conflict(
+        store.append(single("cart-a", ExpectedVersion::NoStream, 1)).await,
+        "cart-a",
+        ExpectedVersion::NoStream,
+        2,
+    );
+    assert_conflict(
+        store.append(single("cart-a", ExpectedVersion::Exact(1), 1)).await,
+        "cart-a",
+        ExpectedVersion::Exact(1),
+        2,
+    );
+    assert_conflict(
+        store.append(single("cart-a", ExpectedVersion::Exact(5), 1)).await,
+        "cart-a",
+        ExpectedVersion::Exact(5),
+        2,
+    );
+    assert_conflict(
+        store.append(single("cart-b", ExpectedVersion::Exact(1), 1)).await,
+        "cart-b",
+        ExpectedVersion::Exact(1),
+        0,
+    );
     assert_eq!(all_events(&*store).await.len(), 2, "rejected appends wrote nothing");
 
     store.append(single("cart-a", ExpectedVersion::Exact(2), 1)).await.unwrap();
@@ -157,8 +214,15 @@ pub async fn multi_stream_appends_are_atomic(url: &str) {
         .with_stream("product-pear", ExpectedVersion::Exact(2), events("StockReserved", 2))
         .with_stream("order-x", ExpectedVersion::NoStream, events("OrderPlaced", 1));
     let outcome = store.append(request).await.unwrap();
-    let summary: Vec<(&str, u64, u64)> = outcome.streams.iter().map(|s| (s.stream_id.as_str(), s.first_version, s.last_version)).collect();
-    assert_eq!(summary, vec![("cart-x", 1, 1), ("product-apple", 2, 2), ("product-pear", 3, 4), ("order-x", 1, 1)]);
+    let summary: Vec<(&str, u64, u64)> = outcome
+        .streams
+        .iter()
+        .map(|s| (s.stream_id.as_str(), s.first_version, s.last_version))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("cart-x", 1, 1), ("product-apple", 2, 2), ("product-pear", 3, 4), ("order-x", 1, 1)]
+    );
     assert_eq!(outcome.positions.len(), 5);
     assert!(outcome.positions.windows(2).all(|w| w[0] < w[1]));
     let all = all_events(&*store).await;
@@ -176,50 +240,84 @@ pub async fn invalid_appends_are_rejected(url: &str) {
     let no_id = store.append(single("", ExpectedVersion::Any, 1)).await;
     assert!(matches!(no_id, Err(StoreError::InvalidRequest(_))), "{no_id:?}");
     let twice = store
-        .append(AppendRequest::default().with_stream("cart-1", ExpectedVersion::Any, events("A", 1)).with_stream("cart-1", ExpectedVersion::Any, events("B", 1)))
+        .append(
+            AppendRequest::default()
+                .with_stream("cart-1", ExpectedVersion::Any, events("A", 1))
+                .with_stream("cart-1", ExpectedVersion::Any, events("B", 1)),
+        )
         .await;
     assert!(matches!(twice, Err(StoreError::InvalidRequest(_))), "{twice:?}");
     assert!(all_events(&*store).await.is_empty());
 }
 
 fn keyed(stream: &str, expected: ExpectedVersion, actor: &str, key: &str, fingerprint: &str) -> AppendRequest {
-    single(stream, expected, 1).with_idempotency(IdempotencyKey { actor: actor.into(), key: key.into(), fingerprint: fingerprint.into() })
+    single(stream, expected, 1).with_idempotency(IdempotencyKey {
+        actor: actor.into(),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    })
 }
 
 /// A repeated (actor, key) returns the first outcome and appends nothing, also after a
 /// restart; the same key for a different request is an error; keys are per actor.
 pub async fn idempotency_keys_return_the_first_outcome(url: &str) {
     let store = open(url).await;
-    let first = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    let first = store
+        .append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a"))
+        .await
+        .unwrap();
     assert!(!first.replayed);
-    let again = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    let again = store
+        .append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a"))
+        .await
+        .unwrap();
     assert!(again.replayed);
-    assert_eq!((again.streams.clone(), again.positions.clone()), (first.streams.clone(), first.positions.clone()));
+    assert_eq!(
+        (again.streams.clone(), again.positions.clone()),
+        (first.streams.clone(), first.positions.clone())
+    );
     assert_eq!(store.stream_version("cart-i").await.unwrap(), 1);
 
     // The stored outcome wins even though an expectation would now fail.
     store.append(single("cart-i", ExpectedVersion::Any, 1)).await.unwrap();
-    let stale = store.append(keyed("cart-i", ExpectedVersion::NoStream, "alice", "add-1", "fp-a")).await.unwrap();
+    let stale = store
+        .append(keyed("cart-i", ExpectedVersion::NoStream, "alice", "add-1", "fp-a"))
+        .await
+        .unwrap();
     assert_eq!(stale.positions, first.positions);
 
     let reused = store.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-other")).await;
-    assert!(matches!(&reused, Err(StoreError::IdempotencyKeyReused { actor, key }) if actor == "alice" && key == "add-1"), "{reused:?}");
+    assert!(
+        matches!(&reused, Err(StoreError::IdempotencyKeyReused { actor, key }) if actor == "alice" && key == "add-1"),
+        "{reused:?}"
+    );
 
     let bob = store.append(keyed("cart-i", ExpectedVersion::Any, "bob", "add-1", "fp-a")).await.unwrap();
     assert!(!bob.replayed, "another caller's identical key is a different key");
     assert_eq!(store.stream_version("cart-i").await.unwrap(), 3);
 
     // A rejected append stores no outcome: the key stays free for a corrected retry.
-    assert_conflict(store.append(keyed("cart-j", ExpectedVersion::Exact(7), "alice", "k2", "fp")).await, "cart-j", ExpectedVersion::Exact(7), 0);
+    assert_conflict(
+        store.append(keyed("cart-j", ExpectedVersion::Exact(7), "alice", "k2", "fp")).await,
+        "cart-j",
+        ExpectedVersion::Exact(7),
+        0,
+    );
     assert!(store.idempotent_outcome("alice", "k2").await.unwrap().is_none());
-    store.append(keyed("cart-j", ExpectedVersion::NoStream, "alice", "k2", "fp")).await.unwrap();
+    store
+        .append(keyed("cart-j", ExpectedVersion::NoStream, "alice", "k2", "fp"))
+        .await
+        .unwrap();
 
     // Durable: a new store on the same database remembers.
     drop(store);
     let reopened = open(url).await;
     let (fingerprint, outcome) = reopened.idempotent_outcome("alice", "add-1").await.unwrap().expect("stored outcome");
     assert_eq!((fingerprint.as_str(), outcome.positions.clone()), ("fp-a", first.positions.clone()));
-    let after_restart = reopened.append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a")).await.unwrap();
+    let after_restart = reopened
+        .append(keyed("cart-i", ExpectedVersion::Any, "alice", "add-1", "fp-a"))
+        .await
+        .unwrap();
     assert!(after_restart.replayed);
     assert_eq!(reopened.stream_version("cart-i").await.unwrap(), 3);
 }
@@ -231,7 +329,11 @@ pub async fn concurrent_duplicate_keys_append_once(url: &str) {
         let store = store.clone();
         tokio::spawn(async move { store.append(keyed("cart-dup", ExpectedVersion::Any, "alice", "same", "fp")).await })
     });
-    let outcomes: Vec<_> = futures::future::join_all(attempts).await.into_iter().map(|r| r.expect("task").expect("append")).collect();
+    let outcomes: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("append"))
+        .collect();
     assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
     assert!(outcomes.iter().all(|o| o.positions == outcomes[0].positions));
     assert_eq!(store.stream_version("cart-dup").await.unwrap(), 1);
@@ -241,7 +343,10 @@ pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
     let store = open(url).await;
     for i in 0..10 {
         let category = ["cart", "order", "product"][i % 3];
-        store.append(single(&format!("{category}-{i}"), ExpectedVersion::NoStream, 2)).await.unwrap();
+        store
+            .append(single(&format!("{category}-{i}"), ExpectedVersion::NoStream, 2))
+            .await
+            .unwrap();
     }
     let all = all_events(&*store).await;
     assert_eq!(all.len(), 20);
@@ -258,7 +363,10 @@ pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
     }
     assert_eq!(paged, all, "paging reads the same feed");
 
-    let carts_and_orders = store.read_all(Position::START, 100, Some(&["cart".to_string(), "order".to_string()])).await.unwrap();
+    let carts_and_orders = store
+        .read_all(Position::START, 100, Some(&["cart".to_string(), "order".to_string()]))
+        .await
+        .unwrap();
     assert_eq!(carts_and_orders.len(), 14);
     assert!(carts_and_orders.iter().all(|e| e.category() != "product"));
     let after_fifth = store.read_all(all[4].position, 100, Some(&["product".to_string()])).await.unwrap();
@@ -315,7 +423,10 @@ pub async fn subscriptions_catch_up_then_follow(url: &str) {
         assert_eq!(next_event(&mut carts_only).await.version, version);
     }
     writer.await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(300), one_stream.next()).await.is_err(), "nothing more than was written");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), one_stream.next()).await.is_err(),
+        "nothing more than was written"
+    );
 }
 
 /// Stored seed-era events (ItemAddedToCart schema v1) are read lifted to the current
@@ -324,7 +435,10 @@ pub async fn old_schemas_are_upcast_on_read(url: &str) {
     let store = open(url).await;
     let fixture: serde_json::Value = serde_json::from_str(include_str!("../fixtures/seed_cart_v1.json")).expect("fixture");
     let (stream, old) = seed_stream(&fixture);
-    store.append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old)).await.unwrap();
+    store
+        .append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old))
+        .await
+        .unwrap();
 
     let read = store.read_stream(&stream, 1, 100).await.unwrap();
     let added: Vec<_> = read.iter().filter(|e| e.event_type == "ItemAddedToCart").collect();
@@ -344,15 +458,31 @@ pub async fn old_schemas_are_upcast_on_read(url: &str) {
 pub async fn snapshots_are_keyed_by_state_schema_version(url: &str) {
     let store = open(url).await;
     assert!(store.load_snapshot("cart-snap", 1).await.unwrap().is_none());
-    let v10 = Snapshot { stream_id: "cart-snap".into(), state_schema_version: 1, version: 10, state: json!({"lines": 3}) };
+    let v10 = Snapshot {
+        stream_id: "cart-snap".into(),
+        state_schema_version: 1,
+        version: 10,
+        state: json!({"lines": 3}),
+    };
     store.save_snapshot(&v10).await.unwrap();
     assert_eq!(store.load_snapshot("cart-snap", 1).await.unwrap(), Some(v10.clone()));
-    assert!(store.load_snapshot("cart-snap", 2).await.unwrap().is_none(), "another state schema is not trusted");
+    assert!(
+        store.load_snapshot("cart-snap", 2).await.unwrap().is_none(),
+        "another state schema is not trusted"
+    );
 
-    let v20 = Snapshot { version: 20, state: json!({"lines": 5}), ..v10.clone() };
+    let v20 = Snapshot {
+        version: 20,
+        state: json!({"lines": 5}),
+        ..v10.clone()
+    };
     store.save_snapshot(&v20).await.unwrap();
     store.save_snapshot(&v10).await.unwrap();
-    assert_eq!(store.load_snapshot("cart-snap", 1).await.unwrap(), Some(v20), "never moved back to an older version");
+    assert_eq!(
+        store.load_snapshot("cart-snap", 1).await.unwrap(),
+        Some(v20),
+        "never moved back to an older version"
+    );
 }
 
 fn seed_stream(store_fixture: &serde_json::Value) -> (String, Vec<NewEvent>) {
@@ -363,7 +493,15 @@ fn seed_stream(store_fixture: &serde_json::Value) -> (String, Vec<NewEvent>) {
         .iter()
         .map(|e| {
             let version = e["schema_version"].as_i64().expect("schema_version") as i32;
-            NewEvent::new(e["type"].as_str().expect("type"), version, e["data"].clone(), Metadata { actor: "seed".into(), ..Default::default() })
+            NewEvent::new(
+                e["type"].as_str().expect("type"),
+                version,
+                e["data"].clone(),
+                Metadata {
+                    actor: "seed".into(),
+                    ..Default::default()
+                },
+            )
         })
         .collect();
     (stream, events)
@@ -378,7 +516,10 @@ pub async fn seed_events_load_through_the_domain(url: &str) {
     let store = open(url).await;
     let fixture: serde_json::Value = serde_json::from_str(include_str!("../fixtures/seed_cart_v1.json")).expect("fixture");
     let (stream, old) = seed_stream(&fixture);
-    store.append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old)).await.unwrap();
+    store
+        .append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old))
+        .await
+        .unwrap();
 
     let loaded = load::<CartAggregate>(&*store, &stream).await.expect("load the seed cart");
     assert_eq!(loaded.version, 4);
@@ -399,41 +540,88 @@ pub async fn aggregates_load_from_a_valid_snapshot_and_skip_stale_ones(url: &str
     let store = open(url).await;
     let cart_id = CartId::from_uuid(uuid::Uuid::new_v4());
     let stream = cart_id.stream_id();
-    let meta = Metadata { actor: "alice".into(), ..Default::default() };
+    let meta = Metadata {
+        actor: "alice".into(),
+        ..Default::default()
+    };
     let mut state = domain::CartState::default();
     let apple = Sku::parse("apple").unwrap();
-    let mut commands = vec![CartCommand::Create { cart_id, customer_id: CustomerId::parse("alice").unwrap() }];
-    commands.extend((0..5).map(|_| CartCommand::AddItem { sku: apple.clone(), quantity: 1, name: "Apple".into(), unit_price: Money::from_minor(120) }));
+    let mut commands = vec![CartCommand::Create {
+        cart_id,
+        customer_id: CustomerId::parse("alice").unwrap(),
+    }];
+    commands.extend((0..5).map(|_| CartCommand::AddItem {
+        sku: apple.clone(),
+        quantity: 1,
+        name: "Apple".into(),
+        unit_price: Money::from_minor(120),
+    }));
     for command in commands {
         let events = cart::decide(&state, command).expect("accepted");
         for event in &events {
             state = cart::evolve(state, event);
         }
         let version = store.stream_version(&stream).await.unwrap();
-        store.append(AppendRequest::single(&stream, ExpectedVersion::Exact(version), events.iter().map(|e| encode(e, &meta)).collect())).await.unwrap();
+        store
+            .append(AppendRequest::single(
+                &stream,
+                ExpectedVersion::Exact(version),
+                events.iter().map(|e| encode(e, &meta)).collect(),
+            ))
+            .await
+            .unwrap();
     }
 
     let fresh = load::<CartAggregate>(&*store, &stream).await.unwrap();
     assert_eq!((fresh.version, fresh.snapshot_version, &fresh.state), (6, None, &state));
     assert!(snapshot_if_due::<CartAggregate>(&*store, &stream, &fresh, 5).await.unwrap());
-    assert!(!snapshot_if_due::<CartAggregate>(&*store, &stream, &fresh, 10).await.unwrap(), "not due yet");
+    assert!(
+        !snapshot_if_due::<CartAggregate>(&*store, &stream, &fresh, 10).await.unwrap(),
+        "not due yet"
+    );
 
     // One more event after the snapshot.
-    let events = cart::decide(&state, CartCommand::ChangeQuantity { sku: apple.clone(), quantity: 9 }).unwrap();
+    let events = cart::decide(
+        &state,
+        CartCommand::ChangeQuantity {
+            sku: apple.clone(),
+            quantity: 9,
+        },
+    )
+    .unwrap();
     state = cart::evolve(state, &events[0]);
-    store.append(AppendRequest::single(&stream, ExpectedVersion::Exact(6), vec![encode(&events[0], &meta)])).await.unwrap();
+    store
+        .append(AppendRequest::single(&stream, ExpectedVersion::Exact(6), vec![encode(&events[0], &meta)]))
+        .await
+        .unwrap();
     let from_snapshot = load::<CartAggregate>(&*store, &stream).await.unwrap();
-    assert_eq!((from_snapshot.version, from_snapshot.snapshot_version, &from_snapshot.state), (7, Some(6), &state));
+    assert_eq!(
+        (from_snapshot.version, from_snapshot.snapshot_version, &from_snapshot.state),
+        (7, Some(6), &state)
+    );
 
     // A snapshot written by older code under another schema version, claiming a later
     // version with a state that would mislead: ignored.
     let misleading = serde_json::json!({"id": cart_id, "customer_id": "mallory", "status": "OPEN", "lines": [], "order_id": null});
-    store.save_snapshot(&Snapshot { stream_id: stream.clone(), state_schema_version: domain::cart::STATE_SCHEMA_VERSION - 1, version: 7, state: misleading }).await.unwrap();
+    store
+        .save_snapshot(&Snapshot {
+            stream_id: stream.clone(),
+            state_schema_version: domain::cart::STATE_SCHEMA_VERSION - 1,
+            version: 7,
+            state: misleading,
+        })
+        .await
+        .unwrap();
     assert_eq!(load::<CartAggregate>(&*store, &stream).await.unwrap().state, state);
 
     // A snapshot under the current number that no longer reads back: skipped, not trusted.
     store
-        .save_snapshot(&Snapshot { stream_id: stream.clone(), state_schema_version: domain::cart::STATE_SCHEMA_VERSION, version: 7, state: serde_json::json!({"shape": "old"}) })
+        .save_snapshot(&Snapshot {
+            stream_id: stream.clone(),
+            state_schema_version: domain::cart::STATE_SCHEMA_VERSION,
+            version: 7,
+            state: serde_json::json!({"shape": "old"}),
+        })
         .await
         .unwrap();
     let skipped = load::<CartAggregate>(&*store, &stream).await.unwrap();
