@@ -1,0 +1,49 @@
+//! The read side of cartsource: checkpointed workers that follow the event store's global
+//! feed and keep the read models, the reactors that turn events into commands, and the
+//! optional publisher to NATS JetStream. Depends on `domain` and `store`; knows no HTTP.
+//!
+//! Decisions, and the invariants they keep:
+//!
+//! * **Exactly-once effect on read models.** A projection applies a page of the feed and
+//!   moves its checkpoint in ONE transaction of the store's own database (`runner`,
+//!   `checkpoint`): a crash never applies an event twice nor skips one. Each entity row also
+//!   remembers its stream version and skips events at or below it.
+//! * **Fenced checkpoints.** Every checkpoint write names the writer's fencing token (bumped
+//!   by each new leader), the position and the generation it started from; a deposed leader
+//!   moves nothing. On Postgres each worker runs in the one process holding its session
+//!   advisory lock (`leader`); the others stand by and take over within about a second of the
+//!   leader's lock connection dying. SQLite is single-process: no election.
+//! * **Rebuilds without downtime.** Rows carry a generation; readers see the checkpoint's
+//!   current one. A rebuild fills the next generation from position 0 while the current one
+//!   keeps serving and following, then one transaction swaps generation and position.
+//! * **Failures stop one worker, visibly.** Transient errors are retried with backoff; an
+//!   event that cannot be applied makes that worker FAILED with the error and the event's
+//!   position; the others run on; [`Projections::resume`] tries again.
+//! * **Reactors act once.** fulfilment and inventory issue commands through [`commands`]
+//!   with idempotency keys derived from the triggering event and the target stream; the
+//!   notification "reactor" is a read model whose rows are keyed by the triggering event.
+//! * **Read-your-writes.** [`Projections::wait_for`] resolves once a projection has applied
+//!   a position. A caught-up worker on a category-filtered feed moves its checkpoint to the
+//!   head it read before its page, so any position can be waited for on any projection.
+//! * **The bus.** With `nats_url`, every event goes to JetStream in order, each publish
+//!   acknowledged before the checkpoint moves (`publisher`).
+//! * **Backends.** Each statement is written for Postgres and for SQLite; rows travel as JSON
+//!   so the Rust side is written once (`db`). Tables are in `migrations/*/0002_read_models.sql`.
+
+pub mod checkpoint;
+pub mod commands;
+mod db;
+pub mod error;
+pub mod leader;
+mod model;
+pub mod publisher;
+pub mod reactors;
+pub mod read;
+pub mod runner;
+
+pub use error::ProjectionError;
+pub use model::Model;
+pub use read::{
+    AnalyticsView, CartLineView, CartView, DayStats, NotificationView, OrderLineView, OrderView, Page, ProductView, ReadModels, SkuStats,
+};
+pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, WaitError};

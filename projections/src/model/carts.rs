@@ -1,0 +1,290 @@
+//! The carts read model: one row per cart and its lines, kept equal to the aggregate by
+//! folding with the domain's own `evolve`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use domain::{AnyEvent, Cart, CartEvent, CartId, CartLine, CartStatus, CustomerId, Money, OrderId, Sku, StreamId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ids_arg, version, Decoded};
+use crate::db::{json_arg, ts, Arg, Conn, Sql};
+use crate::error::ProjectionError;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CartRow {
+    pub generation: i64,
+    pub id: Uuid,
+    pub customer_id: String,
+    pub status: String,
+    pub version: i64,
+    pub item_count: i64,
+    pub subtotal: i64,
+    pub order_id: Option<Uuid>,
+    pub created_position: i64,
+    #[serde(with = "ts")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "ts")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CartLineRow {
+    pub cart_id: Uuid,
+    pub line_no: i64,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+/// The JSON object of a `carts c` row, per backend (macros, so `concat!` can build
+/// statements from them here and in `read.rs`).
+macro_rules! cart_json_pg {
+    () => {
+        "json_build_object('generation', c.generation, 'id', c.id, 'customer_id', c.customer_id, 'status', c.status, \
+         'version', c.version, 'item_count', c.item_count, 'subtotal', c.subtotal, 'order_id', c.order_id, \
+         'created_position', c.created_position, 'created_at', c.created_at, 'updated_at', c.updated_at)::text"
+    };
+}
+macro_rules! cart_json_lite {
+    () => {
+        "json_object('generation', c.generation, 'id', c.id, 'customer_id', c.customer_id, 'status', c.status, \
+         'version', c.version, 'item_count', c.item_count, 'subtotal', c.subtotal, 'order_id', c.order_id, \
+         'created_position', c.created_position, 'created_at', c.created_at, 'updated_at', c.updated_at)"
+    };
+}
+pub(crate) use {cart_json_lite, cart_json_pg};
+
+/// The lines of several carts of one generation, in cart and line order.
+pub(crate) const LINES_BY_CARTS: Sql = Sql {
+    pg: "select json_build_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
+           'unit_price', l.unit_price, 'line_total', l.line_total)::text
+           from cart_lines l
+          where l.generation = $1 and l.cart_id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))
+          order by l.cart_id, l.line_no",
+    lite: "select json_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
+           'unit_price', l.unit_price, 'line_total', l.line_total)
+           from cart_lines l
+          where l.generation = $1 and l.cart_id in (select value from json_each($2))
+          order by l.cart_id, l.line_no",
+};
+
+const CARTS_BY_IDS: Sql = Sql {
+    pg: concat!(
+        "select ",
+        cart_json_pg!(),
+        " from carts c where c.generation = $1 and c.id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))"
+    ),
+    lite: concat!(
+        "select ",
+        cart_json_lite!(),
+        " from carts c where c.generation = $1 and c.id in (select value from json_each($2))"
+    ),
+};
+
+const UPSERT_CARTS: Sql = Sql {
+    pg: "insert into carts (generation, id, customer_id, status, version, item_count, subtotal, order_id, created_position, created_at, updated_at)
+         select $1, r.id, r.customer_id, r.status, r.version, r.item_count, r.subtotal, r.order_id, r.created_position, r.created_at, r.updated_at
+           from jsonb_to_recordset($2::jsonb) as r(id uuid, customer_id text, status text, version bigint, item_count bigint,
+                subtotal bigint, order_id uuid, created_position bigint, created_at timestamptz, updated_at timestamptz)
+         on conflict (generation, id) do update set
+             customer_id = excluded.customer_id, status = excluded.status, version = excluded.version,
+             item_count = excluded.item_count, subtotal = excluded.subtotal, order_id = excluded.order_id,
+             created_position = excluded.created_position, created_at = excluded.created_at, updated_at = excluded.updated_at",
+    // `where true` tells SQLite's parser that `on conflict` belongs to the upsert.
+    lite: "insert into carts (generation, id, customer_id, status, version, item_count, subtotal, order_id, created_position, created_at, updated_at)
+         select $1, json_extract(value, '$.id'), json_extract(value, '$.customer_id'), json_extract(value, '$.status'),
+                json_extract(value, '$.version'), json_extract(value, '$.item_count'), json_extract(value, '$.subtotal'),
+                json_extract(value, '$.order_id'), json_extract(value, '$.created_position'), json_extract(value, '$.created_at'),
+                json_extract(value, '$.updated_at')
+           from json_each($2) where true
+         on conflict (generation, id) do update set
+             customer_id = excluded.customer_id, status = excluded.status, version = excluded.version,
+             item_count = excluded.item_count, subtotal = excluded.subtotal, order_id = excluded.order_id,
+             created_position = excluded.created_position, created_at = excluded.created_at, updated_at = excluded.updated_at",
+};
+
+const DELETE_LINES: Sql = Sql {
+    pg: "delete from cart_lines where generation = $1 and cart_id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))",
+    lite: "delete from cart_lines where generation = $1 and cart_id in (select value from json_each($2))",
+};
+
+const INSERT_LINES: Sql = Sql {
+    pg: "insert into cart_lines (generation, cart_id, line_no, sku, name, quantity, unit_price, line_total)
+         select $1, r.cart_id, r.line_no, r.sku, r.name, r.quantity, r.unit_price, r.line_total
+           from jsonb_to_recordset($2::jsonb) as r(cart_id uuid, line_no bigint, sku text, name text, quantity bigint,
+                unit_price bigint, line_total bigint)",
+    lite: "insert into cart_lines (generation, cart_id, line_no, sku, name, quantity, unit_price, line_total)
+         select $1, json_extract(value, '$.cart_id'), json_extract(value, '$.line_no'), json_extract(value, '$.sku'),
+                json_extract(value, '$.name'), json_extract(value, '$.quantity'), json_extract(value, '$.unit_price'),
+                json_extract(value, '$.line_total')
+           from json_each($2)",
+};
+
+/// A cart being folded: the domain's state plus what only the read model keeps.
+struct Entry {
+    cart: Cart,
+    version: i64,
+    created_position: i64,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    changed: bool,
+}
+
+pub(crate) fn status_str(status: CartStatus) -> &'static str {
+    match status {
+        CartStatus::Open => "OPEN",
+        CartStatus::CheckedOut => "CHECKED_OUT",
+    }
+}
+
+pub(crate) fn parse_status(status: &str) -> Result<CartStatus, ProjectionError> {
+    match status {
+        "OPEN" => Ok(CartStatus::Open),
+        "CHECKED_OUT" => Ok(CartStatus::CheckedOut),
+        other => Err(ProjectionError::Corrupt(format!("cart status {other:?}"))),
+    }
+}
+
+fn corrupt(e: domain::DomainError) -> ProjectionError {
+    ProjectionError::Corrupt(e.to_string())
+}
+
+fn to_domain(row: &CartRow, lines: &[CartLineRow]) -> Result<Cart, ProjectionError> {
+    Ok(Cart {
+        id: CartId::from_uuid(row.id),
+        customer_id: CustomerId::parse(&row.customer_id).map_err(corrupt)?,
+        status: parse_status(&row.status)?,
+        lines: lines
+            .iter()
+            .map(|l| {
+                Ok(CartLine {
+                    sku: Sku::parse(&l.sku).map_err(corrupt)?,
+                    name: l.name.clone(),
+                    quantity: super::to_u32(l.quantity, "quantity")?,
+                    unit_price: Money::from_minor(l.unit_price),
+                })
+            })
+            .collect::<Result<_, ProjectionError>>()?,
+        order_id: row.order_id.map(OrderId::from_uuid),
+    })
+}
+
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded]) -> Result<(), ProjectionError> {
+    let ids: BTreeSet<Uuid> = events
+        .iter()
+        .filter_map(|d| match &d.stream {
+            StreamId::Cart(id) => Some(*id.as_uuid()),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids_json = ids_arg(ids.iter())?;
+    let rows: Vec<CartRow> = conn.json_rows(CARTS_BY_IDS, &[Arg::Int(generation), ids_json.clone()]).await?;
+    let lines: Vec<CartLineRow> = conn.json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_json]).await?;
+    let mut lines_by_cart: BTreeMap<Uuid, Vec<CartLineRow>> = BTreeMap::new();
+    for line in lines {
+        lines_by_cart.entry(line.cart_id).or_default().push(line);
+    }
+    let mut carts: BTreeMap<Uuid, Entry> = BTreeMap::new();
+    for row in &rows {
+        let cart = to_domain(row, lines_by_cart.get(&row.id).map_or(&[], Vec::as_slice))?;
+        carts.insert(
+            row.id,
+            Entry {
+                cart,
+                version: row.version,
+                created_position: row.created_position,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                changed: false,
+            },
+        );
+    }
+
+    for decoded in events {
+        let (StreamId::Cart(id), AnyEvent::Cart(event)) = (&decoded.stream, &decoded.event) else {
+            continue;
+        };
+        let recorded = &decoded.recorded;
+        let version = version(recorded);
+        match carts.get_mut(id.as_uuid()) {
+            Some(entry) if version <= entry.version => {}
+            Some(entry) => {
+                if let Some(cart) = domain::cart::evolve(Some(entry.cart.clone()), event) {
+                    entry.cart = cart;
+                }
+                entry.version = version;
+                entry.updated_at = recorded.recorded_at;
+                entry.changed = true;
+            }
+            None => {
+                // Only CartCreated starts a cart (the domain's evolve ignores anything else
+                // on an empty stream, and so do we).
+                if let Some(cart) = domain::cart::evolve(None, event) {
+                    let at = recorded.recorded_at;
+                    let created_position = crate::db::pos(recorded.position);
+                    carts.insert(
+                        *id.as_uuid(),
+                        Entry {
+                            cart,
+                            version,
+                            created_position,
+                            created_at: at,
+                            updated_at: at,
+                            changed: true,
+                        },
+                    );
+                } else if !matches!(event, CartEvent::CartCreated { .. }) {
+                    tracing::warn!(stream = %recorded.stream_id, position = %recorded.position, "cart event before CartCreated ignored");
+                }
+            }
+        }
+    }
+
+    let changed: Vec<(&Uuid, &Entry)> = carts.iter().filter(|(_, e)| e.changed).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut cart_rows = Vec::with_capacity(changed.len());
+    let mut line_rows = Vec::new();
+    for (id, entry) in &changed {
+        let cart = &entry.cart;
+        cart_rows.push(CartRow {
+            generation,
+            id: **id,
+            customer_id: cart.customer_id.as_str().to_owned(),
+            status: status_str(cart.status).to_owned(),
+            version: entry.version,
+            item_count: i64::from(cart.item_count()),
+            subtotal: cart.subtotal().minor_units(),
+            order_id: cart.order_id.map(|o| *o.as_uuid()),
+            created_position: entry.created_position,
+            created_at: entry.created_at,
+            updated_at: entry.updated_at,
+        });
+        for (line_no, line) in cart.lines.iter().enumerate() {
+            line_rows.push(CartLineRow {
+                cart_id: **id,
+                line_no: line_no as i64,
+                sku: line.sku.as_str().to_owned(),
+                name: line.name.clone(),
+                quantity: i64::from(line.quantity),
+                unit_price: line.unit_price.minor_units(),
+                line_total: line.line_total().minor_units(),
+            });
+        }
+    }
+    conn.execute(UPSERT_CARTS, &[Arg::Int(generation), json_arg(&cart_rows)?]).await?;
+    conn.execute(DELETE_LINES, &[Arg::Int(generation), ids_arg(changed.iter().map(|(id, _)| **id))?])
+        .await?;
+    if !line_rows.is_empty() {
+        conn.execute(INSERT_LINES, &[Arg::Int(generation), json_arg(&line_rows)?]).await?;
+    }
+    Ok(())
+}

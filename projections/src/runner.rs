@@ -1,0 +1,930 @@
+//! The workers: one task per projection, reactor and publisher, each a named consumer of
+//! the global feed with its checkpoint row.
+//!
+//! A worker's life: wait for the lease (`leader`), claim a fencing token (`checkpoint`),
+//! then loop: read the checkpoint, read the next page of the feed (filtered by the
+//! worker's categories), apply it, move the checkpoint, all fenced; when there is nothing to
+//! read, sleep until the store's doorbell rings, a local request (rebuild, resume) nudges
+//! it, or the poll interval passes. On a filtered feed a worker that is caught up moves its
+//! checkpoint to the head position read *before* its page, so waiting for any position works
+//! on every worker whether or not the event at that position concerns it.
+//!
+//! Errors: transient ones (connection, pool, serialisation, busy) are retried with jittered
+//! exponential backoff from the checkpoint; an event that fails otherwise is isolated (the
+//! batch is re-applied one event at a time) and the worker goes FAILED with the error and
+//! the position of that event. It stays FAILED, the others run on, until an operator calls
+//! [`Projections::resume`]. Losing the lease or the fencing token sends the worker back to
+//! standby.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use store::{Database, EventStore, Position, RecordedEvent};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::db::{position, Tx};
+use crate::error::ProjectionError;
+use crate::leader::{self, Lease};
+use crate::model::Model;
+use crate::publisher::{BusConfig, Publisher};
+use crate::reactors::Reactor;
+use crate::read::ReadModels;
+
+/// The checkpoint name of the NATS publisher.
+pub const PUBLISHER: &str = "nats-publisher";
+/// Old generations stay this long after a swap, for reads that began before it.
+const CLEANUP_DELAY: Duration = Duration::from_secs(10);
+/// Longest pause between retries after transient errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct ProjectionsConfig {
+    /// Run the fulfilment and inventory reactors (role worker/all).
+    pub run_reactors: bool,
+    /// Publish every event to NATS JetStream at this URL.
+    pub nats_url: Option<String>,
+    /// JetStream stream and subject prefix (tests use their own).
+    pub nats_stream: String,
+    pub nats_subject_prefix: String,
+    /// Names this process in leader locks and in the status.
+    pub worker_name: String,
+    /// Events per live batch.
+    pub batch_size: usize,
+    /// Events per rebuild batch (rebuilds favour throughput).
+    pub rebuild_batch_size: usize,
+    /// Events per reactor or publisher batch (each event is a command or a publish).
+    pub reactor_batch_size: usize,
+    /// Poll this often even without a doorbell (a lost notification only delays).
+    pub poll_interval: Duration,
+    /// A standby tries to take the lead this often.
+    pub leader_retry: Duration,
+}
+
+impl Default for ProjectionsConfig {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cartsource".to_owned());
+        ProjectionsConfig {
+            run_reactors: true,
+            nats_url: None,
+            nats_stream: "CARTSOURCE".to_owned(),
+            nats_subject_prefix: "cartsource".to_owned(),
+            worker_name: format!("{host}-{}", std::process::id()),
+            batch_size: 500,
+            rebuild_batch_size: 5_000,
+            reactor_batch_size: 100,
+            poll_interval: store::subscription::POLL_INTERVAL,
+            leader_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ProjectionsConfig {
+    fn bus(&self) -> Option<BusConfig> {
+        self.nats_url.as_ref().map(|url| BusConfig {
+            url: url.clone(),
+            stream: self.nats_stream.clone(),
+            subject_prefix: self.nats_subject_prefix.clone(),
+            ..BusConfig::new(url.clone())
+        })
+    }
+
+    /// The workers this configuration runs.
+    fn workers(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = Model::ALL.into_iter().map(Kind::Model).collect();
+        if self.run_reactors {
+            kinds.extend(Reactor::ALL.into_iter().map(Kind::Reactor));
+        }
+        if let Some(bus) = self.bus() {
+            kinds.push(Kind::Publisher(Arc::new(bus)));
+        }
+        kinds
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProjectionState {
+    Running,
+    CatchingUp,
+    Rebuilding,
+    Stopped,
+    Failed,
+}
+
+impl ProjectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectionState::Running => "RUNNING",
+            ProjectionState::CatchingUp => "CATCHING_UP",
+            ProjectionState::Rebuilding => "REBUILDING",
+            ProjectionState::Stopped => "STOPPED",
+            ProjectionState::Failed => "FAILED",
+        }
+    }
+
+    fn parse(text: &str) -> ProjectionState {
+        match text {
+            "RUNNING" => ProjectionState::Running,
+            "CATCHING_UP" => ProjectionState::CatchingUp,
+            "REBUILDING" => ProjectionState::Rebuilding,
+            "FAILED" => ProjectionState::Failed,
+            _ => ProjectionState::Stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for ProjectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// Last global position applied.
+    pub position: Position,
+    /// Last global position a reader can see now.
+    pub head_position: Position,
+    pub state: ProjectionState,
+    pub last_error: Option<String>,
+    /// The position of the event that made it FAILED.
+    pub error_position: Option<Position>,
+    pub updated_at: OffsetDateTime,
+    /// While REBUILDING: how far the new copy has got.
+    pub rebuild_progress: Option<Position>,
+    /// The worker that leads (or last led) it.
+    pub leader: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("the projection did not reach the position in time")]
+    Timeout,
+    #[error("the projection has failed: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(ProjectionError),
+}
+
+/// What a worker does.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    Model(Model),
+    Reactor(Reactor),
+    Publisher(Arc<BusConfig>),
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Model(m) => m.name(),
+            Kind::Reactor(r) => r.name(),
+            Kind::Publisher(_) => PUBLISHER,
+        }
+    }
+
+    fn categories(&self) -> Option<Vec<String>> {
+        let cats = match self {
+            Kind::Model(m) => m.categories(),
+            Kind::Reactor(r) => r.categories(),
+            Kind::Publisher(_) => return None,
+        };
+        Some(cats.iter().map(|c| (*c).to_owned()).collect())
+    }
+}
+
+/// What the tasks share with the handle.
+struct Shared {
+    db: Database,
+    store: Arc<dyn EventStore>,
+    config: ProjectionsConfig,
+    /// Bumped after every local checkpoint commit: wakes local `wait_for`s at once.
+    progress: watch::Sender<u64>,
+    /// Bumped by local requests (rebuild, resume): wakes idle workers at once.
+    nudge: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+    /// The last position each local worker committed: a lower bound of its checkpoint
+    /// (positions never go back), so local waits need not query the database.
+    applied: Mutex<HashMap<&'static str, Position>>,
+}
+
+impl Shared {
+    fn bump(sender: &watch::Sender<u64>) {
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A local worker committed its checkpoint at `position`.
+    fn applied(&self, name: &'static str, position: Position) {
+        if let Ok(mut applied) = self.applied.lock() {
+            let entry = applied.entry(name).or_default();
+            *entry = (*entry).max(position);
+        }
+        Shared::bump(&self.progress);
+    }
+
+    fn applied_here(&self, name: &str) -> Option<Position> {
+        self.applied.lock().ok().and_then(|applied| applied.get(name).copied())
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    read: ReadModels,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shared.shutdown.send(true);
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// The read side: the workers (when started), their statuses, and read-your-writes.
+#[derive(Clone)]
+pub struct Projections {
+    inner: Arc<Inner>,
+}
+
+impl Projections {
+    /// A handle that runs nothing yet: [`Projections::run_until_caught_up`] runs its
+    /// workers inline (tests, tooling).
+    pub fn new(db: Database, config: ProjectionsConfig) -> Projections {
+        let store = db.store();
+        let shared = Arc::new(Shared {
+            db: db.clone(),
+            store,
+            config,
+            progress: watch::channel(0).0,
+            nudge: watch::channel(0).0,
+            shutdown: watch::channel(false).0,
+            applied: Mutex::new(HashMap::new()),
+        });
+        Projections {
+            inner: Arc::new(Inner {
+                shared,
+                read: ReadModels::new(db),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Starts every projection and reactor (and the publisher when `nats_url` is set) as
+    /// background tasks (role worker/all). On Postgres each runs here only while this process
+    /// holds its leader lock; the others stand by.
+    pub async fn start(db: Database, config: ProjectionsConfig) -> Result<Projections, ProjectionError> {
+        let projections = Projections::new(db, config);
+        let shared = projections.inner.shared.clone();
+        let kinds = shared.config.workers();
+        checkpoint::ensure(&shared.db, &kinds.iter().map(|k| k.name().to_owned()).collect::<Vec<_>>()).await?;
+        let mut tasks = projections
+            .inner
+            .tasks
+            .lock()
+            .map_err(|_| ProjectionError::Corrupt("worker list poisoned".into()))?;
+        for kind in kinds {
+            let worker = Worker::new(shared.clone(), kind);
+            tasks.push(tokio::spawn(worker.run()));
+        }
+        drop(tasks);
+        Ok(projections)
+    }
+
+    /// The same handle without workers (role api): statuses, waits, requests.
+    pub fn observer(db: Database) -> Projections {
+        Projections::new(
+            db,
+            ProjectionsConfig {
+                run_reactors: false,
+                ..ProjectionsConfig::default()
+            },
+        )
+    }
+
+    pub fn read(&self) -> &ReadModels {
+        &self.inner.read
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Every consumer's status, by name.
+    pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let shared = self.shared();
+        let head = shared.store.head_position().await?;
+        Ok(checkpoint::read_all(&shared.db)
+            .await?
+            .into_iter()
+            .map(|cp| status_of(cp, head))
+            .collect())
+    }
+
+    pub async fn status(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
+        let shared = self.shared();
+        let head = shared.store.head_position().await?;
+        Ok(status_of(checkpoint::read(&shared.db, name).await?, head))
+    }
+
+    /// Resolves once projection `name` (e.g. "carts", "orders", "products",
+    /// "notifications") has applied `position`; read-your-writes for the API's
+    /// `minPosition`. Wakes at once on this process's own commits and polls (2 to 50 ms)
+    /// for other processes'.
+    pub async fn wait_for(&self, name: &str, position: Position, timeout: Duration) -> Result<(), WaitError> {
+        let shared = self.shared();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut progress = shared.progress.subscribe();
+        let mut pause = Duration::from_millis(2);
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            progress.borrow_and_update();
+            if shared.applied_here(name).is_some_and(|applied| applied >= position) {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= next_poll {
+                let cp = checkpoint::read(&shared.db, name).await.map_err(WaitError::Store)?;
+                if cp.position() >= position {
+                    return Ok(());
+                }
+                if cp.failed() {
+                    return Err(WaitError::Failed(cp.last_error.unwrap_or_default()));
+                }
+                next_poll = tokio::time::Instant::now() + pause;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            if now >= deadline {
+                return Err(WaitError::Timeout);
+            }
+            tokio::select! {
+                _ = progress.changed() => {}
+                _ = tokio::time::sleep_until(next_poll.min(deadline)) => {}
+            }
+        }
+    }
+
+    /// Starts a zero-downtime rebuild of a read model (the leader picks it up); a rebuild
+    /// already under way goes on.
+    pub async fn rebuild(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
+        if Model::from_name(name).is_none() {
+            return Err(if Reactor::from_name(name).is_some() || name == PUBLISHER {
+                ProjectionError::NotRebuildable(name.to_owned())
+            } else {
+                ProjectionError::UnknownProjection(name.to_owned())
+            });
+        }
+        checkpoint::request_rebuild(&self.shared().db, name).await?;
+        Shared::bump(&self.shared().nudge);
+        self.status(name).await
+    }
+
+    /// Lets a FAILED consumer try again from its checkpoint (after the cause was fixed).
+    pub async fn resume(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
+        checkpoint::resume(&self.shared().db, name).await?;
+        Shared::bump(&self.shared().nudge);
+        self.status(name).await
+    }
+
+    /// Runs every worker of this handle's configuration until all have applied everything
+    /// (including what the reactors appended meanwhile), then returns. When this handle has
+    /// started background workers, or another process leads a worker, it waits for them
+    /// instead. A worker that is FAILED at the end is an error.
+    pub async fn run_until_caught_up(&self) -> Result<(), ProjectionError> {
+        let shared = self.inner.shared.clone();
+        let kinds = shared.config.workers();
+        checkpoint::ensure(&shared.db, &kinds.iter().map(|k| k.name().to_owned()).collect::<Vec<_>>()).await?;
+        let started = self.inner.tasks.lock().map(|t| !t.is_empty()).unwrap_or(false);
+        loop {
+            let head = shared.store.head_position().await?;
+            for kind in &kinds {
+                let name = kind.name();
+                let led_here = if started {
+                    None
+                } else {
+                    leader::try_acquire(&shared.db, name, &shared.config.worker_name).await?
+                };
+                match led_here {
+                    Some(lease) => Worker::new(shared.clone(), kind.clone()).drain(lease).await?,
+                    None => match self.wait_for(name, head, Duration::from_secs(60)).await {
+                        Ok(()) | Err(WaitError::Failed(_)) => {}
+                        Err(WaitError::Timeout) => return Err(ProjectionError::NotCaughtUp(name.to_owned())),
+                        Err(WaitError::Store(e)) => return Err(e),
+                    },
+                }
+            }
+            let failed: Vec<String> = checkpoint::read_all(&shared.db)
+                .await?
+                .into_iter()
+                .filter(|cp| cp.failed() && kinds.iter().any(|k| k.name() == cp.name))
+                .map(|cp| {
+                    format!(
+                        "{} at {}: {}",
+                        cp.name,
+                        cp.error_position.unwrap_or(cp.position),
+                        cp.last_error.unwrap_or_default()
+                    )
+                })
+                .collect();
+            if !failed.is_empty() {
+                return Err(ProjectionError::Failed(failed.join("; ")));
+            }
+            // Reactors may have appended events the others have not seen yet.
+            if shared.store.head_position().await? == head {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Stops the workers at a checkpoint (they finish the batch in hand; its transaction
+    /// commits or rolls back whole) and marks them STOPPED.
+    pub async fn shutdown(&self) {
+        let _ = self.shared().shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = match self.inner.tasks.lock() {
+            Ok(mut tasks) => tasks.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+fn status_of(cp: Checkpoint, head: Position) -> ProjectionStatus {
+    ProjectionStatus {
+        position: cp.position(),
+        head_position: head.max(cp.position()),
+        state: ProjectionState::parse(&cp.state),
+        last_error: cp.last_error,
+        error_position: cp.error_position.map(position),
+        updated_at: cp.updated_at,
+        rebuild_progress: cp.rebuild_generation.and(cp.rebuild_position).map(position),
+        leader: cp.leader,
+        name: cp.name,
+    }
+}
+
+/// What one step did.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Applied something; there may be more.
+    Advanced,
+    /// Nothing to do until new events arrive.
+    Idle,
+    /// FAILED: nothing to do until resumed.
+    Failed,
+}
+
+/// The fencing token and bookkeeping of one term as leader.
+struct Term {
+    epoch: i64,
+    /// When to delete stale generations (after a swap, and once per term).
+    cleanup_at: Option<Instant>,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    kind: Kind,
+    name: &'static str,
+    categories: Option<Vec<String>>,
+    doorbell: watch::Receiver<u64>,
+    nudge: watch::Receiver<u64>,
+    publisher: Option<Publisher>,
+    /// The checkpoint as this leader last read or wrote it, and when it was read: re-read
+    /// every poll interval and after a nudge, so requests from other processes are seen;
+    /// a stale copy can only make a fenced write miss, never land wrongly.
+    cached: Option<(Checkpoint, Instant)>,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, kind: Kind) -> Worker {
+        let doorbell = shared.store.doorbell();
+        let nudge = shared.nudge.subscribe();
+        Worker {
+            name: kind.name(),
+            categories: kind.categories(),
+            kind,
+            doorbell,
+            nudge,
+            publisher: None,
+            shared,
+            cached: None,
+        }
+    }
+
+    /// The background loop: stand by, lead, stand by again when deposed, until shutdown.
+    async fn run(mut self) {
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let worker_name = self.shared.config.worker_name.clone();
+        while !*shutdown.borrow() {
+            let Some(lease) = leader::acquire(&self.shared.db, self.name, &worker_name, self.shared.config.leader_retry, &mut shutdown).await else {
+                break;
+            };
+            let mut backoff = Backoff::default();
+            let mut term = loop {
+                match checkpoint::claim(&self.shared.db, self.name, &worker_name).await {
+                    Ok(epoch) => {
+                        break Some(Term {
+                            epoch,
+                            cleanup_at: Some(Instant::now() + CLEANUP_DELAY),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = self.name, error = %e, "cannot claim the checkpoint; retrying");
+                        if !backoff.wait(&mut shutdown).await || lease.is_lost() {
+                            break None;
+                        }
+                    }
+                }
+            };
+            let Some(term) = term.as_mut() else { continue };
+            self.lead(term, &lease, &mut shutdown).await;
+            if *shutdown.borrow() {
+                if let Err(e) = checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await {
+                    tracing::warn!(worker = self.name, error = %e, "could not record the stop");
+                }
+            }
+        }
+    }
+
+    /// Works while the lease and the token hold.
+    async fn lead(&mut self, term: &mut Term, lease: &Lease, shutdown: &mut watch::Receiver<bool>) {
+        let mut backoff = Backoff::default();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if lease.is_lost() {
+                return;
+            }
+            match self.step(term).await {
+                Ok(Step::Advanced) => {
+                    backoff.reset();
+                    Shared::bump(&self.shared.progress);
+                }
+                Ok(Step::Idle) => {
+                    backoff.reset();
+                    self.idle(shutdown, true).await;
+                }
+                Ok(Step::Failed) => {
+                    Shared::bump(&self.shared.progress);
+                    self.idle(shutdown, false).await;
+                }
+                Err(ProjectionError::Deposed(_)) => {
+                    tracing::info!(worker = self.name, "another process leads now; standing by");
+                    return;
+                }
+                Err(e) => {
+                    // Deterministic failures were recorded by the step; what reaches here is
+                    // transient, or the checkpoint itself could not be read or written.
+                    tracing::warn!(worker = self.name, error = %e, transient = e.is_transient(), "step failed; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs steps until idle or failed (inline mode), retrying transient errors a while.
+    async fn drain(mut self, lease: Lease) -> Result<(), ProjectionError> {
+        let mut term = Term {
+            epoch: checkpoint::claim(&self.shared.db, self.name, &self.shared.config.worker_name).await?,
+            cleanup_at: None,
+        };
+        let mut attempts = 0;
+        loop {
+            if lease.is_lost() {
+                return Err(ProjectionError::Deposed(self.name.to_owned()));
+            }
+            match self.step(&mut term).await {
+                Ok(Step::Advanced) => Shared::bump(&self.shared.progress),
+                Ok(Step::Idle) | Ok(Step::Failed) => break,
+                Err(e) if e.is_transient() && attempts < 20 => {
+                    attempts += 1;
+                    tracing::warn!(worker = self.name, error = %e, "transient error; retrying");
+                    tokio::time::sleep(Duration::from_millis(10 << attempts.min(6))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await?;
+        drop(lease);
+        Ok(())
+    }
+
+    async fn idle(&mut self, shutdown: &mut watch::Receiver<bool>, follow_doorbell: bool) {
+        let poll = self.shared.config.poll_interval;
+        let doorbell = async {
+            if !follow_doorbell || self.doorbell.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let nudged = tokio::select! {
+            _ = doorbell => false,
+            _ = self.nudge.changed() => true,
+            _ = tokio::time::sleep(poll) => false,
+            _ = shutdown.changed() => false,
+        };
+        if nudged {
+            self.cached = None;
+        }
+    }
+
+    async fn step(&mut self, term: &mut Term) -> Result<Step, ProjectionError> {
+        let fresh = self.cached.take().filter(|(_, at)| at.elapsed() < self.shared.config.poll_interval);
+        let (cp, read_at) = match fresh {
+            Some(cached) => cached,
+            None => (checkpoint::read(&self.shared.db, self.name).await?, Instant::now()),
+        };
+        let step = self.step_from(&cp, term).await;
+        if !matches!(step, Ok(Step::Advanced)) {
+            // Whatever happened, read the row again next time.
+            self.cached = None;
+        } else if let Some((next, _)) = self.cached.take() {
+            self.cached = Some((next, read_at));
+        }
+        step
+    }
+
+    /// Remembers the checkpoint a successful live write left (see `cached`).
+    fn remember(&mut self, cp: &Checkpoint, to: Position, state: ProjectionState) {
+        let next = Checkpoint {
+            position: crate::db::pos(to),
+            state: state.as_str().to_owned(),
+            ..cp.clone()
+        };
+        self.cached = Some((next, Instant::now()));
+    }
+
+    async fn step_from(&mut self, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
+        let cp = cp.clone();
+        if cp.leader_epoch != term.epoch {
+            return Err(ProjectionError::Deposed(self.name.to_owned()));
+        }
+        if cp.failed() {
+            return Ok(Step::Failed);
+        }
+        match self.kind.clone() {
+            Kind::Model(model) => self.model_step(model, &cp, term).await,
+            Kind::Reactor(reactor) => self.effect_step(&cp, term, Effect::Reactor(reactor)).await,
+            Kind::Publisher(bus) => {
+                if self.publisher.is_none() {
+                    self.publisher = Some(Publisher::connect(&bus).await?);
+                }
+                self.effect_step(&cp, term, Effect::Publish).await
+            }
+        }
+    }
+
+    /// The next page after `after`, and how far it lets the checkpoint move: to its last
+    /// event, or (when the page is not full, so nothing readable is left) to the head
+    /// position read before it.
+    async fn read_feed(&mut self, after: Position, limit: usize) -> Result<(Vec<RecordedEvent>, Position, bool), ProjectionError> {
+        // Seen before reading, so a commit during the read rings again.
+        self.doorbell.borrow_and_update();
+        let head = self.shared.store.head_position().await?;
+        let events = self.shared.store.read_all(after, limit, self.categories.as_deref()).await?;
+        let caught_up = events.len() < limit;
+        let last = events.last().map_or(after, |e| e.position);
+        let to = if caught_up { last.max(head) } else { last };
+        Ok((events, to.max(after), caught_up))
+    }
+
+    async fn model_step(&mut self, model: Model, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
+        let mut step = Step::Idle;
+        let from = cp.position();
+        let (events, to, caught_up) = self.read_feed(from, self.shared.config.batch_size).await?;
+        let state = if cp.rebuild_generation.is_some() {
+            ProjectionState::Rebuilding
+        } else if caught_up {
+            ProjectionState::Running
+        } else {
+            ProjectionState::CatchingUp
+        };
+        if to > from {
+            let target = Target {
+                model,
+                generation: cp.generation,
+                epoch: term.epoch,
+                state,
+            };
+            if let Some(failed) = self.apply_live(&target, from, &events, to).await? {
+                return Ok(failed);
+            }
+            if cp.rebuild_generation.is_none() {
+                self.remember(cp, to, state);
+            }
+            step = Step::Advanced;
+        } else if cp.state != state.as_str() {
+            checkpoint::set_state(&self.shared.db, self.name, term.epoch, state.as_str()).await?;
+        }
+        if let Some(generation) = cp.rebuild_generation {
+            match self.rebuild_step(model, cp, generation, term).await? {
+                Step::Idle => {}
+                other => step = other,
+            }
+        }
+        if term.cleanup_at.is_some_and(|at| Instant::now() >= at) {
+            term.cleanup_at = None;
+            let mut tx = Tx::begin(&self.shared.db).await?;
+            let deleted = model
+                .delete_other_generations(&mut tx.conn(), cp.generation, cp.rebuild_generation)
+                .await?;
+            tx.commit().await?;
+            if deleted > 0 {
+                tracing::info!(worker = self.name, deleted, "deleted rows of old generations");
+            }
+        }
+        Ok(step)
+    }
+
+    /// Applies a page to the serving generation and moves the checkpoint, in one transaction.
+    async fn apply_batch(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<(), ProjectionError> {
+        let prepared = target.model.prepare(self.shared.store.as_ref(), events).await?;
+        let mut tx = Tx::begin(&self.shared.db).await?;
+        target.model.write(&mut tx.conn(), target.generation, &prepared).await?;
+        checkpoint::advance(
+            &mut tx.conn(),
+            self.name,
+            target.epoch,
+            target.generation,
+            from,
+            to,
+            target.state.as_str(),
+        )
+        .await?;
+        tx.commit().await?;
+        self.shared.applied(self.name, to);
+        Ok(())
+    }
+
+    /// `Some(Step::Failed)` when an event of the page cannot be applied (recorded).
+    async fn apply_live(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<Option<Step>, ProjectionError> {
+        let error = match self.apply_batch(target, from, events, to).await {
+            Ok(()) => return Ok(None),
+            Err(e) if e.is_transient() || matches!(e, ProjectionError::Deposed(_)) => return Err(e),
+            Err(e) => e,
+        };
+        if events.len() <= 1 {
+            let at = events.first().map_or(to, |e| e.position);
+            return self.fail(target.epoch, &error, at).await.map(Some);
+        }
+        // Find the event that fails: one at a time, each with its own checkpoint.
+        tracing::warn!(worker = self.name, error = %error, "a batch failed; applying its events one by one");
+        let mut done = from;
+        for event in events {
+            match self.apply_batch(target, done, std::slice::from_ref(event), event.position).await {
+                Ok(()) => done = event.position,
+                Err(e) if e.is_transient() || matches!(e, ProjectionError::Deposed(_)) => return Err(e),
+                Err(e) => return self.fail(target.epoch, &e, event.position).await.map(Some),
+            }
+        }
+        self.apply_batch(target, done, &[], to).await?;
+        Ok(None)
+    }
+
+    async fn fail(&self, epoch: i64, error: &ProjectionError, at: Position) -> Result<Step, ProjectionError> {
+        tracing::error!(worker = self.name, position = %at, error = %error, "event cannot be applied; stopping this worker until resumed");
+        checkpoint::fail(&self.shared.db, self.name, epoch, &error.to_string(), Some(at)).await?;
+        Ok(Step::Failed)
+    }
+
+    /// One batch of a rebuild into `generation`; swaps it in once it has caught up.
+    async fn rebuild_step(&mut self, model: Model, cp: &Checkpoint, generation: i64, term: &mut Term) -> Result<Step, ProjectionError> {
+        let from = position(cp.rebuild_position.unwrap_or(0));
+        let (events, to, caught_up) = self.read_feed(from, self.shared.config.rebuild_batch_size).await?;
+        let prepared = match model.prepare(self.shared.store.as_ref(), &events).await {
+            Ok(prepared) => prepared,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => return self.fail(term.epoch, &e, events.first().map_or(to, |e| e.position)).await,
+        };
+        let mut tx = Tx::begin(&self.shared.db).await?;
+        if from == Position::START {
+            // Leftovers of an earlier, abandoned attempt at this generation.
+            model.delete_other_generations(&mut tx.conn(), cp.generation, None).await?;
+        }
+        if let Err(e) = model.write(&mut tx.conn(), generation, &prepared).await {
+            drop(tx);
+            if e.is_transient() {
+                return Err(e);
+            }
+            return self.fail(term.epoch, &e, events.first().map_or(to, |e| e.position)).await;
+        }
+        checkpoint::advance_rebuild(&mut tx.conn(), self.name, term.epoch, generation, from, to).await?;
+        let swapped = caught_up && checkpoint::swap(&mut tx.conn(), self.name, term.epoch, generation).await?;
+        tx.commit().await?;
+        if swapped {
+            self.shared.applied(self.name, to);
+            tracing::info!(worker = self.name, generation, position = %to, "rebuild caught up and swapped in");
+            term.cleanup_at = Some(Instant::now() + CLEANUP_DELAY);
+        }
+        Ok(if to > from || swapped { Step::Advanced } else { Step::Idle })
+    }
+
+    /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
+    /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
+    /// checkpoint is written once per batch.
+    async fn effect_step(&mut self, cp: &Checkpoint, term: &mut Term, effect: Effect) -> Result<Step, ProjectionError> {
+        let from = cp.position();
+        let (events, to, caught_up) = self.read_feed(from, self.shared.config.reactor_batch_size).await?;
+        let state = if caught_up {
+            ProjectionState::Running
+        } else {
+            ProjectionState::CatchingUp
+        };
+        if to <= from {
+            if cp.state != state.as_str() {
+                checkpoint::set_state(&self.shared.db, self.name, term.epoch, state.as_str()).await?;
+            }
+            return Ok(Step::Idle);
+        }
+        let mut done = from;
+        for event in &events {
+            let result = match effect {
+                Effect::Reactor(reactor) => reactor.react(self.shared.store.as_ref(), event).await,
+                Effect::Publish => match self.publisher.as_ref() {
+                    Some(publisher) => publisher.publish(event).await,
+                    None => Err(ProjectionError::Bus("not connected".into())),
+                },
+            };
+            match result {
+                Ok(()) => done = event.position,
+                Err(e) => {
+                    if matches!(effect, Effect::Publish) {
+                        // Reconnect next time.
+                        self.publisher = None;
+                    }
+                    if done > from {
+                        self.advance_alone(cp, term.epoch, from, done, state).await?;
+                    }
+                    if e.is_transient() {
+                        return Err(e);
+                    }
+                    return self.fail(term.epoch, &e, event.position).await;
+                }
+            }
+        }
+        self.advance_alone(cp, term.epoch, from, to, state).await?;
+        self.remember(cp, to, state);
+        Ok(Step::Advanced)
+    }
+
+    async fn advance_alone(&self, cp: &Checkpoint, epoch: i64, from: Position, to: Position, state: ProjectionState) -> Result<(), ProjectionError> {
+        let mut tx = Tx::begin(&self.shared.db).await?;
+        checkpoint::advance(&mut tx.conn(), self.name, epoch, cp.generation, from, to, state.as_str()).await?;
+        tx.commit().await?;
+        self.shared.applied(self.name, to);
+        Ok(())
+    }
+}
+
+/// Where a live batch goes: the model, the generation it serves, the fencing token, and
+/// the state to record with the checkpoint.
+struct Target {
+    model: Model,
+    generation: i64,
+    epoch: i64,
+    state: ProjectionState,
+}
+
+#[derive(Clone, Copy)]
+enum Effect {
+    Reactor(Reactor),
+    Publish,
+}
+
+/// Jittered exponential backoff: 50 ms doubling to [`MAX_BACKOFF`].
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// False when shutdown was requested during the pause.
+    async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        self.attempt += 1;
+        let ceiling = Duration::from_millis(50u64 << self.attempt.min(7)).min(MAX_BACKOFF);
+        let pause = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => !*shutdown.borrow(),
+            _ = shutdown.changed() => false,
+        }
+    }
+}
+
+/// Statuses by name, for callers that want a map.
+pub fn by_name(statuses: Vec<ProjectionStatus>) -> HashMap<String, ProjectionStatus> {
+    statuses.into_iter().map(|s| (s.name.clone(), s)).collect()
+}
