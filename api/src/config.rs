@@ -1,0 +1,287 @@
+//! Configuration from flags and environment, in one place (clap derive + `env`).
+//!
+//! `Config::default()` is the documented defaults without reading the environment, so
+//! tests that set `DATABASE_URL` for the store helpers do not leak it into a server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cartsource",
+    version,
+    about = "An event-sourced shopping cart with a GraphQL API",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `cartsource` with no subcommand serves.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve GraphQL over HTTP and WebSocket, run the workers (the default).
+    Serve(Config),
+    /// Print a JWT signed with the configured secret (development: the generated one in the data directory).
+    Token(TokenArgs),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The customer id (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// `customer` or `admin`.
+    #[arg(long, default_value = "customer", value_parser = ["customer", "admin"])]
+    pub role: String,
+    /// Lifetime, e.g. `30m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub secret: SecretConfig,
+}
+
+/// What both `serve` and `token` need to find the signing secret.
+#[derive(Debug, Clone, Args)]
+pub struct SecretConfig {
+    /// Where the embedded database and the generated development secret live.
+    #[arg(long, env = "CARTSOURCE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HS256 signing secret for tokens; required in production.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `production` refuses to start without JWT_SECRET and never seeds.
+    #[arg(long = "env", env = "CARTSOURCE_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// What this process runs: the API, the projection workers and reactors, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Event store: postgres://... or sqlite:... (default: SQLite file in --data-dir).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretConfig,
+    /// Address to serve HTTP on (the worker role serves only the probes and metrics).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: String,
+    /// Also publish every event to NATS JetStream.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    #[arg(long, env = "CARTSOURCE_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Log filter, e.g. `info` or `api=debug,sqlx=warn`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Do not register the demo catalog on the first start in development.
+    #[arg(long, env = "CARTSOURCE_NO_SEED")]
+    pub no_seed: bool,
+    /// Front-end origins allowed by CORS, comma separated (`*` for any; none by default).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// Abuse limits; the defaults suit one small shop.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time a request may take before it is answered with an error.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Requests per second allowed to one caller (token subject, or IP without a token).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50)]
+    pub rate_limit_per_second: u32,
+    /// Requests one caller may send at once above the steady rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+    /// A WebSocket must send connection_init within this time.
+    #[arg(long, env = "WS_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ws_init_timeout: Duration,
+    /// Subscriptions one WebSocket may hold at once.
+    #[arg(long, env = "WS_MAX_SUBSCRIPTIONS", default_value_t = 25)]
+    pub ws_max_subscriptions: usize,
+    /// WebSockets this process holds at once.
+    #[arg(long, env = "WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub ws_max_connections: usize,
+    /// Interval of the server's keep-alive pings; a peer silent for three intervals is dropped.
+    #[arg(long, env = "WS_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub ws_keepalive: Duration,
+    /// How long shutdown waits for in-flight requests and WebSockets.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
+            ws_init_timeout: Duration::from_secs(10),
+            ws_max_subscriptions: 25,
+            ws_max_connections: 10_000,
+            ws_keepalive: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Default for SecretConfig {
+    fn default() -> Self {
+        SecretConfig {
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            environment: Environment::Development,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            secret: SecretConfig::default(),
+            listen_addr: "127.0.0.1:8080".into(),
+            nats_url: None,
+            role: Role::All,
+            log: "info".into(),
+            log_format: LogFormat::Pretty,
+            no_seed: false,
+            cors_origins: Vec::new(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.secret.data_dir.join("cartsource.db").display()))
+    }
+
+    /// The directory to create before opening the default SQLite database.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        self.database_url.is_none().then(|| self.secret.data_dir.clone())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.secret.environment == Environment::Production
+    }
+
+    /// Seeding happens only in development, and not when turned off.
+    pub fn seeds(&self) -> bool {
+        !self.is_production() && !self.no_seed && self.role.runs_workers()
+    }
+}
+
+/// `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => Err(format!("unknown unit in {text:?}: use ms, s, m, h or d")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        Cli::command_for_tests().debug_assert();
+        let cli = Cli::try_parse_from(["cartsource", "token", "--sub", "alice", "--role", "admin", "--ttl", "2h"]).expect("parse");
+        match cli.command {
+            Some(Command::Token(args)) => {
+                assert_eq!(args.sub, "alice");
+                assert_eq!(args.role, "admin");
+                assert_eq!(args.ttl, Duration::from_secs(7200));
+            }
+            other => panic!("expected token, got {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["cartsource", "serve", "--role", "worker", "--log-format", "json", "--no-seed"]).expect("parse");
+        match cli.command {
+            Some(Command::Serve(config)) => {
+                assert_eq!(config.role, Role::Worker);
+                assert_eq!(config.log_format, LogFormat::Json);
+                assert!(config.no_seed);
+            }
+            other => panic!("expected serve, got {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["cartsource", "token", "--sub", "a", "--role", "root"]).is_err());
+    }
+
+    impl Cli {
+        fn command_for_tests() -> clap::Command {
+            <Cli as clap::CommandFactory>::command()
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What every resolver shares: the database, the event store behind it and the read
+//! side. Built once by the server and handed to [`crate::schema::build_schema`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::EventStore;
+
+/// How long a read with `minPosition` waits for its projection before answering
+/// CONSISTENCY_TIMEOUT.
+pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct ApiContext {
+    pub db: store::Database,
+    pub store: Arc<dyn EventStore>,
+    pub projections: projections::Projections,
+    /// Bound on `minPosition` waits.
+    pub consistency_timeout: Duration,
+    /// How long a command without `expectedVersion` keeps retrying after conflicts.
+    pub command_budget: Duration,
+}
+
+impl ApiContext {
+    pub fn new(db: store::Database, projections: projections::Projections) -> Self {
+        ApiContext {
+            store: db.store(),
+            db,
+            projections,
+            consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,
+            command_budget: projections::commands::DEFAULT_BUDGET,
+        }
+    }
+
+    pub fn read(&self) -> &projections::ReadModels {
+        self.projections.read()
+    }
+}
+
+/// The id of the HTTP request (or WebSocket connection) that carries a GraphQL
+/// operation. The transport puts it into the request data; commands record it as the
+/// correlation id of the events they append, so logs and events can be joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId(pub uuid::Uuid);

@@ -1,0 +1,330 @@
+//! The one place where the layers' errors become GraphQL errors with the contract's
+//! `extensions.code`.
+//!
+//! Resolvers return `Result<T, ApiError>`; `?` on a [`DomainError`], [`CommandError`],
+//! [`StoreError`], [`ProjectionError`], [`WaitError`] or [`AuthError`] goes through the
+//! `From` impls below, which decide what the client may see. Internal failures keep
+//! their cause for the log and reach the client as INTERNAL_SERVER_ERROR with a fixed
+//! message. The crate enables async-graphql's `custom-error-conversion`, which removes
+//! its blanket `From<impl Display>`: a sqlx or store error cannot slip into a GraphQL
+//! error with its text, the compiler refuses it.
+//!
+//! [`ErrorCodes`] gives a code to the errors async-graphql raises itself (a query that
+//! does not parse, validation, variables that do not coerce) so that every error the
+//! client sees carries one.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe, NextValidation};
+use async_graphql::futures_util::stream::BoxStream;
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
+use futures::StreamExt;
+
+use domain::DomainError;
+use projections::commands::CommandError;
+use projections::{ProjectionError, WaitError};
+use store::StoreError;
+
+use crate::auth::AuthError;
+
+/// The contract's error codes.
+pub mod code {
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const CONCURRENCY_CONFLICT: &str = "CONCURRENCY_CONFLICT";
+    pub const CONSISTENCY_TIMEOUT: &str = "CONSISTENCY_TIMEOUT";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+}
+
+/// What the API answers. Each variant is one contract code; messages are for clients.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// What was not found, e.g. "cart" or "product tea".
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    BadUserInput(String),
+    #[error("expected version {expected}, actual version {actual}")]
+    Conflict { expected: u64, actual: u64 },
+    #[error(transparent)]
+    Domain(DomainError),
+    #[error("the read model has not caught up with minPosition in time; try again")]
+    ConsistencyTimeout,
+    #[error("too many requests; slow down")]
+    RateLimited,
+    /// The cause is logged, never sent.
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn unauthenticated() -> Self {
+        ApiError::Unauthenticated("sign in: send `Authorization: Bearer <token>`".to_owned())
+    }
+
+    pub fn admin_only() -> Self {
+        ApiError::Forbidden("only an admin may do this".to_owned())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal(cause.to_string())
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
+            ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::NotFound(_) => code::NOT_FOUND,
+            ApiError::BadUserInput(_) => code::BAD_USER_INPUT,
+            ApiError::Conflict { .. } => code::CONCURRENCY_CONFLICT,
+            ApiError::Domain(e) => e.code(),
+            ApiError::ConsistencyTimeout => code::CONSISTENCY_TIMEOUT,
+            ApiError::RateLimited => code::RATE_LIMITED,
+            ApiError::Internal(_) => code::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The GraphQL error: message plus `extensions.code` and the code's details.
+    pub fn into_graphql(self) -> async_graphql::Error {
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", self.code());
+        match &self {
+            ApiError::Conflict { expected, actual } => {
+                extensions.set("expectedVersion", *expected);
+                extensions.set("actualVersion", *actual);
+            }
+            ApiError::Domain(DomainError::OutOfStock { sku, requested, available }) => {
+                extensions.set("sku", sku.as_str());
+                extensions.set("requested", *requested);
+                extensions.set("available", *available);
+            }
+            ApiError::Domain(DomainError::ItemNotInCart { sku }) => extensions.set("sku", sku.as_str()),
+            ApiError::Domain(DomainError::InvalidOrderState { from, .. }) => extensions.set("status", from.as_str()),
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error answered as INTERNAL_SERVER_ERROR"),
+            _ => {}
+        }
+        async_graphql::Error {
+            message: self.to_string(),
+            source: None,
+            extensions: Some(extensions),
+        }
+    }
+
+    /// This error outside any field (no location, no path): for refusals before
+    /// execution (a bad token, a rate limit, a role check).
+    pub fn into_server_error(self) -> ServerError {
+        let error = self.into_graphql();
+        let mut server_error = ServerError::new(error.message, None);
+        server_error.extensions = error.extensions;
+        server_error
+    }
+
+    /// A whole response made of this error.
+    pub fn into_response(self) -> Response {
+        Response::from_errors(vec![self.into_server_error()])
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        e.into_graphql()
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Domain(e)
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(e) => ApiError::Domain(e),
+            CommandError::Conflict { expected, actual } => ApiError::Conflict { expected, actual },
+            CommandError::IdempotencyKeyReused => {
+                ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
+            }
+            // The contract promises such a command does not fail because of other
+            // writers; if the budget still ran out, that is the server's failure.
+            CommandError::Contended => ApiError::internal("a command without expectedVersion ran out of its retry budget"),
+            CommandError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict {
+                expected: store::ExpectedVersion::Exact(expected),
+                actual,
+                ..
+            } => ApiError::Conflict { expected, actual },
+            StoreError::IdempotencyKeyReused { .. } => {
+                ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
+            }
+            other => ApiError::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            ProjectionError::BadCursor => ApiError::BadUserInput("the `after` cursor is not one this server gave out".to_owned()),
+            ProjectionError::UnknownProjection(name) => ApiError::NotFound(format!("projection {name:?}")),
+            ProjectionError::NotRebuildable(name) => ApiError::BadUserInput(format!("{name} is not a read model and cannot be rebuilt")),
+            other => ApiError::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<WaitError> for ApiError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Timeout => ApiError::ConsistencyTimeout,
+            other => ApiError::Internal(format!("waiting for a projection: {other:?}")),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Signing(_) | AuthError::Secret { .. } => ApiError::Internal(error_chain(&e)),
+            other => ApiError::Unauthenticated(other.to_string()),
+        }
+    }
+}
+
+/// The error and its sources, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Gives every error async-graphql raises on its own a contract code: a query that
+/// does not parse gets GRAPHQL_PARSE_FAILED; failed validation (unknown fields, limits
+/// on depth and complexity, arguments or variables of the wrong type) and values that
+/// do not coerce get BAD_USER_INPUT. Errors that already carry a code keep it.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+fn with_default_code(mut error: ServerError, default: &str) -> ServerError {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", Value::from(default));
+    }
+    error
+}
+
+fn coded_response(mut response: Response) -> Response {
+    response.errors = response.errors.into_iter().map(|e| with_default_code(e, code::BAD_USER_INPUT)).collect();
+    response
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        coded_response(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(&self, ctx: &ExtensionContext<'_>, stream: BoxStream<'s, Response>, next: NextSubscribe<'_>) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(coded_response).boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))
+    }
+
+    async fn validation(&self, ctx: &ExtensionContext<'_>, next: NextValidation<'_>) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx)
+            .await
+            .map_err(|errors| errors.into_iter().map(|e| with_default_code(e, code::BAD_USER_INPUT)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extensions(e: ApiError) -> (String, serde_json::Value) {
+        let e = e.into_graphql();
+        (e.message.clone(), serde_json::to_value(&e.extensions).unwrap())
+    }
+
+    #[test]
+    fn conflict_and_stock_details_are_json_numbers() {
+        let (_, ext) = extensions(ApiError::Conflict { expected: 3, actual: 5 });
+        assert_eq!(
+            ext,
+            serde_json::json!({"code": "CONCURRENCY_CONFLICT", "expectedVersion": 3, "actualVersion": 5})
+        );
+        let sku = domain::Sku::parse("apple").unwrap();
+        let (_, ext) = extensions(
+            DomainError::OutOfStock {
+                sku,
+                requested: 4,
+                available: 1,
+            }
+            .into(),
+        );
+        assert_eq!(
+            ext,
+            serde_json::json!({"code": "OUT_OF_STOCK", "sku": "apple", "requested": 4, "available": 1})
+        );
+    }
+
+    #[test]
+    fn internal_errors_say_nothing_of_their_cause() {
+        let store_error = StoreError::Corrupt("row 17 of events has a bad json column in table events".into());
+        let (message, ext) = extensions(store_error.into());
+        assert_eq!(message, "internal server error");
+        assert_eq!(ext, serde_json::json!({"code": "INTERNAL_SERVER_ERROR"}));
+    }
+
+    #[test]
+    fn command_errors_map_to_their_codes() {
+        let cases: Vec<(ApiError, &str)> = vec![
+            (CommandError::Domain(DomainError::EmptyCart).into(), "EMPTY_CART"),
+            (CommandError::Domain(DomainError::CartNotOpen).into(), "CART_NOT_OPEN"),
+            (CommandError::Conflict { expected: 1, actual: 2 }.into(), "CONCURRENCY_CONFLICT"),
+            (CommandError::IdempotencyKeyReused.into(), "BAD_USER_INPUT"),
+            (CommandError::Contended.into(), "INTERNAL_SERVER_ERROR"),
+            (AuthError::Expired.into(), "UNAUTHENTICATED"),
+            (WaitError::Timeout.into(), "CONSISTENCY_TIMEOUT"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The face of cartsource: the GraphQL contract (../shared/design/schema.graphql) served
+//! over HTTP and WebSocket, and the `cartsource` binary.
+//!
+//! * `schema` (with `context`, `auth`, `error`): the contract's types and resolvers;
+//!   mutations go through the one command loop (`projections::commands`), queries read
+//!   the projections, subscriptions follow the event store.
+//! * `server`: routes, middleware, start-up per role, graceful shutdown; `ws` the
+//!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits;
+//!   `metrics` Prometheus; `config` flags and environment; `seed` the demo catalog.
+//!
+//! `main.rs` stays thin: tests drive the same `Application` users run.
+
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod playground;
+pub mod schema;
+pub mod seed;
+pub mod server;
+pub mod ws;
+
+pub use config::{Cli, Command, Config};
+pub use server::{Application, StartError};

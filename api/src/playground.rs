@@ -1,0 +1,117 @@
+//! GraphiQL served entirely from this binary: the page, React, ReactDOM and GraphiQL's
+//! bundle are compiled in (`api/assets/`, licenses and the recipe in
+//! `api/assets/LICENSES.md`), so the playground works with no internet access. Asset
+//! names carry their versions, so browsers may cache them for good.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+pub const ASSETS_PATH: &str = "/graphql/assets";
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "graphiql-3.8.3.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/graphiql.min.js"),
+    },
+    Asset {
+        name: "graphiql-3.8.3.min.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../assets/graphiql.min.css"),
+    },
+    Asset {
+        name: "react-18.3.1.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/react.production.min.js"),
+    },
+    Asset {
+        name: "react-dom-18.3.1.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/react-dom.production.min.js"),
+    },
+    // Versioned by hand: bump the suffix when the file changes.
+    Asset {
+        name: "playground-1.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/playground.js"),
+    },
+];
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cartsource GraphiQL</title>
+<link rel="stylesheet" href="/graphql/assets/graphiql-3.8.3.min.css">
+<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+</head>
+<body>
+<div id="graphiql">Loading GraphiQL&hellip;</div>
+<script src="/graphql/assets/react-18.3.1.min.js"></script>
+<script src="/graphql/assets/react-dom-18.3.1.min.js"></script>
+<script src="/graphql/assets/graphiql-3.8.3.min.js"></script>
+<script src="/graphql/assets/playground-1.js"></script>
+</body>
+</html>
+"#;
+
+/// True when the client asked for a web page (a browser), not for GraphQL.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+pub fn page() -> Response {
+    let mut response = Html(PAGE).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(asset) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+                (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            ],
+            asset.bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_only_assets_we_serve() {
+        let mut rest = PAGE;
+        let mut found = 0;
+        while let Some(at) = rest.find(ASSETS_PATH) {
+            let tail = &rest[at + ASSETS_PATH.len() + 1..];
+            let end = tail.find('"').expect("closing quote");
+            assert!(ASSETS.iter().any(|a| a.name == &tail[..end]), "{} is not served", &tail[..end]);
+            found += 1;
+            rest = &tail[end..];
+        }
+        assert_eq!(found, 5);
+        assert!(
+            !PAGE.contains("http://") && !PAGE.contains("https://"),
+            "the page must not load anything from elsewhere"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! "Admin-only operations check the role first: a customer gets FORBIDDEN whatever the
+//! arguments." A resolver's own role check runs only after its arguments were parsed,
+//! and arguments that do not coerce (a price of "abc", a missing input field) are
+//! refused before any resolver runs. So the role is checked once more, right after
+//! parsing and before validation's verdict is given: an operation document that selects
+//! an admin-only root field, sent by a caller who is not an admin, is answered FORBIDDEN
+//! (UNAUTHENTICATED without a token) as a whole, and nothing of it runs. The check
+//! looks at every operation in the document, whichever one `operationName` picks.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// Root fields only an admin may use, by operation type.
+const ADMIN_ONLY: &[(OperationType, &str)] = &[
+    (OperationType::Query, "projections"),
+    (OperationType::Mutation, "shipOrder"),
+    (OperationType::Mutation, "registerProduct"),
+    (OperationType::Mutation, "changeProductPrice"),
+    (OperationType::Mutation, "receiveStock"),
+    (OperationType::Mutation, "rebuildProjection"),
+    (OperationType::Subscription, "events"),
+];
+
+pub struct RoleFirst;
+
+impl ExtensionFactory for RoleFirst {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RoleFirstRequest {
+            admin_only: AtomicBool::new(false),
+        })
+    }
+}
+
+/// One request's view: whether its document selects an admin-only root field.
+struct RoleFirstRequest {
+    admin_only: AtomicBool,
+}
+
+fn selects_admin_only(doc: &ExecutableDocument) -> bool {
+    doc.operations.iter().any(|(_, op)| {
+        let mut seen = HashSet::new();
+        root_fields_admin_only(doc, op.node.ty, &op.node.selection_set.node, &mut seen)
+    })
+}
+
+/// Walks the root selection set through inline fragments and fragment spreads (each
+/// fragment once, so a cycle cannot loop; validation reports cycles itself).
+fn root_fields_admin_only<'a>(doc: &'a ExecutableDocument, ty: OperationType, set: &'a SelectionSet, seen: &mut HashSet<&'a str>) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => ADMIN_ONLY.iter().any(|(t, name)| *t == ty && field.node.name.node.as_str() == *name),
+        Selection::InlineFragment(fragment) => root_fields_admin_only(doc, ty, &fragment.node.selection_set.node, seen),
+        Selection::FragmentSpread(spread) => {
+            let name = spread.node.fragment_name.node.as_str();
+            seen.insert(name)
+                && doc
+                    .fragments
+                    .get(name)
+                    .is_some_and(|f| root_fields_admin_only(doc, ty, &f.node.selection_set.node, seen))
+        }
+    })
+}
+
+#[async_trait::async_trait]
+impl Extension for RoleFirstRequest {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        self.admin_only.store(selects_admin_only(&doc), Ordering::Relaxed);
+        Ok(doc)
+    }
+
+    async fn validation(&self, ctx: &ExtensionContext<'_>, next: NextValidation<'_>) -> Result<ValidationResult, Vec<ServerError>> {
+        if self.admin_only.load(Ordering::Relaxed) {
+            let refusal = match ctx.data_opt::<Principal>() {
+                Some(who) if who.is_admin() => None,
+                Some(_) => Some(ApiError::admin_only()),
+                None => Some(ApiError::unauthenticated()),
+            };
+            if let Some(refusal) = refusal {
+                return Err(vec![refusal.into_server_error()]);
+            }
+        }
+        next.run(ctx).await
+    }
+}

@@ -1,0 +1,562 @@
+//! The HTTP server: routes, middleware, start-up and graceful shutdown.
+//!
+//! Routes: `POST /graphql`; `GET /graphql` (GraphiQL for browsers, 405 otherwise);
+//! `GET /graphql/ws` (subscriptions, see `ws`); `/graphql/assets/*` (GraphiQL's files);
+//! `/healthz` (the process answers), `/readyz` (database reachable with its migrations,
+//! projections started, not shutting down), `/metrics`. A worker-only process serves the
+//! probes and metrics alone.
+//!
+//! Every request gets an `x-request-id` (kept from the client or a new UUID), echoed in
+//! the response and recorded on the request's span, which encloses the resolver, the
+//! command and the store's append.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+use async_graphql::Executor;
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId as HeaderRequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, Principal};
+use crate::config::{Config, Role, SecretConfig};
+use crate::context::{ApiContext, RequestId};
+use crate::error::ApiError;
+use crate::limits::{self, error_response, RateLimit, Refusal};
+use crate::ws::{self, WsHub, WsSettings};
+use crate::{metrics, playground, seed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the event store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("production mode needs JWT_SECRET (or --jwt-secret): refusing to start with a generated secret")]
+    MissingSecret,
+    #[error("JWT_SECRET must be at least 32 bytes in production")]
+    WeakSecret,
+    #[error(transparent)]
+    Secret(#[from] auth::AuthError),
+    #[error("cannot start the projections: {0}")]
+    Projections(#[from] projections::ProjectionError),
+    #[error("cannot seed the demo catalog: {0}")]
+    Seed(#[from] seed::SeedError),
+}
+
+/// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
+pub fn resolve_secret(config: &SecretConfig) -> Result<Vec<u8>, StartError> {
+    match &config.jwt_secret {
+        Some(secret) if config.environment == crate::config::Environment::Production && secret.len() < 32 => Err(StartError::WeakSecret),
+        Some(secret) if !secret.is_empty() => Ok(secret.as_bytes().to_vec()),
+        _ if config.environment == crate::config::Environment::Production => Err(StartError::MissingSecret),
+        _ => Ok(auth::load_or_create_secret(&config.data_dir)?.into_bytes()),
+    }
+}
+
+/// Who answers readiness.
+#[derive(Clone)]
+pub struct Readiness {
+    pub store: Arc<dyn store::EventStore>,
+    pub projections: projections::Projections,
+    pub shutdown: CancellationToken,
+}
+
+/// What the GraphQL routes share.
+#[derive(Clone)]
+pub struct GraphqlState<E> {
+    pub executor: E,
+    pub secret: Arc<[u8]>,
+    pub rate_limit: RateLimit,
+    pub max_body_bytes: usize,
+    pub root_fields: Arc<RootFields>,
+}
+
+/// The schema's root field names: the only operation labels metrics accept.
+#[derive(Debug, Default)]
+pub struct RootFields {
+    query: Vec<String>,
+    mutation: Vec<String>,
+    subscription: Vec<String>,
+}
+
+impl RootFields {
+    pub fn from_sdl(sdl: &str) -> Self {
+        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+        let mut fields = RootFields::default();
+        let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
+            return fields;
+        };
+        for definition in document.definitions {
+            if let TypeSystemDefinition::Type(ty) = definition {
+                let target = match ty.node.name.node.as_str() {
+                    "Query" => &mut fields.query,
+                    "Mutation" => &mut fields.mutation,
+                    "Subscription" => &mut fields.subscription,
+                    _ => continue,
+                };
+                if let TypeKind::Object(object) = &ty.node.kind {
+                    target.extend(object.fields.iter().map(|f| f.node.name.node.to_string()));
+                }
+            }
+        }
+        fields
+    }
+
+    fn known(&self, kind: OperationType, name: &str) -> bool {
+        let list = match kind {
+            OperationType::Query => &self.query,
+            OperationType::Mutation => &self.mutation,
+            OperationType::Subscription => &self.subscription,
+        };
+        list.iter().any(|f| f == name) || name == "__schema" || name == "__type" || name == "__typename"
+    }
+}
+
+/// The full router for the API role; tests may mount it over any schema.
+pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router {
+    let executor = state.executor.clone();
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post::<E>).with_state(state))
+        .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)))
+        .route("/graphql/assets/{name}", get(playground::asset))
+}
+
+/// Probes and metrics, served by every role.
+pub fn operations_routes(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz).with_state(readiness.clone()))
+        .route("/metrics", get(metrics_text).with_state(readiness))
+}
+
+/// The middleware every route gets: request ids, tracing, CORS, timeout, body limit.
+pub fn with_middleware(router: Router, config: &Config) -> Router {
+    let mut router = router
+        .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.limits.request_timeout,
+        ));
+    if let Some(cors) = limits::cors(&config.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(axum::middleware::map_response(limits::graphql_shaped))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn graphql_get(headers: HeaderMap) -> Response {
+    if playground::wants_html(&headers) {
+        return playground::page();
+    }
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::BadUserInput("GET /graphql serves GraphiQL to browsers; send operations with POST (application/json)".to_owned()),
+    );
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    response
+}
+
+async fn graphql_post<E: Executor>(
+    State(state): State<GraphqlState<E>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request_id: Option<axum::Extension<HeaderRequestId>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let media = v.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("application/graphql-response+json")
+    });
+    if !json {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadUserInput("send the request body as application/json".to_owned()),
+        );
+    }
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let principal = match auth::authenticate(authorization, &state.secret) {
+        Ok(principal) => principal,
+        Err(e) => {
+            // Failed attempts count against the peer, so guessing costs like anything else.
+            if let Err(limited) = state.rate_limit.check(&format!("ip:{}", peer.ip())) {
+                return limited.into_response();
+            }
+            let mut response = error_response(StatusCode::UNAUTHORIZED, e.into());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            return response;
+        }
+    };
+    let caller = match &principal {
+        Some(p) => format!("sub:{}", p.id),
+        None => format!("ip:{}", peer.ip()),
+    };
+    if let Err(limited) = state.rate_limit.check(&caller) {
+        return limited.into_response();
+    }
+    let bytes = match limits::read_body(body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let request = match parse_request(&bytes) {
+        Ok(request) => request,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let operation = Operation::of(&request, &state.root_fields);
+    let mut request = request;
+    if let Some(principal) = principal {
+        request = request.data::<Principal>(principal);
+    }
+    if let Some(axum::Extension(id)) = request_id {
+        // A client-chosen id that is not a UUID is kept in the logs but not as correlation id.
+        let id = id
+            .header_value()
+            .to_str()
+            .ok()
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .unwrap_or_else(uuid::Uuid::new_v4);
+        request = request.data(RequestId(id));
+    }
+    let response = state.executor.execute(request).await;
+    operation.record(&response, started.elapsed());
+    GraphQLResponse::from(response).into_response()
+}
+
+/// One GraphQL request from a JSON body; batches and non-objects are refused.
+fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refusal> {
+    let bad = |message: String| Refusal::new(StatusCode::BAD_REQUEST, ApiError::BadUserInput(message));
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("the request body is not valid JSON: {e}")))?;
+    if value.is_array() {
+        return Err(bad("batched requests are not supported: send one operation per request".to_owned()));
+    }
+    if !value.get("query").is_some_and(serde_json::Value::is_string) {
+        return Err(bad("the request body must be a JSON object with a `query` string".to_owned()));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("the request body is not a GraphQL request: {e}")))
+}
+
+/// The metrics labels of one request, from its parsed document.
+struct Operation {
+    kind: &'static str,
+    /// (response key, field name) of each root field.
+    fields: Vec<(String, String)>,
+}
+
+impl Operation {
+    fn of(request: &async_graphql::Request, roots: &RootFields) -> Self {
+        let invalid = Operation {
+            kind: "invalid",
+            fields: Vec::new(),
+        };
+        let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+            return invalid;
+        };
+        let operation = match (&document.operations, request.operation_name.as_deref()) {
+            (DocumentOperations::Single(op), _) => Some(op),
+            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+            (DocumentOperations::Multiple(_), None) => None,
+        };
+        let Some(operation) = operation else { return invalid };
+        let ty = operation.node.ty;
+        let mut fields = Vec::new();
+        for item in &operation.node.selection_set.node.items {
+            if let Selection::Field(field) = &item.node {
+                let name = field.node.name.node.to_string();
+                if !roots.known(ty, &name) {
+                    return invalid;
+                }
+                fields.push((field.node.response_key().node.to_string(), name));
+            }
+        }
+        let kind = match ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        Operation { kind, fields }
+    }
+
+    fn record(&self, response: &async_graphql::Response, elapsed: Duration) {
+        let label = match self.fields.as_slice() {
+            [] => "none",
+            [(_, name)] => name.as_str(),
+            _ => "multiple",
+        };
+        metrics::request(self.kind, label, response.errors.is_empty(), elapsed);
+        if self.kind != "mutation" {
+            return;
+        }
+        for (key, name) in &self.fields {
+            let error = response
+                .errors
+                .iter()
+                .find(|e| matches!(e.path.first(), Some(async_graphql::PathSegment::Field(f)) if f == key));
+            let outcome = error
+                .and_then(|e| e.extensions.as_ref())
+                .and_then(|x| x.get("code"))
+                .and_then(|code| match code {
+                    async_graphql::Value::String(code) => Some(code.as_str()),
+                    _ => None,
+                })
+                .unwrap_or(if error.is_some() { "INTERNAL_SERVER_ERROR" } else { "ok" });
+            metrics::command(name, outcome);
+        }
+    }
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    if readiness.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response();
+    }
+    let head = match readiness.store.head_position().await {
+        Ok(head) => head.0,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: the event store does not answer");
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
+        }
+    };
+    match readiness.projections.statuses().await {
+        Ok(statuses) => {
+            let projections: Vec<_> = statuses
+                .iter()
+                .map(|s| json!({"name": s.name, "state": s.state.as_str(), "position": s.position.0, "lag": head.saturating_sub(s.position.0)}))
+                .collect();
+            (StatusCode::OK, Json(json!({"status": "ready", "head": head, "projections": projections}))).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: projection statuses unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "projections unavailable"}))).into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(readiness): State<Readiness>) -> Response {
+    if let Ok(head) = readiness.store.head_position().await {
+        metrics::head_position(head.0);
+        if let Ok(statuses) = readiness.projections.statuses().await {
+            for s in statuses {
+                let running = matches!(s.state, projections::ProjectionState::Running | projections::ProjectionState::CatchingUp);
+                metrics::projection(&s.name, s.position.0, head.0, running);
+            }
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+/// A server bound to its port (port 0 picks a free one), not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    hub: Option<WsHub>,
+    projections: projections::Projections,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens the store (migrations run), starts the projections for the role, seeds in
+    /// development, builds the schema and binds.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        metrics::handle();
+        let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
+        if let Some(dir) = config.sqlite_dir() {
+            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let db = store::open(&config.database_url()).await?;
+        if config.seeds() {
+            seed::seed_if_empty(&*db.store()).await?;
+        }
+        let projections = if config.role.runs_workers() {
+            let settings = projections::ProjectionsConfig {
+                nats_url: config.nats_url.clone(),
+                ..Default::default()
+            };
+            projections::Projections::start(db.clone(), settings).await?
+        } else {
+            projections::Projections::observer(db.clone())
+        };
+        let shutdown = CancellationToken::new();
+        let rate_limit = RateLimit::new(&config.limits);
+        tokio::spawn(rate_limit.clone().housekeeping(shutdown.clone()));
+        let readiness = Readiness {
+            store: db.store(),
+            projections: projections.clone(),
+            shutdown: shutdown.clone(),
+        };
+
+        let (router, hub) = if config.role.serves_api() {
+            let mut context = ApiContext::new(db.clone(), projections.clone());
+            context.store = metrics::MeteredStore::wrap(context.store.clone());
+            let schema = crate::schema::build_schema(context);
+            let root_fields = Arc::new(RootFields::from_sdl(&schema.sdl()));
+            let settings = WsSettings {
+                init_timeout: config.limits.ws_init_timeout,
+                max_subscriptions: config.limits.ws_max_subscriptions,
+                keepalive: config.limits.ws_keepalive,
+                max_message_bytes: config.limits.max_body_bytes,
+            };
+            let hub = WsHub::new(
+                settings,
+                config.limits.ws_max_connections,
+                secret.clone(),
+                rate_limit.clone(),
+                shutdown.clone(),
+            );
+            let state = GraphqlState {
+                executor: schema,
+                secret,
+                rate_limit,
+                max_body_bytes: config.limits.max_body_bytes,
+                root_fields,
+            };
+            (graphql_routes(state, hub.clone()).merge(operations_routes(readiness)), Some(hub))
+        } else {
+            (operations_routes(readiness), None)
+        };
+        let listener = TcpListener::bind(&config.listen_addr).await.map_err(|source| StartError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
+        Ok(Application {
+            listener,
+            router: with_middleware(router, config),
+            shutdown,
+            hub,
+            projections,
+            grace: config.limits.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Cancelling it shuts the server down as SIGTERM would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until ctrl-c or SIGTERM.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` resolves or the shutdown token is cancelled, then: stops
+    /// accepting, finishes in-flight requests, closes WebSockets with a close frame, and
+    /// stops the workers at a checkpoint; whatever is still running after the grace
+    /// period is dropped.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Application {
+            listener,
+            router,
+            shutdown,
+            hub,
+            projections,
+            grace,
+        } = self;
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = signal => trigger.cancel(),
+                _ = trigger.cancelled() => {}
+            }
+        });
+        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = tokio::select! {
+            result = serve.into_future() => result,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        tracing::info!("stopped accepting; closing WebSockets");
+        if let Some(hub) = hub {
+            if tokio::time::timeout(grace, hub.closed()).await.is_err() {
+                tracing::warn!("some WebSockets did not close in time");
+            }
+        }
+        projections.shutdown().await;
+        tracing::info!("shut down");
+        served
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutdown signal received");
+}
+
+/// Logging for the binary: pretty for people, JSON for log shippers.
+pub fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match config.log_format {
+        crate::config::LogFormat::Pretty => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging already initialised: {e}");
+    }
+}
+
+/// The role as the logs and flags spell it.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Api => "api",
+        Role::Worker => "worker",
+        Role::All => "all",
+    }
+}
