@@ -374,4 +374,79 @@ async fn my_carts_are_paged(database_url: String) {
     server.stop().await;
 }
 
-on_both_backends!(seed_scenario, my_carts_are_paged);
+/// `me.carts` with each cart's `history`: the histories of one page are read in one
+/// batch (the history DataLoader) and every cart still gets its own events and paging.
+async fn a_page_of_carts_shows_each_carts_history(database_url: String) {
+    let server = spawn_server(database_url).await;
+    let admin = server.token("ops", Role::Admin);
+    let bob = server.token("bob", Role::Customer);
+    register_product(&server, &admin, "apple", "Apple", "0.50", 100).await;
+    // Cart i gets i + 1 adds, so the carts have 2, 3 and 4 events.
+    let mut ids = Vec::new();
+    let mut last = String::new();
+    for i in 0..3 {
+        let id = create_cart(&server, &bob).await;
+        for _ in 0..=i {
+            let added = add_item(&server, &bob, &id, "apple", 1).await;
+            last = added["position"].as_str().unwrap_or_default().to_owned();
+        }
+        ids.push(id);
+    }
+    assert!(!last.is_empty(), "addItem returns a position");
+    // Wait for the carts projection through a read that takes minPosition.
+    gql_data(
+        &server,
+        Some(&bob),
+        "query($id: UUID!, $p: Position) { cart(id: $id, minPosition: $p) { id } }",
+        json!({"id": ids[2], "p": last}),
+    )
+    .await;
+    let query = "{ me { carts(first: 20) { nodes { id version history(first: 3) { edges { cursor node { __typename version } }
+            pageInfo { hasNextPage endCursor } } } } } }";
+    let data = gql_data(&server, Some(&bob), query, json!({})).await;
+    let nodes = data["me"]["carts"]["nodes"].as_array().expect("nodes").clone();
+    assert_eq!(nodes.len(), 3, "{data}");
+    for node in &nodes {
+        let index = ids
+            .iter()
+            .position(|id| node["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("unknown cart {node}"));
+        let version = index as i64 + 2;
+        assert_eq!(node["version"], version, "{node}");
+        let edges = node["history"]["edges"].as_array().expect("edges");
+        let versions: Vec<i64> = edges.iter().map(|e| e["node"]["version"].as_i64().unwrap_or_default()).collect();
+        let expected: Vec<i64> = (1..=version.min(3)).collect();
+        assert_eq!(versions, expected, "{node}");
+        assert_eq!(edges[0]["node"]["__typename"], "CartCreated", "{node}");
+        assert!(edges[1..].iter().all(|e| e["node"]["__typename"] == "ItemAddedToCart"), "{node}");
+        assert_eq!(node["history"]["pageInfo"]["hasNextPage"], version > 3, "{node}");
+    }
+    // The next page of the longest history, through the same nested field.
+    let after = nodes
+        .iter()
+        .find(|n| n["version"] == 4)
+        .and_then(|n| n["history"]["pageInfo"]["endCursor"].as_str())
+        .expect("end cursor")
+        .to_owned();
+    let data = gql_data(
+        &server,
+        Some(&bob),
+        "query($after: String) { me { carts(first: 20) { nodes { id history(first: 3, after: $after) { edges { node { version } } pageInfo { hasNextPage hasPreviousPage } } } } } }",
+        json!({"after": after}),
+    )
+    .await;
+    let longest = data["me"]["carts"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == ids[2].as_str())
+        .expect("cart")
+        .clone();
+    assert_eq!(
+        longest["history"],
+        json!({"edges": [{"node": {"version": 4}}], "pageInfo": {"hasNextPage": false, "hasPreviousPage": true}})
+    );
+    server.stop().await;
+}
+
+on_both_backends!(seed_scenario, my_carts_are_paged, a_page_of_carts_shows_each_carts_history);

@@ -442,7 +442,94 @@ async fn request_ids_become_the_events_correlation_id(url: String) {
     assert_eq!(event["metadata"]["correlation_id"], request_id.to_string(), "{event}");
 }
 
+/// Graceful shutdown: a request already being served when shutdown starts still gets its
+/// whole answer, while new connections are refused. The request is held in flight by the
+/// client itself: it sends `Expect: 100-continue`, waits for the server's `100 Continue`
+/// (the handler is reading the body, so the request is in flight), triggers shutdown,
+/// waits until the listener refuses connections, and only then sends the body.
+async fn shutdown_finishes_in_flight_requests(url: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = spawn_server(url).await;
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let body = json!({"query": CATALOG}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("send the request head");
+    let mut interim = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.expect("read the interim response");
+            assert_eq!(n, 1, "the connection closed before 100 Continue: {:?}", String::from_utf8_lossy(&interim));
+            interim.push(byte[0]);
+        }
+    })
+    .await
+    .expect("the server answers 100 Continue within 10 s");
+    let interim = String::from_utf8_lossy(&interim).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+
+    // Shut down while the request is in flight; new connections are refused soon after.
+    server.shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "new connections still accepted 10 s after shutdown: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    // The in-flight request still completes with a well-formed GraphQL response.
+    stream.write_all(body.as_bytes()).await.expect("send the body");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the in-flight request is answered within 10 s")
+        .expect("read the response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, payload) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {response:?}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    let json: Value = serde_json::from_str(&payload).unwrap_or_else(|e| panic!("not JSON ({e}): {payload:?}"));
+    assert!(json["data"]["products"]["nodes"].is_array(), "{json}");
+    assert!(json.get("errors").is_none(), "{json}");
+
+    // And the server then stops.
+    server.stop().await;
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut chunked: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = chunked.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        chunked = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 on_both_backends!(
+    shutdown_finishes_in_flight_requests,
     request_ids_become_the_events_correlation_id,
     slow_requests_time_out_with_a_graphql_error,
     development_start_seeds_the_catalog,

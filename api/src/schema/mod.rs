@@ -22,6 +22,7 @@ pub mod types;
 
 use std::sync::Mutex;
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Schema, SchemaBuilder};
 use sha2::{Digest, Sha256};
 use store::aggregate::{load_until, Aggregate, Loaded};
@@ -59,7 +60,10 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 
 /// The schema with everything the resolvers need.
 pub fn build_schema(ctx: ApiContext) -> AppSchema {
-    builder().data(ctx).finish()
+    // Schema-wide (so HTTP and WebSocket operations get it alike) and without a cache,
+    // so it only merges the reads that are due at the same moment; nothing goes stale.
+    let history = DataLoader::new(types::HistoryLoader::new(ctx.store.clone()), tokio::spawn);
+    builder().data(ctx).data(history).finish()
 }
 
 /// The schema's SDL, as kept in `api/schema.graphql` (`cartsource schema`).

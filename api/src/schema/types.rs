@@ -2,7 +2,11 @@
 //! or from an aggregate's state right after a command or a replay (payloads, `cartAt`,
 //! subscriptions); the GraphQL shape is the same either way.
 
+use std::collections::HashMap;
+
+use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, Interface, Object, SimpleObject};
+use futures::future::try_join_all;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -312,7 +316,12 @@ impl Cart {
         let want = remaining.min(first as u64);
         let mut edges = Vec::new();
         if want > 0 {
-            let recorded = api(ctx)?.store.read_stream(&self.stream_id(), after_version + 1, want as usize).await?;
+            let key = HistoryKey {
+                stream_id: self.stream_id(),
+                from_version: after_version + 1,
+                limit: want as usize,
+            };
+            let recorded = history_loader(ctx)?.load_one(key).await?.unwrap_or_default();
             for event in recorded.iter().filter(|e| e.version <= self.version) {
                 let node = CartEvent::from_recorded(event)?;
                 edges.push(CartEventEdge {
@@ -325,6 +334,48 @@ impl Cart {
         let page_info = PageInfo::new(&edges, |e| &e.cursor, has_next_page, after_version > 0);
         Ok(CartEventConnection { edges, page_info })
     }
+}
+
+// ------------------------------------------------------------------ history loader
+
+/// One `Cart.history` page to read: a range of one cart stream. The range is part of
+/// the key so each cart's page keeps its own `first`/`after`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HistoryKey {
+    pub stream_id: String,
+    pub from_version: u64,
+    pub limit: usize,
+}
+
+/// Reads the history pages of all carts resolved together (e.g. a page of `me.carts`)
+/// in one batch instead of one store read per cart, one after the other. The store only
+/// reads one stream per call, so a batch runs its per-stream reads concurrently.
+pub struct HistoryLoader {
+    store: std::sync::Arc<dyn store::EventStore>,
+}
+
+impl HistoryLoader {
+    pub fn new(store: std::sync::Arc<dyn store::EventStore>) -> Self {
+        HistoryLoader { store }
+    }
+}
+
+impl Loader<HistoryKey> for HistoryLoader {
+    type Value = Vec<StoreEvent>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[HistoryKey]) -> Result<HashMap<HistoryKey, Self::Value>, Self::Error> {
+        let reads = keys.iter().map(|key| async move {
+            let events = self.store.read_stream(&key.stream_id, key.from_version, key.limit).await?;
+            Ok::<_, ApiError>((key.clone(), events))
+        });
+        Ok(try_join_all(reads).await?.into_iter().collect())
+    }
+}
+
+fn history_loader<'a>(ctx: &Context<'a>) -> Result<&'a DataLoader<HistoryLoader>, ApiError> {
+    ctx.data_opt::<DataLoader<HistoryLoader>>()
+        .ok_or_else(|| ApiError::internal("the schema was built without the history loader"))
 }
 
 // ------------------------------------------------------------------ cart events
