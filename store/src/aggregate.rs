@@ -96,16 +96,7 @@ pub async fn load<A: Aggregate>(store: &dyn EventStore, stream_id: &str) -> Resu
             Err(e) => tracing::warn!(stream_id, error = %e, "ignoring a snapshot that no longer reads back"),
         }
     }
-    loop {
-        let page = store.read_stream(stream_id, loaded.version + 1, PAGE).await?;
-        for recorded in &page {
-            loaded.state = A::evolve(loaded.state, &decode::<A::Event>(recorded)?);
-            loaded.version = recorded.version;
-        }
-        if page.len() < PAGE {
-            return Ok(loaded);
-        }
-    }
+    fold_after::<A>(store, stream_id, loaded, |_| true).await
 }
 
 /// Folds a stream from its first event while `keep` says yes (time travel: up to a
@@ -115,11 +106,22 @@ pub async fn load_until<A: Aggregate>(
     stream_id: &str,
     keep: impl Fn(&RecordedEvent) -> bool,
 ) -> Result<Loaded<A::State>, StoreError> {
-    let mut loaded = Loaded {
+    let start = Loaded {
         state: A::State::default(),
         version: 0,
         snapshot_version: None,
     };
+    fold_after::<A>(store, stream_id, start, keep).await
+}
+
+/// Folds the events after `loaded.version` onto it, page by page, until the stream ends
+/// or `keep` says no.
+async fn fold_after<A: Aggregate>(
+    store: &dyn EventStore,
+    stream_id: &str,
+    mut loaded: Loaded<A::State>,
+    keep: impl Fn(&RecordedEvent) -> bool,
+) -> Result<Loaded<A::State>, StoreError> {
     loop {
         let page = store.read_stream(stream_id, loaded.version + 1, PAGE).await?;
         for recorded in &page {
