@@ -16,8 +16,9 @@ pub enum StoreError {
     #[error("idempotency key {key:?} of {actor:?} was already used for a different request")]
     IdempotencyKeyReused { actor: String, key: String },
 
-    /// The request itself is malformed (no events, empty stream id, ...).
-    #[error("invalid append: {0}")]
+    /// The request itself is malformed (an append without events, an empty stream id, a
+    /// feed read with too many categories, ...).
+    #[error("invalid request: {0}")]
     InvalidRequest(String),
 
     /// A stored event could not be lifted to its current schema.

@@ -12,6 +12,20 @@ use crate::error::StoreError;
 pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 /// Longest stream id, in characters.
 pub const MAX_STREAM_ID_LEN: usize = 200;
+/// Most categories one filtered read of the global feed may name (each is read along its
+/// own index range; there are three today).
+pub const MAX_FEED_CATEGORIES: usize = 32;
+
+/// Refuses a category filter longer than [`MAX_FEED_CATEGORIES`].
+pub(crate) fn check_feed_categories(categories: Option<&[String]>) -> Result<(), StoreError> {
+    match categories {
+        Some(c) if c.len() > MAX_FEED_CATEGORIES => Err(StoreError::InvalidRequest(format!(
+            "{} categories in one feed read; at most {MAX_FEED_CATEGORIES}",
+            c.len()
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// A place in the global log. Strictly increasing in the order readers receive events;
 /// not dense (Postgres positions encode the writing transaction, see `postgres.rs`).

@@ -32,7 +32,7 @@ pub use connect::{connect, open, Database};
 pub use error::StoreError;
 pub use event::{
     category_of, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StreamAppend,
-    StreamOutcome,
+    StreamOutcome, MAX_FEED_CATEGORIES,
 };
 pub use event_store::{Backend, EventStore};
 pub use postgres::{PgStore, PgStoreOptions};

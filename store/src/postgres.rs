@@ -30,7 +30,8 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamAppend, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamAppend,
+    StreamOutcome,
 };
 use crate::event_store::{Backend, EventStore};
 use crate::upcast::upcast;
@@ -162,13 +163,22 @@ const READ_ALL_SQL: &str =
          limit $2) e on true
  order by e.position";
 
+/// The same, filtered by category. Each category is read on its own, in position order
+/// along `events_category_position_idx`, at most a page each, and the pages are merged:
+/// `category = any($3) order by position limit $2` made the planner fetch every matching
+/// event after `$1` and sort them for each page, so a rebuild from position 0 got slower
+/// with every page (130 ms per page of 5,000 over 200,000 cart events, 12 ms this way).
 const READ_ALL_CATEGORIES_SQL: &str =
     "select h.horizon, e.position, e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
   from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h
   left join lateral (
-        select * from events
-         where position > $1 and position < h.horizon and category = any($3)
-         order by position
+        select f.* from (select distinct unnest($3::text[])) as c(category)
+         cross join lateral (
+               select * from events
+                where category = c.category and position > $1 and position < h.horizon
+                order by position
+                limit $2) f
+         order by f.position
          limit $2) e on true
  order by e.position";
 
@@ -525,6 +535,7 @@ impl EventStore for PgStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_feed_categories(categories)?;
         let after = to_i64(after.0);
         let mut wait = self.feed_wait();
         loop {

@@ -48,7 +48,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome};
+use crate::event::{
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome,
+};
 use crate::event_store::{Backend, EventStore};
 use crate::upcast::upcast;
 
@@ -454,6 +456,24 @@ impl EventRow {
     }
 }
 
+/// The feed filtered by `n` categories (bound as `?3`, `?4`, ...), one statement, so one
+/// snapshot. Each category is read on its own along `events_category_position_idx`, in
+/// position order and at most a page each, and the pages are merged: with
+/// `category in (...) order by position` SQLite fetched every matching event after `?1` and
+/// sorted them for each page, so reading a long feed page by page slowed down quadratically.
+/// The text is ours alone: only the number of placeholders varies.
+fn categories_feed_sql(n: usize) -> String {
+    let one = |i: usize| {
+        format!(
+            "select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+             from events where category = ?{} and position > ?1 order by position limit ?2)",
+            i + 3
+        )
+    };
+    let parts: Vec<String> = (0..n).map(one).collect();
+    format!("{} order by position limit ?2", parts.join(" union all "))
+}
+
 fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.into_iter().map(EventRow::into_event).collect()
 }
@@ -500,6 +520,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_feed_categories(categories)?;
         let rows: Vec<EventRow> = match categories {
             None => {
                 sqlx::query_as(
@@ -513,17 +534,15 @@ impl EventStore for SqliteStore {
             }
             Some([]) => Vec::new(),
             Some(categories) => {
-                // The categories travel as one JSON array, so the statement text is fixed.
-                let categories = serde_json::to_string(categories).map_err(|e| StoreError::InvalidRequest(format!("categories: {e}")))?;
-                sqlx::query_as(
-                    "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-                     from events where position > ?1 and category in (select value from json_each(?2)) order by position limit ?3",
-                )
-                .bind(clamp_i64(after.0))
-                .bind(categories)
-                .bind(clamp_i64(limit as u64))
-                .fetch_all(&self.pools.reader)
-                .await?
+                let mut categories: Vec<&str> = categories.iter().map(String::as_str).collect();
+                categories.sort_unstable();
+                categories.dedup();
+                let sql = categories_feed_sql(categories.len());
+                let mut query = sqlx::query_as(&sql).bind(clamp_i64(after.0)).bind(clamp_i64(limit as u64));
+                for category in categories {
+                    query = query.bind(category);
+                }
+                query.fetch_all(&self.pools.reader).await?
             }
         };
         into_events(rows)

@@ -372,6 +372,27 @@ pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
     let after_fifth = store.read_all(all[4].position, 100, Some(&["product".to_string()])).await.unwrap();
     assert!(after_fifth.iter().all(|e| e.position > all[4].position && e.category() == "product"));
     assert_eq!(after_fifth.len(), all[5..].iter().filter(|e| e.category() == "product").count());
+
+    // Pages of a filter over several categories (named twice, and one without events) are
+    // the filtered feed, each event once, in position order.
+    let filter: Vec<String> = ["order", "cart", "order", "none"].map(String::from).to_vec();
+    let mut paged = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let page = store.read_all(after, 4, Some(&filter)).await.unwrap();
+        assert!(page.len() <= 4);
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        paged.extend(page);
+    }
+    let expected: Vec<_> = all.iter().filter(|e| e.category() != "product").cloned().collect();
+    assert_eq!(paged, expected, "paging a multi-category filter reads the filtered feed");
+
+    let too_many: Vec<String> = (0..=store::MAX_FEED_CATEGORIES).map(|i| format!("c{i}")).collect();
+    assert!(matches!(
+        store.read_all(Position::START, 10, Some(&too_many)).await,
+        Err(StoreError::InvalidRequest(_))
+    ));
 }
 
 async fn next_event(stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>) -> store::RecordedEvent {
