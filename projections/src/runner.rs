@@ -501,6 +501,8 @@ struct Worker {
     /// every poll interval and after a nudge, so requests from other processes are seen;
     /// a stale copy can only make a fenced write miss, never land wrongly.
     cached: Option<(Checkpoint, Instant)>,
+    /// A rebuild's next page, read ahead, and the position it was read after.
+    prefetched: Option<(Position, FeedPage)>,
 }
 
 impl Worker {
@@ -516,6 +518,7 @@ impl Worker {
             publisher: None,
             shared,
             cached: None,
+            prefetched: None,
         }
     }
 
@@ -684,18 +687,11 @@ impl Worker {
         }
     }
 
-    /// The next page after `after`, and how far it lets the checkpoint move: to its last
-    /// event, or (when the page is not full, so nothing readable is left) to the head
-    /// position read before it.
-    async fn read_feed(&mut self, after: Position, limit: usize) -> Result<(Vec<RecordedEvent>, Position, bool), ProjectionError> {
-        // Seen before reading, so a commit during the read rings again.
+    /// The next page after `after` (see [`read_page`]), noting the doorbell first so that a
+    /// commit during the read rings again.
+    async fn read_feed(&mut self, after: Position, limit: usize) -> Result<FeedPage, ProjectionError> {
         self.doorbell.borrow_and_update();
-        let head = self.shared.store.head_position().await?;
-        let events = self.shared.store.read_all(after, limit, self.categories.as_deref()).await?;
-        let caught_up = events.len() < limit;
-        let last = events.last().map_or(after, |e| e.position);
-        let to = if caught_up { last.max(head) } else { last };
-        Ok((events, to.max(after), caught_up))
+        read_page(self.shared.store.as_ref(), self.categories.as_deref(), after, limit).await
     }
 
     async fn model_step(&mut self, model: Model, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
@@ -797,14 +793,57 @@ impl Worker {
         Ok(Step::Failed)
     }
 
-    /// One batch of a rebuild into `generation`; swaps it in once it has caught up.
+    /// One batch of a rebuild into `generation`; swaps it in once it has caught up. While
+    /// the batch is written, the next page is read (a rebuild is a long run of full pages,
+    /// and the two keep both database cores busy); a page below the horizon never changes,
+    /// so it stays right for as long as it waits.
     async fn rebuild_step(&mut self, model: Model, cp: &Checkpoint, generation: i64, term: &mut Term) -> Result<Step, ProjectionError> {
         let from = position(cp.rebuild_position.unwrap_or(0));
-        let (events, to, caught_up) = self.read_feed(from, self.shared.config.rebuild_batch_size).await?;
-        let prepared = match model.prepare(self.shared.store.as_ref(), &events).await {
+        let limit = self.shared.config.rebuild_batch_size;
+        let (events, to, caught_up) = match self.prefetched.take() {
+            Some((after, page)) if after == from => page,
+            _ => self.read_feed(from, limit).await?,
+        };
+        let next = async {
+            if caught_up {
+                return None;
+            }
+            // A failed read ahead is only read again by the next step.
+            read_page(self.shared.store.as_ref(), self.categories.as_deref(), to, limit).await.ok()
+        };
+        let (swapped, next) = tokio::join!(self.rebuild_batch(model, cp, generation, term.epoch, from, &events, to, caught_up), next);
+        self.prefetched = next.map(|page| (to, page));
+        let Some(swapped) = swapped? else {
+            return Ok(Step::Failed);
+        };
+        if swapped {
+            self.shared.applied(self.name, to);
+            tracing::info!(worker = self.name, generation, position = %to, "rebuild caught up and swapped in");
+            term.cleanup_at = Some(Instant::now() + CLEANUP_DELAY);
+        }
+        Ok(if to > from || swapped { Step::Advanced } else { Step::Idle })
+    }
+
+    /// Writes one rebuild page into `generation` with the rebuild's progress, swapping the
+    /// generation in when `caught_up`: `Some(swapped)`, or `None` when an event of the page
+    /// cannot be applied (recorded: the worker is FAILED).
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild_batch(
+        &self,
+        model: Model,
+        cp: &Checkpoint,
+        generation: i64,
+        epoch: i64,
+        from: Position,
+        events: &[RecordedEvent],
+        to: Position,
+        caught_up: bool,
+    ) -> Result<Option<bool>, ProjectionError> {
+        let at = events.first().map_or(to, |e| e.position);
+        let prepared = match model.prepare(self.shared.store.as_ref(), events).await {
             Ok(prepared) => prepared,
             Err(e) if e.is_transient() => return Err(e),
-            Err(e) => return self.fail(term.epoch, &e, events.first().map_or(to, |e| e.position)).await,
+            Err(e) => return self.fail(epoch, &e, at).await.map(|_| None),
         };
         let mut tx = Tx::begin(&self.shared.db).await?;
         if from == Position::START {
@@ -816,17 +855,12 @@ impl Worker {
             if e.is_transient() {
                 return Err(e);
             }
-            return self.fail(term.epoch, &e, events.first().map_or(to, |e| e.position)).await;
+            return self.fail(epoch, &e, at).await.map(|_| None);
         }
-        checkpoint::advance_rebuild(&mut tx.conn(), self.name, term.epoch, generation, from, to).await?;
-        let swapped = caught_up && checkpoint::swap(&mut tx.conn(), self.name, term.epoch, generation).await?;
+        checkpoint::advance_rebuild(&mut tx.conn(), self.name, epoch, generation, from, to).await?;
+        let swapped = caught_up && checkpoint::swap(&mut tx.conn(), self.name, epoch, generation).await?;
         tx.commit().await?;
-        if swapped {
-            self.shared.applied(self.name, to);
-            tracing::info!(worker = self.name, generation, position = %to, "rebuild caught up and swapped in");
-            term.cleanup_at = Some(Instant::now() + CLEANUP_DELAY);
-        }
-        Ok(if to > from || swapped { Step::Advanced } else { Step::Idle })
+        Ok(Some(swapped))
     }
 
     /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
@@ -884,6 +918,22 @@ impl Worker {
         self.shared.applied(self.name, to);
         Ok(())
     }
+}
+
+/// A page of the feed: its events, how far it lets the checkpoint move, and whether it
+/// reached the end of what is readable.
+type FeedPage = (Vec<RecordedEvent>, Position, bool);
+
+/// The page after `after`, and how far it lets the checkpoint move: to its last event, or
+/// (when the page is not full, so nothing readable is left) to the head position read
+/// before it.
+async fn read_page(store: &dyn EventStore, categories: Option<&[String]>, after: Position, limit: usize) -> Result<FeedPage, ProjectionError> {
+    let head = store.head_position().await?;
+    let events = store.read_all(after, limit, categories).await?;
+    let caught_up = events.len() < limit;
+    let last = events.last().map_or(after, |e| e.position);
+    let to = if caught_up { last.max(head) } else { last };
+    Ok((events, to.max(after), caught_up))
 }
 
 /// Where a live batch goes: the model, the generation it serves, the fencing token, and

@@ -94,7 +94,7 @@ pub(crate) fn day_of(at: time::OffsetDateTime) -> String {
         .unwrap_or_else(|_| day.to_string())
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded]) -> Result<(), ProjectionError> {
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>]) -> Result<(), ProjectionError> {
     let mut skus: BTreeMap<String, SkuRow> = BTreeMap::new();
     let mut days: BTreeMap<String, DayRow> = BTreeMap::new();
     for decoded in events {

@@ -173,7 +173,7 @@ fn to_domain(row: &CartRow, lines: &[CartLineRow]) -> Result<Cart, ProjectionErr
     })
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded]) -> Result<(), ProjectionError> {
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>]) -> Result<(), ProjectionError> {
     let ids: BTreeSet<Uuid> = events
         .iter()
         .filter_map(|d| match &d.stream {
@@ -184,12 +184,16 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
     if ids.is_empty() {
         return Ok(());
     }
-    let ids_json = ids_arg(ids.iter())?;
-    let rows: Vec<CartRow> = conn.json_rows(CARTS_BY_IDS, &[Arg::Int(generation), ids_json.clone()]).await?;
-    let lines: Vec<CartLineRow> = conn.json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_json]).await?;
+    let rows: Vec<CartRow> = conn.json_rows(CARTS_BY_IDS, &[Arg::Int(generation), ids_arg(ids.iter())?]).await?;
+    // Only carts that already have a row can have lines; the carts a batch creates (all
+    // but a few in a rebuild) need neither the lookup nor the delete below.
+    let existing: BTreeSet<Uuid> = rows.iter().map(|row| row.id).collect();
     let mut lines_by_cart: BTreeMap<Uuid, Vec<CartLineRow>> = BTreeMap::new();
-    for line in lines {
-        lines_by_cart.entry(line.cart_id).or_default().push(line);
+    if !existing.is_empty() {
+        let lines: Vec<CartLineRow> = conn.json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(existing.iter())?]).await?;
+        for line in lines {
+            lines_by_cart.entry(line.cart_id).or_default().push(line);
+        }
     }
     let mut carts: BTreeMap<Uuid, Entry> = BTreeMap::new();
     for row in &rows {
@@ -211,7 +215,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         let (StreamId::Cart(id), AnyEvent::Cart(event)) = (&decoded.stream, &decoded.event) else {
             continue;
         };
-        let recorded = &decoded.recorded;
+        let recorded = decoded.recorded;
         let version = version(recorded);
         match carts.get_mut(id.as_uuid()) {
             Some(entry) if version <= entry.version => {}
@@ -281,8 +285,10 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         }
     }
     conn.execute(UPSERT_CARTS, &[Arg::Int(generation), json_arg(&cart_rows)?]).await?;
-    conn.execute(DELETE_LINES, &[Arg::Int(generation), ids_arg(changed.iter().map(|(id, _)| **id))?])
-        .await?;
+    let replaced: Vec<Uuid> = changed.iter().map(|(id, _)| **id).filter(|id| existing.contains(id)).collect();
+    if !replaced.is_empty() {
+        conn.execute(DELETE_LINES, &[Arg::Int(generation), ids_arg(replaced)?]).await?;
+    }
     if !line_rows.is_empty() {
         conn.execute(INSERT_LINES, &[Arg::Int(generation), json_arg(&line_rows)?]).await?;
     }

@@ -62,7 +62,7 @@ impl Model {
 
     /// Decodes a batch and reads whatever else it needs from the store, outside any
     /// transaction.
-    pub(crate) async fn prepare(self, store: &dyn EventStore, events: &[RecordedEvent]) -> Result<Prepared, ProjectionError> {
+    pub(crate) async fn prepare<'e>(self, store: &dyn EventStore, events: &'e [RecordedEvent]) -> Result<Prepared<'e>, ProjectionError> {
         let decoded = events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         let customers = match self {
             Model::Notifications => notifications::customers(store, &decoded).await?,
@@ -72,7 +72,7 @@ impl Model {
     }
 
     /// Applies a prepared batch to `generation` inside the caller's transaction.
-    pub(crate) async fn write(self, conn: &mut Conn<'_>, generation: i64, prepared: &Prepared) -> Result<(), ProjectionError> {
+    pub(crate) async fn write(self, conn: &mut Conn<'_>, generation: i64, prepared: &Prepared<'_>) -> Result<(), ProjectionError> {
         match self {
             Model::Carts => carts::write(conn, generation, &prepared.events).await,
             Model::Orders => orders::write(conn, generation, &prepared.events).await,
@@ -118,22 +118,23 @@ impl fmt::Display for Model {
 
 /// A decoded batch and what `prepare` looked up for it.
 #[derive(Default)]
-pub(crate) struct Prepared {
-    pub events: Vec<Decoded>,
+pub(crate) struct Prepared<'e> {
+    pub events: Vec<Decoded<'e>>,
     /// Notifications: the customer of each order the batch mentions.
     pub customers: std::collections::HashMap<uuid::Uuid, String>,
 }
 
-/// One recorded event with its stream and domain event decoded.
-pub(crate) struct Decoded {
-    pub recorded: RecordedEvent,
+/// One recorded event (borrowed from the page, not copied) with its stream and domain
+/// event decoded.
+pub(crate) struct Decoded<'e> {
+    pub recorded: &'e RecordedEvent,
     pub stream: StreamId,
     pub event: AnyEvent,
 }
 
 /// An event this version of the domain cannot read is a deterministic failure: the model
 /// would be wrong if it skipped it.
-pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded, ProjectionError> {
+pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded<'_>, ProjectionError> {
     let fail = |reason: String| ProjectionError::Event {
         position: recorded.position,
         event_type: recorded.event_type.clone(),
@@ -144,11 +145,7 @@ pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded, ProjectionErro
     if event.category() != stream.category() {
         return Err(fail(format!("a {} event in stream {}", event.category(), recorded.stream_id)));
     }
-    Ok(Decoded {
-        recorded: recorded.clone(),
-        stream,
-        event,
-    })
+    Ok(Decoded { recorded, stream, event })
 }
 
 /// A stream version as stored.

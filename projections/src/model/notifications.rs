@@ -64,7 +64,7 @@ const INSERT: Sql = Sql {
 
 /// The customer of every order a batch ships or cancels that was not placed in the batch
 /// itself: read from the order's first event (OrderPlaced), which never changes.
-pub(crate) async fn customers(store: &dyn EventStore, events: &[Decoded]) -> Result<HashMap<Uuid, String>, ProjectionError> {
+pub(crate) async fn customers(store: &dyn EventStore, events: &[Decoded<'_>]) -> Result<HashMap<Uuid, String>, ProjectionError> {
     let mut customers = HashMap::new();
     for decoded in events {
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {
@@ -91,7 +91,7 @@ fn short(id: Uuid) -> String {
     id.simple().to_string()[..8].to_owned()
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, prepared: &Prepared) -> Result<(), ProjectionError> {
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, prepared: &Prepared<'_>) -> Result<(), ProjectionError> {
     let mut rows = Vec::new();
     for decoded in &prepared.events {
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {

@@ -124,7 +124,7 @@ pub(crate) fn parse_status(status: &str) -> Result<OrderStatus, ProjectionError>
     }
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded]) -> Result<(), ProjectionError> {
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>]) -> Result<(), ProjectionError> {
     // Orders placed in this batch are loaded too: their version guards against a repeat.
     let to_load: BTreeSet<Uuid> = events
         .iter()
@@ -144,7 +144,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {
             continue;
         };
-        let recorded = &decoded.recorded;
+        let recorded = decoded.recorded;
         let version = version(recorded);
         let id = *id.as_uuid();
         if let OrderEvent::OrderPlaced {

@@ -71,7 +71,7 @@ const UPSERT_PRODUCTS: Sql = Sql {
              available = excluded.available, version = excluded.version, updated_at = excluded.updated_at",
 };
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded]) -> Result<(), ProjectionError> {
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>]) -> Result<(), ProjectionError> {
     let skus: BTreeSet<&str> = events
         .iter()
         .filter_map(|d| match &d.stream {
@@ -89,7 +89,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         let (StreamId::Product(sku), AnyEvent::Product(event)) = (&decoded.stream, &decoded.event) else {
             continue;
         };
-        let recorded = &decoded.recorded;
+        let recorded = decoded.recorded;
         let version = version(recorded);
         if let ProductEvent::ProductRegistered { name, price, .. } = event {
             if products.get(sku.as_str()).is_some_and(|(row, _)| row.version >= version) {
