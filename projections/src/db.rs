@@ -6,6 +6,14 @@
 //! `json_object`) decoded with serde into the one row struct, and a batch write binds one
 //! JSON array that the statement unpacks (`jsonb_to_recordset` / `json_each`), so a batch of
 //! any size is one multi-row statement per table.
+//!
+//! Looking rows up by a batch's ids on Postgres: each id goes through the primary key on its
+//! own, `from jsonb_array_elements_text($2::jsonb) k(id) cross join lateral (select ... where
+//! generation = $1 and id = k.id ... limit 1 / offset 0)` (the `limit`/`offset` keeps the
+//! planner from flattening it into a join). The plainer `id = any(array(...))` was planned as
+//! a scan of the whole generation comparing every row with every id: a profile of a carts
+//! rebuild showed `ExecEvalScalarArrayOp` and `uuid_eq` as Postgres's top functions, and each
+//! batch got slower as the new generation grew.
 
 use serde::de::DeserializeOwned;
 use sqlx::pool::PoolConnection;

@@ -58,12 +58,13 @@ macro_rules! cart_json_lite {
 }
 pub(crate) use {cart_json_lite, cart_json_pg};
 
-/// The lines of several carts of one generation, in cart and line order.
+/// The lines of several carts of one generation, in cart and line order (on Postgres one
+/// primary-key lookup per id, see `db`).
 pub(crate) const LINES_BY_CARTS: Sql = Sql {
     pg: "select json_build_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
            'unit_price', l.unit_price, 'line_total', l.line_total)::text
-           from cart_lines l
-          where l.generation = $1 and l.cart_id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))
+           from jsonb_array_elements_text($2::jsonb) as k(id)
+          cross join lateral (select * from cart_lines l where l.generation = $1 and l.cart_id = k.id::uuid offset 0) l
           order by l.cart_id, l.line_no",
     lite: "select json_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
            'unit_price', l.unit_price, 'line_total', l.line_total)
@@ -76,7 +77,8 @@ const CARTS_BY_IDS: Sql = Sql {
     pg: concat!(
         "select ",
         cart_json_pg!(),
-        " from carts c where c.generation = $1 and c.id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))"
+        " from jsonb_array_elements_text($2::jsonb) as k(id)
+          cross join lateral (select * from carts c where c.generation = $1 and c.id = k.id::uuid limit 1) c"
     ),
     lite: concat!(
         "select ",
@@ -108,7 +110,10 @@ const UPSERT_CARTS: Sql = Sql {
 };
 
 const DELETE_LINES: Sql = Sql {
-    pg: "delete from cart_lines where generation = $1 and cart_id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))",
+    // The rows found per id (see `db`), then deleted by their tuple ids.
+    pg: "delete from cart_lines where ctid = any(array(
+           select l.ctid from jsonb_array_elements_text($2::jsonb) as k(id)
+            cross join lateral (select ctid from cart_lines l where l.generation = $1 and l.cart_id = k.id::uuid offset 0) l))",
     lite: "delete from cart_lines where generation = $1 and cart_id in (select value from json_each($2))",
 };
 

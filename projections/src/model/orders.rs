@@ -56,12 +56,13 @@ macro_rules! order_json_lite {
 }
 pub(crate) use {order_json_lite, order_json_pg};
 
-/// The lines of several orders of one generation, in order and line order.
+/// The lines of several orders of one generation, in order and line order (on Postgres one
+/// primary-key lookup per id, see `db`).
 pub(crate) const LINES_BY_ORDERS: Sql = Sql {
     pg: "select json_build_object('order_id', l.order_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
            'unit_price', l.unit_price, 'line_total', l.line_total)::text
-           from order_lines l
-          where l.generation = $1 and l.order_id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))
+           from jsonb_array_elements_text($2::jsonb) as k(id)
+          cross join lateral (select * from order_lines l where l.generation = $1 and l.order_id = k.id::uuid offset 0) l
           order by l.order_id, l.line_no",
     lite: "select json_object('order_id', l.order_id, 'line_no', l.line_no, 'sku', l.sku, 'name', l.name, 'quantity', l.quantity, \
            'unit_price', l.unit_price, 'line_total', l.line_total)
@@ -74,7 +75,8 @@ const ORDERS_BY_IDS: Sql = Sql {
     pg: concat!(
         "select ",
         order_json_pg!(),
-        " from orders o where o.generation = $1 and o.id = any(array(select (jsonb_array_elements_text($2::jsonb))::uuid))"
+        " from jsonb_array_elements_text($2::jsonb) as k(id)
+          cross join lateral (select * from orders o where o.generation = $1 and o.id = k.id::uuid limit 1) o"
     ),
     lite: concat!(
         "select ",

@@ -44,7 +44,8 @@ const PRODUCTS_BY_SKUS: Sql = Sql {
     pg: concat!(
         "select ",
         product_json_pg!(),
-        " from products p where p.generation = $1 and p.sku = any(array(select jsonb_array_elements_text($2::jsonb)))"
+        " from jsonb_array_elements_text($2::jsonb) as k(sku)
+          cross join lateral (select * from products p where p.generation = $1 and p.sku = k.sku limit 1) p"
     ),
     lite: concat!(
         "select ",
