@@ -51,10 +51,43 @@ async fn carts_follow_their_events(db: Database) {
     let view = projections.read().cart(*cart.as_uuid()).await.unwrap().unwrap();
     assert_eq!(view.status, CartStatus::CheckedOut);
     assert_eq!(view.order_id, Some(*order_id.as_uuid()));
-    assert_eq!(view.lines.len(), 1);
+    let lines: Vec<(&str, i64)> = view.lines.iter().map(|l| (l.sku.as_str(), l.line_total)).collect();
+    assert_eq!(lines, vec![("mug", 3600)]);
     assert!(view.updated_at >= view.created_at);
 
     assert_eq!(projections.read().cart(uuid::Uuid::now_v7()).await.unwrap(), None);
+}
+
+/// Lines are written only where they differ from the stored ones; removing a line shifts
+/// the later ones up and drops the last row, clearing drops them all.
+async fn cart_lines_shift_and_shrink_one_batch_at_a_time(db: Database) {
+    for (name, price) in [("tea", 450), ("mug", 1200), ("pot", 3000)] {
+        register(&db, name, price, 10).await;
+    }
+    let cart = create_cart(&db, "alice").await;
+    let projections = inline(&db, false);
+    let lines = || async {
+        let view = projections.read().cart(*cart.as_uuid()).await.unwrap().unwrap();
+        view.lines.into_iter().map(|l| (l.sku, l.quantity)).collect::<Vec<_>>()
+    };
+    let expect = |pairs: &[(&str, u32)]| pairs.iter().map(|(s, q)| ((*s).to_owned(), *q)).collect::<Vec<_>>();
+    for (name, price) in [("tea", 450), ("mug", 1200), ("pot", 3000)] {
+        add(&db, cart, name, 1, price).await;
+        projections.run_until_caught_up().await.unwrap();
+    }
+    assert_eq!(lines().await, expect(&[("tea", 1), ("mug", 1), ("pot", 1)]));
+    add(&db, cart, "mug", 2, 1200).await;
+    projections.run_until_caught_up().await.unwrap();
+    assert_eq!(lines().await, expect(&[("tea", 1), ("mug", 3), ("pot", 1)]));
+    cart_command(&db, cart, CartCommand::Remove { sku: sku("tea") }).await;
+    projections.run_until_caught_up().await.unwrap();
+    assert_eq!(lines().await, expect(&[("mug", 3), ("pot", 1)]));
+    cart_command(&db, cart, CartCommand::Clear).await;
+    projections.run_until_caught_up().await.unwrap();
+    assert_eq!(lines().await, expect(&[]));
+    add(&db, cart, "pot", 2, 3000).await;
+    projections.run_until_caught_up().await.unwrap();
+    assert_eq!(lines().await, expect(&[("pot", 2)]));
 }
 
 async fn carts_page_newest_first(db: Database) {
@@ -226,6 +259,7 @@ async fn notifications_and_analytics(db: Database) {
 
 backends!(
     carts_follow_their_events,
+    cart_lines_shift_and_shrink_one_batch_at_a_time,
     carts_page_newest_first,
     orders_and_products_follow_their_events,
     notifications_and_analytics

@@ -109,25 +109,44 @@ const UPSERT_CARTS: Sql = Sql {
              created_position = excluded.created_position, created_at = excluded.created_at, updated_at = excluded.updated_at",
 };
 
-const DELETE_LINES: Sql = Sql {
-    // The rows found per id (see `db`), then deleted by their tuple ids.
-    pg: "delete from cart_lines where ctid = any(array(
-           select l.ctid from jsonb_array_elements_text($2::jsonb) as k(id)
-            cross join lateral (select ctid from cart_lines l where l.generation = $1 and l.cart_id = k.id::uuid offset 0) l))",
-    lite: "delete from cart_lines where generation = $1 and cart_id in (select value from json_each($2))",
-};
-
-const INSERT_LINES: Sql = Sql {
+/// Writes new and changed lines (a line is keyed by its place in the cart).
+const UPSERT_LINES: Sql = Sql {
     pg: "insert into cart_lines (generation, cart_id, line_no, sku, name, quantity, unit_price, line_total)
          select $1, r.cart_id, r.line_no, r.sku, r.name, r.quantity, r.unit_price, r.line_total
            from jsonb_to_recordset($2::jsonb) as r(cart_id uuid, line_no bigint, sku text, name text, quantity bigint,
-                unit_price bigint, line_total bigint)",
+                unit_price bigint, line_total bigint)
+         on conflict (generation, cart_id, line_no) do update set
+             sku = excluded.sku, name = excluded.name, quantity = excluded.quantity,
+             unit_price = excluded.unit_price, line_total = excluded.line_total",
     lite: "insert into cart_lines (generation, cart_id, line_no, sku, name, quantity, unit_price, line_total)
          select $1, json_extract(value, '$.cart_id'), json_extract(value, '$.line_no'), json_extract(value, '$.sku'),
                 json_extract(value, '$.name'), json_extract(value, '$.quantity'), json_extract(value, '$.unit_price'),
                 json_extract(value, '$.line_total')
-           from json_each($2)",
+           from json_each($2) where true
+         on conflict (generation, cart_id, line_no) do update set
+             sku = excluded.sku, name = excluded.name, quantity = excluded.quantity,
+             unit_price = excluded.unit_price, line_total = excluded.line_total",
 };
+
+/// Deletes each listed cart's lines from `keep` on (the cart got shorter).
+const DELETE_TAILS: Sql = Sql {
+    // The rows found per cart (see `db`), then deleted by their tuple ids.
+    pg: "delete from cart_lines where ctid = any(array(
+           select l.ctid from jsonb_to_recordset($2::jsonb) as t(cart_id uuid, keep bigint)
+            cross join lateral (select ctid from cart_lines l
+                                 where l.generation = $1 and l.cart_id = t.cart_id and l.line_no >= t.keep offset 0) l))",
+    lite: "delete from cart_lines where rowid in (
+           select l.rowid from json_each($2) t
+             join cart_lines l on l.generation = $1 and l.cart_id = json_extract(t.value, '$.cart_id')
+                              and l.line_no >= json_extract(t.value, '$.keep'))",
+};
+
+/// A cart whose lines from `keep` on are to go.
+#[derive(Serialize)]
+struct Tail {
+    cart_id: Uuid,
+    keep: i64,
+}
 
 /// A cart being folded: the domain's state plus what only the read model keeps.
 struct Entry {
@@ -191,11 +210,12 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
     }
     let rows: Vec<CartRow> = conn.json_rows(CARTS_BY_IDS, &[Arg::Int(generation), ids_arg(ids.iter())?]).await?;
     // Only carts that already have a row can have lines; the carts a batch creates (all
-    // but a few in a rebuild) need neither the lookup nor the delete below.
-    let existing: BTreeSet<Uuid> = rows.iter().map(|row| row.id).collect();
+    // but a few in a rebuild) need no lookup.
     let mut lines_by_cart: BTreeMap<Uuid, Vec<CartLineRow>> = BTreeMap::new();
-    if !existing.is_empty() {
-        let lines: Vec<CartLineRow> = conn.json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(existing.iter())?]).await?;
+    if !rows.is_empty() {
+        let lines: Vec<CartLineRow> = conn
+            .json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(rows.iter().map(|row| row.id))?])
+            .await?;
         for line in lines {
             lines_by_cart.entry(line.cart_id).or_default().push(line);
         }
@@ -261,7 +281,10 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         return Ok(());
     }
     let mut cart_rows = Vec::with_capacity(changed.len());
+    // Only lines that differ from what is stored are written: an item added to a cart of
+    // 90 lines writes one line, not 90.
     let mut line_rows = Vec::new();
+    let mut tails = Vec::new();
     for (id, entry) in &changed {
         let cart = &entry.cart;
         cart_rows.push(CartRow {
@@ -277,8 +300,9 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
             created_at: entry.created_at,
             updated_at: entry.updated_at,
         });
+        let stored = lines_by_cart.get(*id).map_or(&[][..], Vec::as_slice);
         for (line_no, line) in cart.lines.iter().enumerate() {
-            line_rows.push(CartLineRow {
+            let row = CartLineRow {
                 cart_id: **id,
                 line_no: line_no as i64,
                 sku: line.sku.as_str().to_owned(),
@@ -286,16 +310,24 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
                 quantity: i64::from(line.quantity),
                 unit_price: line.unit_price.minor_units(),
                 line_total: line.line_total().minor_units(),
+            };
+            if stored.get(line_no) != Some(&row) {
+                line_rows.push(row);
+            }
+        }
+        if stored.len() > cart.lines.len() {
+            tails.push(Tail {
+                cart_id: **id,
+                keep: cart.lines.len() as i64,
             });
         }
     }
     conn.execute(UPSERT_CARTS, &[Arg::Int(generation), json_arg(&cart_rows)?]).await?;
-    let replaced: Vec<Uuid> = changed.iter().map(|(id, _)| **id).filter(|id| existing.contains(id)).collect();
-    if !replaced.is_empty() {
-        conn.execute(DELETE_LINES, &[Arg::Int(generation), ids_arg(replaced)?]).await?;
-    }
     if !line_rows.is_empty() {
-        conn.execute(INSERT_LINES, &[Arg::Int(generation), json_arg(&line_rows)?]).await?;
+        conn.execute(UPSERT_LINES, &[Arg::Int(generation), json_arg(&line_rows)?]).await?;
+    }
+    if !tails.is_empty() {
+        conn.execute(DELETE_TAILS, &[Arg::Int(generation), json_arg(&tails)?]).await?;
     }
     Ok(())
 }
