@@ -125,17 +125,47 @@ async fn anonymous_and_customers_cannot_follow_the_log(url: String) {
         init(&mut ws, payload).await;
         ws_send(&mut ws, json!({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})).await;
         let message = ws_next_json(&mut ws, WAIT).await;
-        let errors = if message["type"] == "error" {
-            message["payload"].clone()
-        } else {
-            message["payload"]["errors"].clone()
-        };
-        let codes: Vec<&str> = errors
-            .as_array()
-            .map(|e| e.iter().filter_map(|e| e["extensions"]["code"].as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(codes, [code], "{message}");
+        assert_eq!(subscription_error_codes(&message), [code], "{message}");
     }
+}
+
+/// The codes of a subscription's first answer: an `error` message, or a `next` with errors.
+fn subscription_error_codes(message: &Value) -> Vec<String> {
+    let errors = if message["type"] == "error" {
+        &message["payload"]
+    } else {
+        &message["payload"]["errors"]
+    };
+    errors
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["extensions"]["code"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn a_log_filter_of_too_many_categories_is_bad_input(url: String) {
+    let server = spawn_server(url).await;
+    let mut ws = ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
+    init(&mut ws, json!({"Authorization": format!("Bearer {}", server.token("ops", Role::Admin))})).await;
+    let categories: Vec<String> = (0..=store::MAX_FEED_CATEGORIES).map(|i| format!("c{i}")).collect();
+    ws_send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": categories}}}),
+    )
+    .await;
+    let message = ws_next_json(&mut ws, WAIT).await;
+    assert_eq!(subscription_error_codes(&message), ["BAD_USER_INPUT"], "{message}");
+    if message["type"] == "next" {
+        let done = ws_next_json(&mut ws, WAIT).await;
+        assert_eq!((&done["id"], &done["type"]), (&json!("1"), &json!("complete")), "{done}");
+    }
+    // The connection stays usable: the same filter within the limit subscribes.
+    ws_send(
+        &mut ws,
+        json!({"id": "2", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": ["product"]}}}),
+    )
+    .await;
+    let stream_id = register_product(&server).await;
+    until_event_of(&mut ws, "2", &stream_id).await;
 }
 
 async fn refused_init_closes_the_socket(url: String) {
@@ -296,6 +326,7 @@ on_both_backends!(
     auth_in_connection_init_with_graphql_ws_client,
     auth_in_the_upgrade_header,
     anonymous_and_customers_cannot_follow_the_log,
+    a_log_filter_of_too_many_categories_is_bad_input,
     refused_init_closes_the_socket,
     init_must_come_first_and_in_time,
     subscriptions_per_connection_are_capped,
