@@ -800,10 +800,11 @@ impl Worker {
     async fn rebuild_step(&mut self, model: Model, cp: &Checkpoint, generation: i64, term: &mut Term) -> Result<Step, ProjectionError> {
         let from = position(cp.rebuild_position.unwrap_or(0));
         let limit = self.shared.config.rebuild_batch_size;
-        let (events, to, caught_up) = match self.prefetched.take() {
+        let page = match self.prefetched.take() {
             Some((after, page)) if after == from => page,
             _ => self.read_feed(from, limit).await?,
         };
+        let (_, to, caught_up) = page;
         let next = async {
             if caught_up {
                 return None;
@@ -811,7 +812,13 @@ impl Worker {
             // A failed read ahead is only read again by the next step.
             read_page(self.shared.store.as_ref(), self.categories.as_deref(), to, limit).await.ok()
         };
-        let (swapped, next) = tokio::join!(self.rebuild_batch(model, cp, generation, term.epoch, from, &events, to, caught_up), next);
+        let target = Target {
+            model,
+            generation,
+            epoch: term.epoch,
+            state: ProjectionState::Rebuilding,
+        };
+        let (swapped, next) = tokio::join!(self.rebuild_batch(&target, cp.generation, from, &page), next);
         self.prefetched = next.map(|page| (to, page));
         let Some(swapped) = swapped? else {
             return Ok(Step::Failed);
@@ -824,21 +831,12 @@ impl Worker {
         Ok(if to > from || swapped { Step::Advanced } else { Step::Idle })
     }
 
-    /// Writes one rebuild page into `generation` with the rebuild's progress, swapping the
-    /// generation in when `caught_up`: `Some(swapped)`, or `None` when an event of the page
-    /// cannot be applied (recorded: the worker is FAILED).
-    #[allow(clippy::too_many_arguments)]
-    async fn rebuild_batch(
-        &self,
-        model: Model,
-        cp: &Checkpoint,
-        generation: i64,
-        epoch: i64,
-        from: Position,
-        events: &[RecordedEvent],
-        to: Position,
-        caught_up: bool,
-    ) -> Result<Option<bool>, ProjectionError> {
+    /// Writes one rebuild page into the target generation with the rebuild's progress,
+    /// swapping it in for `serving` when the page is the last: `Some(swapped)`, or `None`
+    /// when an event of the page cannot be applied (recorded: the worker is FAILED).
+    async fn rebuild_batch(&self, target: &Target, serving: i64, from: Position, page: &FeedPage) -> Result<Option<bool>, ProjectionError> {
+        let (events, to, caught_up) = (page.0.as_slice(), page.1, page.2);
+        let (model, generation, epoch) = (target.model, target.generation, target.epoch);
         let at = events.first().map_or(to, |e| e.position);
         let prepared = match model.prepare(self.shared.store.as_ref(), events).await {
             Ok(prepared) => prepared,
@@ -848,7 +846,7 @@ impl Worker {
         let mut tx = Tx::begin(&self.shared.db).await?;
         if from == Position::START {
             // Leftovers of an earlier, abandoned attempt at this generation.
-            model.delete_other_generations(&mut tx.conn(), cp.generation, None).await?;
+            model.delete_other_generations(&mut tx.conn(), serving, None).await?;
         }
         if let Err(e) = model.write(&mut tx.conn(), generation, &prepared).await {
             drop(tx);
