@@ -388,6 +388,11 @@ pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
     let expected: Vec<_> = all.iter().filter(|e| e.category() != "product").cloned().collect();
     assert_eq!(paged, expected, "paging a multi-category filter reads the filtered feed");
 
+    // As many categories as allowed is one statement still; one more is refused.
+    let mut most: Vec<String> = (1..store::MAX_FEED_CATEGORIES).map(|i| format!("c{i}")).collect();
+    most.push("product".into());
+    let products = store.read_all(Position::START, 100, Some(&most)).await.unwrap();
+    assert_eq!(products.len(), all.iter().filter(|e| e.category() == "product").count());
     let too_many: Vec<String> = (0..=store::MAX_FEED_CATEGORIES).map(|i| format!("c{i}")).collect();
     assert!(matches!(
         store.read_all(Position::START, 10, Some(&too_many)).await,
