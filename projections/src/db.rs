@@ -10,10 +10,10 @@
 //! Looking rows up by a batch's ids on Postgres: each id goes through the primary key on its
 //! own, `from jsonb_array_elements_text($2::jsonb) k(id) cross join lateral (select ... where
 //! generation = $1 and id = k.id ... limit 1 / offset 0)` (the `limit`/`offset` keeps the
-//! planner from flattening it into a join). The plainer `id = any(array(...))` was planned as
-//! a scan of the whole generation comparing every row with every id: a profile of a carts
-//! rebuild showed `ExecEvalScalarArrayOp` and `uuid_eq` as Postgres's top functions, and each
-//! batch got slower as the new generation grew.
+//! planner from flattening it into a join). With the plainer `id = any(array(...))`, rows were
+//! compared with every id of the batch: a profile of a carts rebuild showed
+//! `ExecEvalScalarArrayOp` and `uuid_eq` as Postgres's top functions, and each batch got
+//! slower as the new generation grew.
 
 use serde::de::DeserializeOwned;
 use sqlx::pool::PoolConnection;
