@@ -31,6 +31,18 @@ async fn register_product(server: &TestServer) -> String {
     format!("product-{sku}")
 }
 
+/// Subscribes (as `id`) to the product events of the log, registers a product and waits
+/// for its event.
+async fn follow_new_products(ws: &mut Ws, server: &TestServer, id: &str) {
+    ws_send(
+        ws,
+        json!({"id": id, "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": ["product"]}}}),
+    )
+    .await;
+    let stream_id = register_product(server).await;
+    until_event_of(ws, id, &stream_id).await;
+}
+
 /// Reads `next`/`data` messages for subscription `id` until one names `stream_id`.
 async fn until_event_of(ws: &mut Ws, id: &str, stream_id: &str) {
     loop {
@@ -83,13 +95,7 @@ async fn auth_in_connection_init_with_graphql_ws_client(url: String) {
     // `token` is accepted as well.
     let mut ws = ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
     init(&mut ws, json!({"token": server.token("root", Role::Admin)})).await;
-    ws_send(
-        &mut ws,
-        json!({"id": "1", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": ["product"]}}}),
-    )
-    .await;
-    let stream_id = register_product(&server).await;
-    until_event_of(&mut ws, "1", &stream_id).await;
+    follow_new_products(&mut ws, &server, "1").await;
 }
 
 async fn auth_in_the_upgrade_header(url: String) {
@@ -97,13 +103,7 @@ async fn auth_in_the_upgrade_header(url: String) {
     let bearer = format!("Bearer {}", server.token("root", Role::Admin));
     let mut ws = ws_connect(&server, "graphql-transport-ws", Some(&bearer)).await.expect("connect");
     init(&mut ws, json!({})).await;
-    ws_send(
-        &mut ws,
-        json!({"id": "a", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": ["product"]}}}),
-    )
-    .await;
-    let stream_id = register_product(&server).await;
-    until_event_of(&mut ws, "a", &stream_id).await;
+    follow_new_products(&mut ws, &server, "a").await;
 
     // A bad header token is refused before the upgrade.
     match ws_connect(&server, "graphql-transport-ws", Some("Bearer garbage")).await {
@@ -159,13 +159,7 @@ async fn a_log_filter_of_too_many_categories_is_bad_input(url: String) {
         assert_eq!((&done["id"], &done["type"]), (&json!("1"), &json!("complete")), "{done}");
     }
     // The connection stays usable: the same filter within the limit subscribes.
-    ws_send(
-        &mut ws,
-        json!({"id": "2", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"categories": ["product"]}}}),
-    )
-    .await;
-    let stream_id = register_product(&server).await;
-    until_event_of(&mut ws, "2", &stream_id).await;
+    follow_new_products(&mut ws, &server, "2").await;
 }
 
 async fn refused_init_closes_the_socket(url: String) {
