@@ -16,8 +16,9 @@ pub const MAX_STREAM_ID_LEN: usize = 200;
 /// own index range; there are three today).
 pub const MAX_FEED_CATEGORIES: usize = 32;
 
-/// Refuses a category filter longer than [`MAX_FEED_CATEGORIES`].
-pub(crate) fn check_feed_categories(categories: Option<&[String]>) -> Result<(), StoreError> {
+/// Refuses a category filter longer than [`MAX_FEED_CATEGORIES`] (both backends' `read_all`,
+/// and the API before it subscribes).
+pub fn check_feed_categories(categories: Option<&[String]>) -> Result<(), StoreError> {
     match categories {
         Some(c) if c.len() > MAX_FEED_CATEGORIES => Err(StoreError::InvalidRequest(format!(
             "{} categories in one feed read; at most {MAX_FEED_CATEGORIES}",

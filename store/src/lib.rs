@@ -31,8 +31,8 @@ pub mod upcast;
 pub use connect::{connect, open, Database};
 pub use error::StoreError;
 pub use event::{
-    category_of, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StreamAppend,
-    StreamOutcome, MAX_FEED_CATEGORIES,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent,
+    Snapshot, StreamAppend, StreamOutcome, MAX_FEED_CATEGORIES,
 };
 pub use event_store::{Backend, EventStore};
 pub use postgres::{PgStore, PgStoreOptions};

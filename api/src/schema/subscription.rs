@@ -162,13 +162,8 @@ impl Subscription {
         let after = after_position.map_or(store::Position::START, |p| p.0);
         // An empty list filters nothing, like an absent one.
         let categories = categories.filter(|c| !c.is_empty());
-        if let Some(c) = categories.as_ref().filter(|c| c.len() > store::MAX_FEED_CATEGORIES) {
-            return Err(ApiError::BadUserInput(format!(
-                "at most {} categories (got {})",
-                store::MAX_FEED_CATEGORIES,
-                c.len()
-            )));
-        }
+        // Refused here, before subscribing, rather than as the stream's first item.
+        store::check_feed_categories(categories.as_deref()).map_err(|e| ApiError::BadUserInput(e.to_string()))?;
         // The store's subscription ends after an error it cannot retry.
         let events = store::subscribe_all(api.store.clone(), after, categories).map(|item| item.map(RecordedEvent).map_err(ApiError::from));
         Ok(events.boxed())
