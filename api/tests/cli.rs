@@ -23,8 +23,9 @@ fn cartsource() -> Command {
     command
 }
 
+/// A data directory that does not exist yet, removed when the tests end.
 fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("cartsource-cli-{}", uuid::Uuid::new_v4().simple()))
+    store::testing::temp_dir("cartsource-cli").join("data")
 }
 
 #[test]

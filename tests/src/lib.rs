@@ -48,7 +48,7 @@ impl Drop for TestServer {
 /// data directory of its own.
 pub fn test_config(database_url: String) -> Config {
     let secret = api::config::SecretConfig {
-        data_dir: std::env::temp_dir().join(format!("cartsource-test-{}", uuid::Uuid::new_v4().simple())),
+        data_dir: store::testing::temp_dir("cartsource-test"),
         jwt_secret: Some(TEST_SECRET.to_owned()),
         ..Default::default()
     };
