@@ -96,6 +96,9 @@ pub struct Config {
     /// Event store: postgres://... or sqlite:... (default: SQLite file in --data-dir).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// How long start-up waits for PostgreSQL before it says why it cannot connect.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
     #[command(flatten)]
     pub secret: SecretConfig,
     /// Address to serve HTTP on (the worker role serves only the probes and metrics).
@@ -183,6 +186,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: None,
+            connect_timeout: Duration::from_secs(5),
             secret: SecretConfig::default(),
             listen_addr: "127.0.0.1:8080".into(),
             nats_url: None,
@@ -201,11 +205,6 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.secret.data_dir.join("cartsource.db").display()))
-    }
-
-    /// The directory to create before opening the default SQLite database.
-    pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        self.database_url.is_none().then(|| self.secret.data_dir.clone())
     }
 
     pub fn is_production(&self) -> bool {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod instance_lock;
 pub mod limits;
 pub mod metrics;
 pub mod playground;

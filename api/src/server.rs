@@ -46,6 +46,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("{holder} already serves the SQLite database in this directory (it holds {path}): stop it, or give this server its own --data-dir or DATABASE_URL")]
+    Locked { path: String, holder: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("production mode needs JWT_SECRET (or --jwt-secret): refusing to start with a generated secret")]
@@ -380,6 +382,8 @@ pub struct Application {
     hub: Option<WsHub>,
     projections: projections::Projections,
     grace: Duration,
+    /// The SQLite directory's lock, held until the server has shut down.
+    lock: Option<crate::instance_lock::InstanceLock>,
 }
 
 impl Application {
@@ -387,14 +391,11 @@ impl Application {
     /// development, builds the schema and binds.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         metrics::handle();
+        // Before anything else, so a second server on the same SQLite file touches nothing.
+        let lock = crate::instance_lock::lock(&config.database_url())?;
+        let db = store::open_with(&config.database_url(), config.connect_timeout).await?;
+        // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
-        if let Some(dir) = config.sqlite_dir() {
-            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let db = store::open(&config.database_url()).await?;
         if config.seeds() {
             seed::seed_if_empty(&*db.store()).await?;
         }
@@ -456,6 +457,7 @@ impl Application {
             hub,
             projections,
             grace: config.limits.shutdown_grace,
+            lock,
         })
     }
 
@@ -466,11 +468,6 @@ impl Application {
     /// Cancelling it shuts the server down as SIGTERM would.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
-    }
-
-    /// Serves until ctrl-c or SIGTERM.
-    pub async fn run(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
     }
 
     /// Serves until `signal` resolves or the shutdown token is cancelled, then: stops
@@ -485,6 +482,7 @@ impl Application {
             hub,
             projections,
             grace,
+            lock,
         } = self;
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -509,34 +507,42 @@ impl Application {
             }
         }
         projections.shutdown().await;
+        drop(lock);
         tracing::info!("shut down");
         served
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrives right after the server said it
+/// listens must shut it down gracefully, not kill it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for ctrl-c");
                 std::future::pending::<()>().await;
             }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutdown signal received");
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+        tracing::info!("shutdown signal received");
+    }
 }
 
 /// Logging for the binary: pretty for people, JSON for log shippers.

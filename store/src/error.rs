@@ -33,6 +33,10 @@ pub enum StoreError {
     #[error("corrupt record: {0}")]
     Corrupt(String),
 
+    /// The database cannot be used at all (start-up): the cause and the fix, in one line.
+    #[error("{0}")]
+    Unavailable(String),
+
     #[error("database error")]
     Database(#[from] sqlx::Error),
 

@@ -23,12 +23,13 @@ pub mod event;
 pub mod event_store;
 pub mod postgres;
 pub mod sqlite;
+mod startup;
 pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upcast;
 
-pub use connect::{connect, open, Database};
+pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
     category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent,

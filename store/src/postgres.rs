@@ -194,6 +194,9 @@ pub struct PgStoreOptions {
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
     pub acquire_timeout: Duration,
+    /// How long opening the store waits for its first connection before it says why it
+    /// could not connect.
+    pub connect_timeout: Duration,
     /// How long `read_all` and `head_position` wait for the newest commit this store knows
     /// of (its own, or another process's announced by NOTIFY) to come below the feed
     /// horizon. Any transaction in the cluster that is older than that commit holds it back
@@ -231,6 +234,7 @@ impl Default for PgStoreOptions {
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             feed_wait: Duration::from_secs(1),
         }
     }
@@ -285,7 +289,10 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, options: PgStoreOptions) -> Result<Self, StoreError> {
-        let connect_options: PgConnectOptions = url.parse()?;
+        let connect_options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+        crate::startup::check_postgres(&connect_options, options.connect_timeout).await?;
         let pool = pool_options(&options).connect_with(connect_options).await?;
         Self::from_pool_with(pool, options.feed_wait).await
     }
@@ -297,7 +304,10 @@ impl PgStore {
     }
 
     async fn from_pool_with(pool: PgPool, feed_wait: Duration) -> Result<Self, StoreError> {
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| crate::startup::migration_failed(pool.connect_options().as_ref(), e))?;
         check_xid_counter(&pool).await?;
 
         let (doorbell, _) = watch::channel(0u64);
