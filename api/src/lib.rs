@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod cors;
 pub mod error;
 pub mod instance_lock;
 pub mod limits;

@@ -9,7 +9,7 @@
 //!   for anonymous callers, answering HTTP 429 with RATE_LIMITED and `Retry-After`.
 //!   Behind a reverse proxy every anonymous caller shares the proxy's IP: give them
 //!   tokens or raise the limit.
-//! * CORS: off (same origin only) unless `CORS_ORIGINS` lists front-end origins.
+//! * CORS and WebSocket origins: see `cors`.
 //!
 //! Deliberate refusals: batched requests (a JSON array) are refused, because one HTTP
 //! request would otherwise buy many operations past the rate limit; `GET /graphql`
@@ -22,11 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
@@ -136,32 +135,6 @@ impl RateLimit {
             }
         }
     }
-}
-
-/// CORS for the listed front-end origins; `None` when none are configured.
-pub fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Vec<&str> = origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
-    if origins.is_empty() {
-        return None;
-    }
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .max_age(Duration::from_secs(600));
-    if origins.contains(&"*") {
-        return Some(layer.allow_origin(Any));
-    }
-    let values: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| match HeaderValue::from_str(o) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                tracing::warn!(origin = %o, "ignoring a CORS origin that is not a valid header value");
-                None
-            }
-        })
-        .collect();
-    Some(layer.allow_origin(AllowOrigin::list(values)))
 }
 
 /// Reads a request body up to `limit` bytes.

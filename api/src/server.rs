@@ -138,6 +138,8 @@ pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router
         .route("/graphql", get(graphql_get).post(graphql_post::<E>).with_state(state))
         .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)))
         .route("/graphql/assets/{name}", get(playground::asset))
+        // Until a page of its own lives here, the root leads to GraphiQL.
+        .route("/", get(|| async { axum::response::Redirect::temporary("/graphql") }))
 }
 
 /// Probes and metrics, served by every role.
@@ -148,7 +150,8 @@ pub fn operations_routes(readiness: Readiness) -> Router {
         .route("/metrics", get(metrics_text).with_state(readiness))
 }
 
-/// The middleware every route gets: request ids, tracing, CORS, timeout, body limit.
+/// The middleware every route gets: request ids, tracing, CORS and WebSocket origins,
+/// timeout, body limit.
 pub fn with_middleware(router: Router, config: &Config) -> Router {
     let mut router = router
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
@@ -156,9 +159,10 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             config.limits.request_timeout,
         ));
-    if let Some(cors) = limits::cors(&config.cors_origins) {
-        router = router.layer(cors);
-    }
+    let origins = crate::cors::Origins::new(&config.cors_origins, !config.is_production());
+    router = router
+        .layer(axum::middleware::from_fn_with_state(origins.clone(), crate::cors::check_websocket_origin))
+        .layer(origins.layer());
     router
         .layer(axum::middleware::map_response(limits::graphql_shaped))
         .layer(PropagateRequestIdLayer::x_request_id())

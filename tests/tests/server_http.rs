@@ -306,26 +306,79 @@ async fn callers_are_rate_limited(url: String) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A real browser preflight from `origin`: the allowed origin it answers with, if any, and
+/// the headers it allows.
+async fn preflight(server: &TestServer, origin: &str) -> (Option<String>, String) {
+    let response = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", server.base_url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, apollo-require-preflight, x-request-id, traceparent",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (
+        header("access-control-allow-origin"),
+        header("access-control-allow-headers").unwrap_or_default(),
+    )
+}
+
+/// The status of a WebSocket upgrade sent with this `Origin`.
+async fn upgrade_status(server: &TestServer, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.ws_url.as_str().into_client_request().expect("a request");
+    request.headers_mut().insert("origin", origin.parse().expect("a header value"));
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header value"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("upgrade: {e}"),
+    }
+}
+
 async fn cors_answers_configured_origins(url: String) {
+    // Development: any localhost port works with nothing configured.
+    let server = spawn_server(url.clone()).await;
+    let (allowed, headers) = preflight(&server, "http://localhost:5173").await;
+    assert_eq!(allowed.as_deref(), Some("http://localhost:5173"));
+    for header in ["apollo-require-preflight", "x-request-id", "traceparent"] {
+        assert!(headers.contains(header), "{header} in {headers}");
+    }
+    assert_eq!(preflight(&server, "https://evil.example").await.0, None);
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", server.base_url))
+        .header("origin", "http://localhost:5173")
+        .json(&json!({"query": CATALOG}))
+        .send()
+        .await
+        .expect("POST");
+    let exposed = response
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(exposed.contains("x-request-id") && exposed.contains("retry-after"), "{exposed}");
+    server.stop().await;
+
+    // Production: only the listed origins, for preflights and WebSocket upgrades alike.
     let mut config = test_config(url);
+    config.secret.environment = api::config::Environment::Production;
     config.cors_origins = vec!["https://shop.example".to_owned()];
     let server = spawn_server_with(config).await;
-    let client = reqwest::Client::new();
-    let preflight = |origin: &'static str| {
-        client
-            .request(reqwest::Method::OPTIONS, format!("{}/graphql", server.base_url))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization, content-type")
-            .send()
-    };
-    let allowed = preflight("https://shop.example").await.expect("preflight");
     assert_eq!(
-        allowed.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap_or("")),
+        preflight(&server, "https://shop.example").await.0.as_deref(),
         Some("https://shop.example")
     );
-    let refused = preflight("https://evil.example").await.expect("preflight");
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(preflight(&server, "https://evil.example").await.0, None);
+    assert_eq!(preflight(&server, "http://localhost:5173").await.0, None);
+    assert_eq!(upgrade_status(&server, "https://evil.example").await, 403);
+    assert_eq!(upgrade_status(&server, "https://shop.example").await, 101);
 }
 
 async fn development_start_seeds_the_catalog(url: String) {
