@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod http_response;
 pub mod instance_lock;
 pub mod limits;
 pub mod metrics;

@@ -13,11 +13,9 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use async_graphql::Executor;
-use async_graphql_axum::GraphQLResponse;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -36,6 +34,7 @@ use crate::auth::{self, Principal};
 use crate::config::{Config, Role, SecretConfig};
 use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
+use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
 use crate::ws::{self, WsHub, WsSettings};
 use crate::{metrics, playground, seed};
@@ -87,48 +86,6 @@ pub struct GraphqlState<E> {
     pub secret: Arc<[u8]>,
     pub rate_limit: RateLimit,
     pub max_body_bytes: usize,
-    pub root_fields: Arc<RootFields>,
-}
-
-/// The schema's root field names: the only operation labels metrics accept.
-#[derive(Debug, Default)]
-pub struct RootFields {
-    query: Vec<String>,
-    mutation: Vec<String>,
-    subscription: Vec<String>,
-}
-
-impl RootFields {
-    pub fn from_sdl(sdl: &str) -> Self {
-        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
-        let mut fields = RootFields::default();
-        let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
-            return fields;
-        };
-        for definition in document.definitions {
-            if let TypeSystemDefinition::Type(ty) = definition {
-                let target = match ty.node.name.node.as_str() {
-                    "Query" => &mut fields.query,
-                    "Mutation" => &mut fields.mutation,
-                    "Subscription" => &mut fields.subscription,
-                    _ => continue,
-                };
-                if let TypeKind::Object(object) = &ty.node.kind {
-                    target.extend(object.fields.iter().map(|f| f.node.name.node.to_string()));
-                }
-            }
-        }
-        fields
-    }
-
-    fn known(&self, kind: OperationType, name: &str) -> bool {
-        let list = match kind {
-            OperationType::Query => &self.query,
-            OperationType::Mutation => &self.mutation,
-            OperationType::Subscription => &self.subscription,
-        };
-        list.iter().any(|f| f == name) || name == "__schema" || name == "__type" || name == "__typename"
-    }
 }
 
 /// The full router for the API role; tests may mount it over any schema.
@@ -192,7 +149,6 @@ async fn graphql_post<E: Executor>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
     let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let media = v.split(';').next().unwrap_or("").trim();
         media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("application/graphql-response+json")
@@ -233,7 +189,6 @@ async fn graphql_post<E: Executor>(
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
-    let operation = Operation::of(&request, &state.root_fields);
     let mut request = request;
     if let Some(principal) = principal {
         request = request.data::<Principal>(principal);
@@ -248,9 +203,7 @@ async fn graphql_post<E: Executor>(
             .unwrap_or_else(uuid::Uuid::new_v4);
         request = request.data(RequestId(id));
     }
-    let response = state.executor.execute(request).await;
-    operation.record(&response, started.elapsed());
-    GraphQLResponse::from(response).into_response()
+    http_response::graphql(state.executor.execute(request).await, MediaType::accepted(&headers))
 }
 
 /// One GraphQL request from a JSON body; batches and non-objects are refused.
@@ -264,75 +217,6 @@ fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refusal> {
         return Err(bad("the request body must be a JSON object with a `query` string".to_owned()));
     }
     serde_json::from_value(value).map_err(|e| bad(format!("the request body is not a GraphQL request: {e}")))
-}
-
-/// The metrics labels of one request, from its parsed document.
-struct Operation {
-    kind: &'static str,
-    /// (response key, field name) of each root field.
-    fields: Vec<(String, String)>,
-}
-
-impl Operation {
-    fn of(request: &async_graphql::Request, roots: &RootFields) -> Self {
-        let invalid = Operation {
-            kind: "invalid",
-            fields: Vec::new(),
-        };
-        let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-            return invalid;
-        };
-        let operation = match (&document.operations, request.operation_name.as_deref()) {
-            (DocumentOperations::Single(op), _) => Some(op),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-            (DocumentOperations::Multiple(_), None) => None,
-        };
-        let Some(operation) = operation else { return invalid };
-        let ty = operation.node.ty;
-        let mut fields = Vec::new();
-        for item in &operation.node.selection_set.node.items {
-            if let Selection::Field(field) = &item.node {
-                let name = field.node.name.node.to_string();
-                if !roots.known(ty, &name) {
-                    return invalid;
-                }
-                fields.push((field.node.response_key().node.to_string(), name));
-            }
-        }
-        let kind = match ty {
-            OperationType::Query => "query",
-            OperationType::Mutation => "mutation",
-            OperationType::Subscription => "subscription",
-        };
-        Operation { kind, fields }
-    }
-
-    fn record(&self, response: &async_graphql::Response, elapsed: Duration) {
-        let label = match self.fields.as_slice() {
-            [] => "none",
-            [(_, name)] => name.as_str(),
-            _ => "multiple",
-        };
-        metrics::request(self.kind, label, response.errors.is_empty(), elapsed);
-        if self.kind != "mutation" {
-            return;
-        }
-        for (key, name) in &self.fields {
-            let error = response
-                .errors
-                .iter()
-                .find(|e| matches!(e.path.first(), Some(async_graphql::PathSegment::Field(f)) if f == key));
-            let outcome = error
-                .and_then(|e| e.extensions.as_ref())
-                .and_then(|x| x.get("code"))
-                .and_then(|code| match code {
-                    async_graphql::Value::String(code) => Some(code.as_str()),
-                    _ => None,
-                })
-                .unwrap_or(if error.is_some() { "INTERNAL_SERVER_ERROR" } else { "ok" });
-            metrics::command(name, outcome);
-        }
-    }
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
@@ -425,7 +309,6 @@ impl Application {
             let mut context = ApiContext::new(db.clone(), projections.clone());
             context.store = metrics::MeteredStore::wrap(context.store.clone());
             let schema = crate::schema::build_schema(context);
-            let root_fields = Arc::new(RootFields::from_sdl(&schema.sdl()));
             let settings = WsSettings {
                 init_timeout: config.limits.ws_init_timeout,
                 max_subscriptions: config.limits.ws_max_subscriptions,
@@ -444,7 +327,6 @@ impl Application {
                 secret,
                 rate_limit,
                 max_body_bytes: config.limits.max_body_bytes,
-                root_fields,
             };
             (graphql_routes(state, hub.clone()).merge(operations_routes(readiness)), Some(hub))
         } else {

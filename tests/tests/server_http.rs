@@ -117,6 +117,10 @@ async fn metrics_are_exposed(url: String) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["errors"].is_null(), "{body}");
+    // A named operation alone in its document needs no operationName to be labelled.
+    let customer = server.token("alice", Role::Customer);
+    let (status, body) = post_graphql(&server, Some(&customer), "query WhoAmI { me { id } }", json!({})).await;
+    assert_eq!(status, 200, "{body}");
     let text = reqwest::get(format!("{}/metrics", server.base_url))
         .await
         .expect("GET /metrics")
@@ -138,6 +142,7 @@ async fn metrics_are_exposed(url: String) {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
     assert!(text.contains(r#"operation="products""#), "requests are labelled by root field");
+    assert!(text.contains(r#"type="query",operation="me""#), "{text}");
     assert!(
         text.contains(r#"command="registerProduct",outcome="ok""#) || text.contains(r#"outcome="ok",command="registerProduct""#),
         "{text}"

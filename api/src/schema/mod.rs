@@ -14,6 +14,7 @@
 
 pub mod connection;
 mod mutation;
+mod operation_metrics;
 mod query;
 mod role_first;
 pub mod scalars;
@@ -56,6 +57,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
         .limit_complexity(MAX_COMPLEXITY)
         .extension(role_first::RoleFirst)
         .extension(ErrorCodes)
+        .extension(operation_metrics::OperationMetrics)
 }
 
 /// The schema with everything the resolvers need.
