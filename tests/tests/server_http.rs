@@ -74,7 +74,7 @@ async fn graphiql_is_served_without_external_urls(url: String) {
         assert!(bytes.len() > 100, "{asset}");
     }
     let wiring = client
-        .get(format!("{}/graphql/assets/playground-1.js", server.base_url))
+        .get(format!("{}/graphql/assets/playground-2.js", server.base_url))
         .send()
         .await
         .expect("wiring")
