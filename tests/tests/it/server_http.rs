@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::support::{error_codes, post_graphql, spawn_server, spawn_server_with, test_config, TestServer};
 use api::auth::Role;
 use serde_json::{json, Value};
-use tests::{error_codes, on_both_backends, post_graphql, spawn_server, spawn_server_with, test_config, TestServer};
 
 const CATALOG: &str = "{ products(first: 5) { nodes { sku } } }";
 
@@ -252,7 +252,8 @@ async fn deep_and_wide_queries_are_refused(url: String) {
 
 async fn bad_tokens_are_unauthenticated(url: String) {
     let server = spawn_server(url).await;
-    let expired = api::auth::issue_expired_token("alice", Role::Customer, Duration::from_secs(600), tests::TEST_SECRET.as_bytes()).expect("token");
+    let expired =
+        api::auth::issue_expired_token("alice", Role::Customer, Duration::from_secs(600), crate::support::TEST_SECRET.as_bytes()).expect("token");
     let forged = api::auth::issue_token("alice", Role::Admin, Duration::from_secs(600), b"not the server's secret").expect("token");
     // {"alg":"none"} . {"sub":"alice","role":"admin","exp":9999999999} . (no signature)
     let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0.";
@@ -402,20 +403,23 @@ async fn development_start_seeds_the_catalog(url: String) {
     // Through the command loop, as admin "seed": the store's log says so. (The log, not
     // /readyz first: on Postgres the readable head may trail a commit while transactions
     // of other databases are in flight.)
-    let mut ws = tests::ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
-    tests::ws_send(
+    let mut ws = crate::support::ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
+    crate::support::ws_send(
         &mut ws,
         json!({"type": "connection_init", "payload": {"token": server.token("root", Role::Admin)}}),
     )
     .await;
-    assert_eq!(tests::ws_next_json(&mut ws, Duration::from_secs(10)).await["type"], "connection_ack");
+    assert_eq!(
+        crate::support::ws_next_json(&mut ws, Duration::from_secs(10)).await["type"],
+        "connection_ack"
+    );
     let query = "subscription { events(categories: [\"product\"]) { position streamId type metadata } }";
-    tests::ws_send(&mut ws, json!({"id": "1", "type": "subscribe", "payload": {"query": query}})).await;
+    crate::support::ws_send(&mut ws, json!({"id": "1", "type": "subscribe", "payload": {"query": query}})).await;
     let mut last_position = 0;
     let expected = api::seed::CATALOG.len() + api::seed::CATALOG.iter().filter(|(_, _, _, stock)| *stock > 0).count();
     let mut registered = std::collections::BTreeSet::new();
     for _ in 0..expected {
-        let message = tests::ws_next_json(&mut ws, Duration::from_secs(10)).await;
+        let message = crate::support::ws_next_json(&mut ws, Duration::from_secs(10)).await;
         let event = &message["payload"]["data"]["events"];
         assert!(event.is_object(), "{message}");
         assert_eq!(event["metadata"]["actor"], "seed", "{event}");
@@ -481,20 +485,23 @@ async fn request_ids_become_the_events_correlation_id(url: String) {
         .as_str()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{body}"));
-    let mut ws = tests::ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
-    tests::ws_send(
+    let mut ws = crate::support::ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
+    crate::support::ws_send(
         &mut ws,
         json!({"type": "connection_init", "payload": {"token": server.token("root", Role::Admin)}}),
     )
     .await;
-    assert_eq!(tests::ws_next_json(&mut ws, Duration::from_secs(10)).await["type"], "connection_ack");
+    assert_eq!(
+        crate::support::ws_next_json(&mut ws, Duration::from_secs(10)).await["type"],
+        "connection_ack"
+    );
     let query = "subscription($after: Position) { events(afterPosition: $after) { streamId metadata } }";
-    tests::ws_send(
+    crate::support::ws_send(
         &mut ws,
         json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"after": (position - 1).to_string()}}}),
     )
     .await;
-    let message = tests::ws_next_json(&mut ws, Duration::from_secs(10)).await;
+    let message = crate::support::ws_next_json(&mut ws, Duration::from_secs(10)).await;
     let event = &message["payload"]["data"]["events"];
     assert_eq!(event["streamId"], format!("product-{sku}"), "{message}");
     assert_eq!(event["metadata"]["correlation_id"], request_id.to_string(), "{event}");

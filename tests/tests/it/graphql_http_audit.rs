@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::spawn_server;
 use serde_json::Value;
-use tests::spawn_server;
 
 #[tokio::test]
 async fn the_graphql_http_audits_pass() {
