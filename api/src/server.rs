@@ -396,7 +396,7 @@ impl Application {
         }
         let db = store::open(&config.database_url()).await?;
         if config.seeds() {
-            seed::seed_if_empty(&*db.store()).await?;
+            seed::seed_if_empty(&db.store()).await?;
         }
         let projections = if config.role.runs_workers() {
             let settings = projections::ProjectionsConfig {
@@ -418,6 +418,9 @@ impl Application {
 
         let (router, hub) = if config.role.serves_api() {
             let mut context = ApiContext::new(db.clone(), projections.clone());
+            // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
+            // client gets the command's own answer.
+            context.command_budget = config.limits.request_timeout.mul_f64(0.9);
             context.store = metrics::MeteredStore::wrap(context.store.clone());
             let schema = crate::schema::build_schema(context);
             let root_fields = Arc::new(RootFields::from_sdl(&schema.sdl()));
