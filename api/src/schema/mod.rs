@@ -12,6 +12,7 @@
 //!   null, mutations and subscriptions NOT_FOUND. Admins may read, watch and cancel
 //!   any; cart changes are the owner's alone.
 
+mod bad_text;
 pub mod connection;
 mod mutation;
 mod query;
@@ -55,6 +56,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(role_first::RoleFirst)
+        .extension(bad_text::BadText)
         .extension(ErrorCodes)
 }
 
