@@ -4,7 +4,8 @@
 //! * Body size: `RequestBodyLimitLayer` (1 MiB by default). axum's own default limit does
 //!   not cover async-graphql's extractor; our handler reads the body itself under the
 //!   same limit, and [`graphql_shaped`] rewrites the layer's plain-text 413.
-//! * Time: `TimeoutLayer` answers 503 after the request timeout (the work is dropped).
+//! * Time: `TimeoutLayer` answers 503 with TIMEOUT after the request timeout (the work is
+//!   dropped; commands give up a little earlier with their own TIMEOUT).
 //! * Rate: a GCRA limiter (governor) keyed by the token's subject, or by the peer's IP
 //!   for anonymous callers, answering HTTP 429 with RATE_LIMITED and `Retry-After`.
 //!   Behind a reverse proxy every anonymous caller shares the proxy's IP: give them
@@ -80,7 +81,7 @@ pub async fn graphql_shaped(response: Response) -> Response {
     match response.status() {
         StatusCode::PAYLOAD_TOO_LARGE => error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
         StatusCode::SERVICE_UNAVAILABLE if response.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0") => {
-            error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::internal("the request timed out"))
+            error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::Timeout)
         }
         _ => response,
     }

@@ -285,7 +285,7 @@ impl Application {
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         if config.seeds() {
-            seed::seed_if_empty(&*db.store()).await?;
+            seed::seed_if_empty(&db.store()).await?;
         }
         let projections = if config.role.runs_workers() {
             let settings = projections::ProjectionsConfig {
@@ -307,6 +307,9 @@ impl Application {
 
         let (router, hub) = if config.role.serves_api() {
             let mut context = ApiContext::new(db.clone(), projections.clone());
+            // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
+            // client gets the command's own answer.
+            context.command_budget = config.limits.request_timeout.mul_f64(0.9);
             context.store = metrics::MeteredStore::wrap(context.store.clone());
             let schema = crate::schema::build_schema(context);
             let settings = WsSettings {

@@ -1,8 +1,8 @@
 //! The event store: the only source of truth in cartsource.
 //!
 //! It knows events as records (stream id, type, schema version, JSON data, metadata) and
-//! nothing of GraphQL; the domain's events are encoded into records and aggregates loaded by `aggregate`, and old
-//! schemas are lifted on read by `upcast`. Two backends keep one contract
+//! nothing of the domain or GraphQL (the `commands` crate encodes domain events into records
+//! and loads aggregates); old schemas are lifted on read by `upcast`. Two backends keep one contract
 //! ([`EventStore`]), held to it by one behaviour suite (`tests/contract`):
 //!
 //! * [`PgStore`] (production): concurrent appends without a global lock; the global
@@ -16,7 +16,6 @@
 //! reader of the global log never skips an event and sees positions strictly increase;
 //! subscriptions deliver each event once, in order; stored bytes are never rewritten.
 
-pub mod aggregate;
 pub mod connect;
 pub mod error;
 pub mod event;
