@@ -12,6 +12,7 @@ mod graphql_http_audit;
 mod graphql_scenario;
 mod graphql_schema;
 mod graphql_subscriptions;
+mod graphql_write_path;
 mod health;
 mod server_http;
 mod server_ws;

@@ -5,7 +5,7 @@
 use api::auth::Role;
 use futures::future::join_all;
 use serde_json::json;
-use tests::{create_cart, gql_data, on_both_backends, post_graphql, register_product, spawn_server, TestServer};
+use crate::support::{create_cart, gql_data, post_graphql, register_product, spawn_server, TestServer};
 
 const ADD: &str = "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { version } } }";
 
