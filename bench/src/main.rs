@@ -24,7 +24,11 @@ use report::{Meta, Results};
 use workloads::{Http, Live};
 
 #[derive(Debug, Parser)]
-#[command(name = "cartsource-bench", about = "cartsource against a CRUD baseline, same run", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "cartsource-bench",
+    about = "cartsource against a CRUD baseline, same run",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -94,7 +98,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-const HTTP_WORKLOADS: [Http; 5] = [Http::OwnCarts(1), Http::OwnCarts(8), Http::OwnCarts(32), Http::SharedCart(32), Http::Reads(32)];
+const HTTP_WORKLOADS: [Http; 5] = [
+    Http::OwnCarts(1),
+    Http::OwnCarts(8),
+    Http::OwnCarts(32),
+    Http::SharedCart(32),
+    Http::Reads(32),
+];
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let binaries = Binaries {
@@ -108,7 +118,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let lives = [Live { carts: n, subscribers: n }, Live { carts: 1, subscribers: n }];
     let mut results = Results::default();
     for pass in 0..args.passes {
-        let order = if pass % 2 == 0 { [Kind::Baseline, Kind::Cartsource] } else { [Kind::Cartsource, Kind::Baseline] };
+        let order = if pass % 2 == 0 {
+            [Kind::Baseline, Kind::Cartsource]
+        } else {
+            [Kind::Cartsource, Kind::Baseline]
+        };
         for kind in order {
             let server = start(kind, &binaries, &admin, &args).await?;
             for workload in HTTP_WORKLOADS {
@@ -121,7 +135,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         return Err(e);
                     }
                 };
-                results.http.entry((workload, kind)).or_default().push(run.into());
+                let summary = report::HttpSummary::from(run);
+                eprintln!(
+                    "  {:.0} ok/s, p99 {:.1} ms, errors {:?}",
+                    summary.throughput,
+                    summary.p99_ms.unwrap_or(f64::NAN),
+                    summary.errors
+                );
+                results.http.entry((workload, kind)).or_default().push(summary);
             }
             server.stop(&admin).await?;
             if kind == Kind::Cartsource && !args.skip_live {
@@ -131,15 +152,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     let server = start(kind, &binaries, &admin, &args).await?;
                     let outcome = workloads::run_live(&server, live, args.writer_rate, measure).await;
                     server.stop(&admin).await?;
-                    results.live.entry(live).or_default().push(outcome?.into());
+                    let summary = report::LiveSummary::from(outcome?);
+                    eprintln!(
+                        "  {}/{} acknowledged, {} deliveries, {} missed, {} duplicated, p99 {:.1} ms",
+                        summary.acknowledged,
+                        summary.sent,
+                        summary.deliveries,
+                        summary.missed,
+                        summary.duplicated,
+                        summary.recorded_p99.unwrap_or(f64::NAN)
+                    );
+                    results.live.entry(live).or_default().push(summary);
                 }
             }
         }
     }
     let meta = Meta {
-        date: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        date: {
+            let now = time::OffsetDateTime::now_utc();
+            format!("{} {:02}:{:02} UTC", now.date(), now.hour(), now.minute())
+        },
         commit: commit(),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         postgres,

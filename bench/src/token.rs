@@ -20,7 +20,11 @@ pub struct Claims {
 /// A token valid for `ttl`.
 pub fn issue(sub: &str, role: &str, ttl: Duration, secret: &[u8]) -> anyhow::Result<String> {
     let exp = (SystemTime::now() + ttl).duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims { sub: sub.to_owned(), role: role.to_owned(), exp };
+    let claims = Claims {
+        sub: sub.to_owned(),
+        role: role.to_owned(),
+        exp,
+    };
     Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
 }
 

@@ -4,7 +4,7 @@
 //! [`http::REQUEST_TIMEOUT`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,15 +152,17 @@ type ClientResult = (u64, Vec<u64>, BTreeMap<String, u64>);
 
 async fn client_loop(gql: Gql, mut cart: Uuid, workload: Http, measure_from: Instant, end: Instant) -> ClientResult {
     let (mut ok, mut latencies, mut errors) = (0, Vec::new(), BTreeMap::new());
-    let mut sent: u64 = 0;
+    let (mut sent, mut on_this_cart): (u64, u64) = (0, 0);
     while Instant::now() < end {
-        if matches!(workload, Http::OwnCarts(_)) && sent > 0 && sent % ADDS_PER_CART == 0 {
+        if matches!(workload, Http::OwnCarts(_)) && on_this_cart == ADDS_PER_CART {
             // Not measured: a fresh cart keeps lines under 999 and carts a realistic size.
+            on_this_cart = 0;
             match gql.create_cart().await {
                 Ok(new) => cart = new,
                 Err(code) => *errors.entry(format!("createCart {code}")).or_default() += 1,
             }
         }
+        on_this_cart += 1;
         let started = Instant::now();
         let result = match workload {
             Http::OwnCarts(_) | Http::SharedCart(_) => gql.add_item(cart, &sku(sent)).await.map(|_| ()),
@@ -187,6 +189,7 @@ pub struct Live {
 }
 
 /// One run of a live workload.
+#[derive(Default)]
 pub struct LiveRun {
     pub sent: u64,
     pub acknowledged: u64,
@@ -241,19 +244,22 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
 
     let acks: AckTimes = Arc::default();
     let errors = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let acknowledged = Arc::new(AtomicU64::new(0));
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     let end = Instant::now() + measure;
     let mut writes = Vec::new();
     let mut sent: u64 = 0;
     while Instant::now() < end {
         ticker.tick().await;
-        let (writer, acks, errors) = (writer.clone(), acks.clone(), errors.clone());
+        let (writer, acks, errors, acknowledged) = (writer.clone(), acks.clone(), errors.clone(), acknowledged.clone());
         let index = (sent as usize) % carts.len();
         let (cart, sku) = (carts[index], sku(sent / carts.len() as u64));
         writes.push(tokio::spawn(async move {
             match writer.add_item(cart, &sku).await {
                 Ok(version) => {
-                    acks.lock().await.insert((index, version), OffsetDateTime::now_utc());
+                    let now = OffsetDateTime::now_utc();
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                    acks.lock().await.insert((index, version), now);
                 }
                 Err(code) => *errors.lock().await.entry(code).or_default() += 1,
             }
@@ -273,27 +279,20 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
     }
     // Drain: up to 10 s for every subscriber to receive its cart's last version.
     wait_until(&subscribers, |cart, v| v >= last[cart], Duration::from_secs(10)).await;
+    let rss_after_run_kib = server.rss_kib();
     let _ = stop_tx.send(true);
     let mut logs = Vec::with_capacity(subscribers.len());
     for (cart, _, task) in subscribers {
         logs.push((cart, task.await.context("subscriber task")?));
     }
-    let rss_after_run_kib = server.rss_kib();
     let mut run = LiveRun {
         sent,
-        acknowledged: acks.len() as u64,
+        acknowledged: acknowledged.load(Ordering::SeqCst),
         errors,
-        deliveries: 0,
-        missed: 0,
-        duplicated: 0,
-        out_of_order: 0,
-        ended_early: (0, None),
-        from_recorded_us: Vec::new(),
-        from_ack_us: Vec::new(),
         rss_idle_kib,
         rss_connected_kib,
         rss_after_run_kib,
-        rss_closed_kib: None,
+        ..LiveRun::default()
     };
     for (cart, log) in &logs {
         check_deliveries(&mut run, *cart, log, &last, &acks);
@@ -347,4 +346,41 @@ fn check_deliveries(run: &mut LiveRun, cart: usize, log: &ws::SubscriberLog, las
     }
     let expected = last[cart].max(seen.last().copied().unwrap_or(0));
     run.missed += (1..=expected).filter(|v| !seen.contains(v)).count() as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(versions: &[i64]) -> ws::SubscriberLog {
+        let now = OffsetDateTime::now_utc();
+        let deliveries = versions
+            .iter()
+            .map(|&version| ws::Delivery {
+                version,
+                occurred_at: Some(now),
+                received_at: now,
+            })
+            .collect();
+        ws::SubscriberLog { deliveries, ended: None }
+    }
+
+    fn checked(versions: &[i64], last: i64) -> LiveRun {
+        let mut run = LiveRun::default();
+        check_deliveries(&mut run, 0, &log(versions), &[last], &BTreeMap::new());
+        run
+    }
+
+    #[test]
+    fn every_version_once_in_order_is_clean() {
+        let run = checked(&[1, 2, 3, 4], 4);
+        assert_eq!((run.deliveries, run.missed, run.duplicated, run.out_of_order), (4, 0, 0, 0));
+    }
+
+    #[test]
+    fn gaps_repeats_and_reordering_are_counted() {
+        let run = checked(&[1, 3, 3, 2], 5);
+        // 4 and 5 never came; 3 came twice; 3 after 3 and 2 after 3 are out of order.
+        assert_eq!((run.missed, run.duplicated, run.out_of_order), (2, 1, 2));
+    }
 }

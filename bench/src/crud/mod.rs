@@ -45,7 +45,12 @@ create table if not exists cart_lines (
 
 /// Creates the tables (idempotent) and serves until the process is killed.
 pub async fn serve(listen: SocketAddr, database_url: &str, pool_size: u32) -> anyhow::Result<()> {
-    let pool: PgPool = PgPoolOptions::new().max_connections(pool_size).connect(database_url).await?;
+    // Like cartsource's store: no ping before every acquire (sqlx's default costs a round trip).
+    let pool: PgPool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .connect(database_url)
+        .await?;
     sqlx::raw_sql(DDL).execute(&pool).await?;
     let schema = Schema::build(schema::Query, schema::Mutation, EmptySubscription).data(pool).finish();
     let app = Router::new()

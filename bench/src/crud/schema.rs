@@ -17,8 +17,7 @@ fn internal(e: sqlx::Error) -> Error {
 }
 
 fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Claims, Error> {
-    ctx.data_opt::<Claims>()
-        .ok_or_else(|| coded("UNAUTHENTICATED", "sign in first"))
+    ctx.data_opt::<Claims>().ok_or_else(|| coded("UNAUTHENTICATED", "sign in first"))
 }
 
 fn pool<'a>(ctx: &'a Context<'_>) -> Result<&'a PgPool, Error> {
@@ -104,7 +103,10 @@ impl Query {
         let mut lines = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(sku) = row.try_get::<Option<String>, _>(1).map_err(internal)? {
-                lines.push(CartLine { sku, quantity: row.try_get(2).map_err(internal)? });
+                lines.push(CartLine {
+                    sku,
+                    quantity: row.try_get(2).map_err(internal)?,
+                });
             }
         }
         Ok(Some(Cart { id, version, lines }))
@@ -127,8 +129,15 @@ impl Mutation {
         if created.rows_affected() == 0 {
             return Err(coded("BAD_USER_INPUT", "a cart with this id exists"));
         }
-        let cart = Cart { id, version: 1, lines: Vec::new() };
-        Ok(CartPayload { cart, position: "1".to_owned() })
+        let cart = Cart {
+            id,
+            version: 1,
+            lines: Vec::new(),
+        };
+        Ok(CartPayload {
+            cart,
+            position: "1".to_owned(),
+        })
     }
 
     /// One transaction: bump the version where the caller owns the cart (and the
@@ -166,7 +175,14 @@ impl Mutation {
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;
         let lines = lines.into_iter().map(|(sku, quantity)| CartLine { sku, quantity }).collect();
-        Ok(CartPayload { cart: Cart { id: input.cart_id, version, lines }, position: version.to_string() })
+        Ok(CartPayload {
+            cart: Cart {
+                id: input.cart_id,
+                version,
+                lines,
+            },
+            position: version.to_string(),
+        })
     }
 
     async fn register_product(&self, ctx: &Context<'_>, input: RegisterProductInput) -> Result<ProductPayload, Error> {
@@ -180,7 +196,10 @@ impl Mutation {
             .execute(pool(ctx)?)
             .await
             .map_err(constraint)?;
-        Ok(ProductPayload { product: Product { sku: input.sku }, position: "1".to_owned() })
+        Ok(ProductPayload {
+            product: Product { sku: input.sku },
+            position: "1".to_owned(),
+        })
     }
 }
 

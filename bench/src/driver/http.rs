@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 pub const CREATE_CART: &str = "mutation($id: UUID!) { createCart(input: {cartId: $id}) { cart { id version } position } }";
-pub const ADD_ITEM: &str = "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { id version lines { sku quantity } } position } }";
+pub const ADD_ITEM: &str =
+    "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { id version lines { sku quantity } } position } }";
 pub const CART: &str = "query($id: UUID!) { cart(id: $id) { id version lines { sku quantity } } }";
 pub const REGISTER_PRODUCT: &str = "mutation($input: RegisterProductInput!) { registerProduct(input: $input) { product { sku } } }";
 
@@ -24,7 +25,11 @@ pub struct Gql {
 impl Gql {
     pub fn new(base_url: &str, token: &str) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).tcp_nodelay(true).build()?;
-        Ok(Gql { client, url: format!("{base_url}/graphql"), authorization: format!("Bearer {token}") })
+        Ok(Gql {
+            client,
+            url: format!("{base_url}/graphql"),
+            authorization: format!("Bearer {token}"),
+        })
     }
 
     /// `data`, or the error's `extensions.code` (`CLIENT_TIMEOUT`, `TRANSPORT`,
@@ -58,7 +63,9 @@ impl Gql {
     pub async fn add_item(&self, cart_id: uuid::Uuid, sku: &str) -> Result<i64, String> {
         let input = json!({ "cartId": cart_id, "sku": sku, "quantity": 1 });
         let data = self.call(ADD_ITEM, json!({ "input": input })).await?;
-        data.pointer("/addItemToCart/cart/version").and_then(Value::as_i64).ok_or_else(|| "BAD_RESPONSE".to_owned())
+        data.pointer("/addItemToCart/cart/version")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| "BAD_RESPONSE".to_owned())
     }
 
     pub async fn create_cart(&self) -> Result<uuid::Uuid, String> {

@@ -62,7 +62,15 @@ impl Server {
         let mut command = match kind {
             Kind::Baseline => {
                 let mut c = tokio::process::Command::new(&binaries.bench);
-                c.args(["crud-server", "--listen", &listen, "--database-url", &database_url, "--pool-size", &pool_size.to_string()]);
+                c.args([
+                    "crud-server",
+                    "--listen",
+                    &listen,
+                    "--database-url",
+                    &database_url,
+                    "--pool-size",
+                    &pool_size.to_string(),
+                ]);
                 c
             }
             Kind::Cartsource => {
@@ -128,7 +136,9 @@ impl Server {
     /// Kills the process and drops its database.
     pub async fn stop(mut self, admin: &PgPool) -> anyhow::Result<()> {
         let _ = self.child.kill().await;
-        sqlx::query(&format!("drop database if exists {} with (force)", self.database)).execute(admin).await?;
+        sqlx::query(&format!("drop database if exists {} with (force)", self.database))
+            .execute(admin)
+            .await?;
         let _ = std::fs::remove_file(&self.log_path);
         Ok(())
     }
@@ -178,7 +188,10 @@ pub fn locate_cartsource(given: Option<&Path>, build: bool) -> anyhow::Result<Pa
     }
     let path = dir.join("cartsource");
     if !path.exists() {
-        bail!("no cartsource binary at {}: build it (cargo build --release -p api) or pass --cartsource-bin", path.display());
+        bail!(
+            "no cartsource binary at {}: build it (cargo build --release -p api) or pass --cartsource-bin",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -189,8 +202,14 @@ mod tests {
 
     #[test]
     fn database_is_replaced() {
-        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://h/db?sslmode=disable", "x").unwrap(), "postgres://h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/db?sslmode=disable", "x").unwrap(),
+            "postgres://h/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://h", "x").unwrap(), "postgres://h/x");
     }
 }

@@ -15,8 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-const CART_CHANGED: &str =
-    "subscription($id: UUID!) { cartChanged(cartId: $id) { event { version occurredAt } cart { version } } }";
+const CART_CHANGED: &str = "subscription($id: UUID!) { cartChanged(cartId: $id) { event { version occurredAt } cart { version } } }";
 
 /// One event as a subscriber saw it.
 pub struct Delivery {
@@ -47,7 +46,9 @@ pub async fn subscribe_cart(
         Ok(request) => request,
         Err(e) => return ended(log, format!("bad url: {e}")),
     };
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("graphql-transport-ws"));
     let connect = tokio_tungstenite::connect_async(request);
     let (mut socket, _) = match tokio::time::timeout(Duration::from_secs(30), connect).await {
         Ok(Ok(socket)) => socket,
@@ -97,7 +98,11 @@ pub async fn subscribe_cart(
                     .and_then(Value::as_str)
                     .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
                 latest.fetch_max(version, Ordering::SeqCst);
-                log.deliveries.push(Delivery { version, occurred_at, received_at });
+                log.deliveries.push(Delivery {
+                    version,
+                    occurred_at,
+                    received_at,
+                });
             }
             Some(other) => return ended(log, format!("{other}: {message}")),
             None => {}
