@@ -177,7 +177,19 @@ pub fn locate_cartsource(given: Option<&Path>, build: bool) -> anyhow::Result<Pa
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("bench has no workspace")?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         eprintln!("building cartsource: cargo build --release -p api --bin cartsource");
-        let status = std::process::Command::new(cargo)
+        let mut command = std::process::Command::new(cargo);
+        // `cargo run` describes this package in the environment; some build scripts
+        // (ring's) track those variables, so passing them on would rebuild everything.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                command.env_remove(name);
+            }
+        }
+        let status = command
             .current_dir(workspace)
             .args(["build", "--release", "-p", "api", "--bin", "cartsource"])
             .stdout(Stdio::null())
