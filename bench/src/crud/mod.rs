@@ -74,8 +74,9 @@ async fn graphql(State(schema): State<CrudSchema>, headers: HeaderMap, request: 
         match claims {
             Some(claims) => request = request.data(claims),
             None => {
-                let error = schema::coded("UNAUTHENTICATED", "the token does not verify");
-                return async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]).into();
+                let mut error = schema::coded("UNAUTHENTICATED", "the token does not verify").into_server_error(Default::default());
+                error.locations.clear();
+                return async_graphql::Response::from_errors(vec![error]).into();
             }
         }
     }
