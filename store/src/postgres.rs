@@ -56,6 +56,8 @@ const ORDINAL_BITS: u32 = 20;
 
 /// Attempts for an append that lost a race it may retry (`Any`, a deadlock).
 const MAX_ATTEMPTS: u32 = 100;
+/// Longest pause between two attempts.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
 /// At most one NOTIFY per this interval: under load the notifier sends one per burst, so
 /// other processes hear of commits within about this delay at a bounded cost.
 const MIN_NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
@@ -372,6 +374,7 @@ impl PgStore {
     pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Postgres>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             let mut savepoint = Acquire::begin(&mut *tx).await?;
@@ -396,7 +399,7 @@ impl PgStore {
             if let Some(error) = settle(&mut **tx, failure, attempt, false).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 
@@ -441,6 +444,7 @@ impl PgStore {
     /// One stream, no idempotency key: one statement, one round trip.
     async fn append_one_statement(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             // The statement is alone in its implicit transaction: no ordinal is taken yet.
@@ -457,13 +461,14 @@ impl PgStore {
             if let Some(error) = settle(&self.inner.pool, failure, attempt, true).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 
     /// Several streams or an idempotency key: one explicit transaction.
     async fn append_transaction(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             let mut tx = self.inner.pool.begin().await?;
@@ -485,7 +490,7 @@ impl PgStore {
             if let Some(error) = settle(&self.inner.pool, failure, attempt, true).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 }
@@ -920,14 +925,16 @@ fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
 }
 
-/// A short, growing, jittered pause between attempts so racing writers spread out.
-async fn backoff(attempt: u32) {
-    if attempt <= 1 {
-        return;
-    }
-    let cap_ms = u64::from(attempt.min(20)) * 2;
-    let pause = rand::random_range(0..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(pause)).await;
+/// Short, growing, jittered pauses between attempts so racing writers spread out
+/// (backon's schedule: 1 ms doubling to `MAX_RETRY_PAUSE`, each with random jitter).
+fn retry_pauses() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(MAX_RETRY_PAUSE)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Refuses a database whose xid counter is behind its stored positions (a logical dump

@@ -2,10 +2,10 @@
 //! server processes sharing one Postgres all succeed; text the database cannot store
 //! (a NUL character) is refused as BAD_USER_INPUT naming the field, and nothing is written.
 
+use crate::support::{create_cart, gql_data, post_graphql, register_product, spawn_server, TestServer};
 use api::auth::Role;
 use futures::future::join_all;
 use serde_json::json;
-use crate::support::{create_cart, gql_data, post_graphql, register_product, spawn_server, TestServer};
 
 const ADD: &str = "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { version } } }";
 
