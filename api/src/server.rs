@@ -380,6 +380,10 @@ pub struct Application {
     hub: Option<WsHub>,
     projections: projections::Projections,
     grace: Duration,
+    /// SIGTERM is caught from `build` on: a SIGTERM that arrives after the server logged
+    /// its address but before `run` began would otherwise kill the process at once.
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
 impl Application {
@@ -456,6 +460,10 @@ impl Application {
             hub,
             projections,
             grace: config.limits.shutdown_grace,
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM"))
+                .ok(),
         })
     }
 
@@ -469,8 +477,12 @@ impl Application {
     }
 
     /// Serves until ctrl-c or SIGTERM.
-    pub async fn run(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
+    pub async fn run(mut self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        let signal = shutdown_signal(self.terminate.take());
+        #[cfg(not(unix))]
+        let signal = shutdown_signal();
+        self.run_until(signal).await
     }
 
     /// Serves until `signal` resolves or the shutdown token is cancelled, then: stops
@@ -485,6 +497,7 @@ impl Application {
             hub,
             projections,
             grace,
+            ..
         } = self;
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -514,7 +527,7 @@ impl Application {
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(#[cfg(unix)] terminate: Option<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");
@@ -523,14 +536,11 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+        match terminate {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]

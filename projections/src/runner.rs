@@ -78,7 +78,7 @@ impl Default for ProjectionsConfig {
             batch_size: 500,
             rebuild_batch_size: 5_000,
             reactor_batch_size: 100,
-            poll_interval: store::subscription::POLL_INTERVAL,
+            poll_interval: store::live::POLL_INTERVAL,
             leader_retry: Duration::from_secs(1),
         }
     }
