@@ -28,9 +28,16 @@ pub struct ApiContext {
 impl ApiContext {
     /// Starts the process's live feed (so call it once, within the Tokio runtime).
     pub fn new(db: store::Database, projections: projections::Projections) -> Self {
+        let live = LiveFeed::start(db.store());
+        ApiContext::with_live(db, projections, live)
+    }
+
+    /// With the process's live feed made by the caller (the server shares it with the
+    /// projection workers).
+    pub fn with_live(db: store::Database, projections: projections::Projections, live: LiveFeed) -> Self {
         ApiContext {
             store: db.store(),
-            live: LiveFeed::start(db.store()),
+            live,
             db,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,

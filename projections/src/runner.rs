@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use store::{Database, EventStore, Position, RecordedEvent};
+use store::{Database, EventStore, LiveFeed, Position, RecordedEvent};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,6 +35,8 @@ use crate::progress::{self, Progress, WorkerCounters};
 use crate::publisher::{BusConfig, Publisher};
 use crate::reactors::Reactor;
 use crate::read::ReadModels;
+
+mod follow;
 
 /// The checkpoint name of the NATS publisher.
 pub const PUBLISHER: &str = "nats-publisher";
@@ -204,6 +206,9 @@ struct Shared {
     db: Database,
     store: Arc<dyn EventStore>,
     config: ProjectionsConfig,
+    /// The process's shared live feed, which caught-up workers follow (`follow`); without
+    /// it (inline handles) workers only read pages.
+    live: Option<LiveFeed>,
     /// The local workers' covered positions (rings at once for local `wait_for`s) and
     /// counters.
     progress: Progress,
@@ -245,11 +250,16 @@ impl Projections {
     /// A handle that runs nothing yet: [`Projections::run_until_caught_up`] runs its
     /// workers inline (tests, tooling).
     pub fn new(db: Database, config: ProjectionsConfig) -> Projections {
+        Projections::with_live(db, config, None)
+    }
+
+    fn with_live(db: Database, config: ProjectionsConfig, live: Option<LiveFeed>) -> Projections {
         let store = db.store();
         let shared = Arc::new(Shared {
             db: db.clone(),
             store,
             config,
+            live,
             progress: Progress::new(),
             nudge: watch::channel(0).0,
             shutdown: watch::channel(false).0,
@@ -265,9 +275,11 @@ impl Projections {
 
     /// Starts every projection and reactor (and the publisher when `nats_url` is set) as
     /// background tasks (role worker/all). On Postgres each runs here only while this process
-    /// holds its leader lock; the others stand by.
-    pub async fn start(db: Database, config: ProjectionsConfig) -> Result<Projections, ProjectionError> {
-        let projections = Projections::new(db, config);
+    /// holds its leader lock; the others stand by. `live` is the process's one shared live
+    /// feed (the API's subscriptions use the same): caught-up workers take their events from
+    /// it in memory.
+    pub async fn start(db: Database, config: ProjectionsConfig, live: LiveFeed) -> Result<Projections, ProjectionError> {
+        let projections = Projections::with_live(db, config, Some(live));
         let shared = projections.inner.shared.clone();
         let kinds = shared.config.workers();
         checkpoint::ensure(&shared.db, &kinds.iter().map(|k| k.name().to_owned()).collect::<Vec<_>>()).await?;
@@ -597,7 +609,28 @@ impl Worker {
                 }
                 Ok(Step::Idle) => {
                     backoff.reset();
-                    self.idle(shutdown, true).await;
+                    let live = self.shared.live.clone();
+                    match (live, self.followable(term)) {
+                        (Some(live), Some(cp)) => match self.follow(&live, cp, term, lease, shutdown).await {
+                            Ok(Step::Failed) => {
+                                self.shared.progress.ring();
+                                self.idle(shutdown, false).await;
+                            }
+                            Ok(_) => {}
+                            Err(ProjectionError::Deposed(_)) => {
+                                tracing::info!(worker = self.name, "another process leads now; standing by");
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(worker = self.name, error = %e, "following the live feed failed; retrying");
+                                self.cached = None;
+                                if !backoff.wait(shutdown).await {
+                                    return;
+                                }
+                            }
+                        },
+                        _ => self.idle(shutdown, true).await,
+                    }
                 }
                 Ok(Step::Failed) => {
                     self.shared.progress.ring();
@@ -710,13 +743,7 @@ impl Worker {
         }
         match self.kind.clone() {
             Kind::Model(model) => self.model_step(model, &cp, term).await,
-            Kind::Reactor(reactor) => self.effect_step(&cp, term, Effect::Reactor(reactor)).await,
-            Kind::Publisher(bus) => {
-                if self.publisher.is_none() {
-                    self.publisher = Some(Publisher::connect(&bus).await?);
-                }
-                self.effect_step(&cp, term, Effect::Publish).await
-            }
+            Kind::Reactor(_) | Kind::Publisher(_) => self.effect_step(&cp, term).await,
         }
     }
 
@@ -755,17 +782,8 @@ impl Worker {
                 self.remember(cp, from, state);
             }
         } else {
-            let target = Target {
-                model,
-                generation: cp.generation,
-                epoch: term.epoch,
-                state,
-            };
-            if let Some(failed) = self.apply_live(&target, from, &page.events, page.last).await? {
-                return Ok(failed);
-            }
-            if cp.rebuild_generation.is_none() {
-                self.remember(cp, page.last, state);
+            if self.consume(cp, term.epoch, &page.events, state).await? == Step::Failed {
+                return Ok(Step::Failed);
             }
             step = Step::Advanced;
         }
@@ -918,10 +936,8 @@ impl Worker {
         Ok(Some(swapped))
     }
 
-    /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
-    /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
-    /// checkpoint is written once per batch, and not at all for an empty page.
-    async fn effect_step(&mut self, cp: &Checkpoint, term: &mut Term, effect: Effect) -> Result<Step, ProjectionError> {
+    /// A reactor's or the publisher's step: the next page, consumed (see [`Worker::consume`]).
+    async fn effect_step(&mut self, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
         let from = cp.position();
         let page = self.read_feed(from, self.shared.config.reactor_batch_size).await?;
         let state = if page.caught_up {
@@ -935,8 +951,54 @@ impl Worker {
             self.shared.progress.covered(self.name, page.covered);
             return Ok(Step::Idle);
         }
+        let step = self.consume(cp, term.epoch, &page.events, state).await?;
+        if step == Step::Advanced {
+            self.shared.progress.covered(self.name, page.covered);
+        }
+        Ok(step)
+    }
+
+    /// Consumes a non-empty batch of the worker's live feed (a page, or what the live feed
+    /// had ready) and moves the checkpoint to its last event: one transaction for a read
+    /// model, the effects and then one checkpoint write for a reactor or the publisher.
+    /// `Step::Failed` when an event cannot be applied (recorded).
+    async fn consume(&mut self, cp: &Checkpoint, epoch: i64, events: &[RecordedEvent], state: ProjectionState) -> Result<Step, ProjectionError> {
+        let from = cp.position();
+        let last = events.last().map_or(from, |e| e.position);
+        let failed = match self.kind.clone() {
+            Kind::Model(model) => {
+                let target = Target {
+                    model,
+                    generation: cp.generation,
+                    epoch,
+                    state,
+                };
+                self.apply_live(&target, from, events, last).await?
+            }
+            Kind::Reactor(reactor) => self.act(cp, epoch, events, state, Effect::Reactor(reactor)).await?,
+            Kind::Publisher(bus) => {
+                if self.publisher.is_none() {
+                    self.publisher = Some(Publisher::connect(&bus).await?);
+                }
+                self.act(cp, epoch, events, state, Effect::Publish).await?
+            }
+        };
+        if let Some(failed) = failed {
+            return Ok(failed);
+        }
+        if cp.rebuild_generation.is_none() {
+            self.remember(cp, last, state);
+        }
+        Ok(Step::Advanced)
+    }
+
+    /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
+    /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
+    /// checkpoint is written once per batch.
+    async fn act(&mut self, cp: &Checkpoint, epoch: i64, events: &[RecordedEvent], state: ProjectionState, effect: Effect) -> Result<Option<Step>, ProjectionError> {
+        let from = cp.position();
         let mut done = from;
-        for event in &page.events {
+        for event in events {
             let result = match effect {
                 Effect::Reactor(reactor) => reactor.react(self.shared.store.as_ref(), event).await,
                 Effect::Publish => match self.publisher.as_ref() {
@@ -952,19 +1014,17 @@ impl Worker {
                         self.publisher = None;
                     }
                     if done > from {
-                        self.advance_alone(cp, term.epoch, from, done, state).await?;
+                        self.advance_alone(cp, epoch, from, done, state).await?;
                     }
                     if e.is_transient() {
                         return Err(e);
                     }
-                    return self.fail(term.epoch, &e, event.position).await;
+                    return self.fail(epoch, &e, event.position).await.map(Some);
                 }
             }
         }
-        self.advance_alone(cp, term.epoch, from, page.last, state).await?;
-        self.remember(cp, page.last, state);
-        self.shared.progress.covered(self.name, page.covered);
-        Ok(Step::Advanced)
+        self.advance_alone(cp, epoch, from, done, state).await?;
+        Ok(None)
     }
 
     async fn advance_alone(&self, cp: &Checkpoint, epoch: i64, from: Position, to: Position, state: ProjectionState) -> Result<(), ProjectionError> {
@@ -980,9 +1040,6 @@ impl Worker {
 /// A page of the feed.
 struct FeedPage {
     events: Vec<RecordedEvent>,
-    /// The position of its last event (where a live checkpoint moves), or where it was read
-    /// after when it is empty.
-    last: Position,
     /// How far it covers the feed: to its last event, or (when the page is not full, so
     /// nothing readable is left) to the head position read before it.
     covered: Position,
@@ -1000,7 +1057,6 @@ async fn read_page(store: &dyn EventStore, categories: Option<&[String]>, after:
     let covered = if caught_up { last.max(head) } else { last };
     Ok(FeedPage {
         events,
-        last,
         covered,
         caught_up,
     })

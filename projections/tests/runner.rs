@@ -127,6 +127,7 @@ async fn background_workers_serve_read_your_writes(db: Database) {
             worker_name: "bg".into(),
             ..ProjectionsConfig::default()
         },
+        live(&db),
     )
     .await
     .unwrap();
@@ -234,7 +235,7 @@ async fn a_background_rebuild_keeps_serving_and_following(db: Database) {
         worker_name: "bg".into(),
         ..ProjectionsConfig::default()
     };
-    let projections = Projections::start(db.clone(), config).await.unwrap();
+    let projections = Projections::start(db.clone(), config, live(&db)).await.unwrap();
     let head = db.store().head_position().await.unwrap();
     projections.wait_for("carts", head, WAIT).await.unwrap();
     projections.rebuild("carts").await.unwrap();
