@@ -1,10 +1,11 @@
-//! What every resolver shares: the database, the event store behind it and the read
-//! side. Built once by the server and handed to [`crate::schema::build_schema`].
+//! What every resolver shares: the database, the event store behind it, the process's
+//! live feed and the read side. Built once by the server and handed to
+//! [`crate::schema::build_schema`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::EventStore;
+use store::{EventStore, LiveFeed};
 
 /// How long a read with `minPosition` waits for its projection before answering
 /// CONSISTENCY_TIMEOUT.
@@ -14,6 +15,9 @@ pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ApiContext {
     pub db: store::Database,
     pub store: Arc<dyn EventStore>,
+    /// The one reader of committed events that every subscription of this process
+    /// shares: subscriptions wait on it in memory, holding no database connection.
+    pub live: LiveFeed,
     pub projections: projections::Projections,
     /// Bound on `minPosition` waits.
     pub consistency_timeout: Duration,
@@ -22,9 +26,18 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
+    /// Starts the process's live feed (so call it once, within the Tokio runtime).
     pub fn new(db: store::Database, projections: projections::Projections) -> Self {
+        let live = LiveFeed::start(db.store());
+        ApiContext::with_live(db, projections, live)
+    }
+
+    /// With the process's live feed made by the caller (the server shares it with the
+    /// projection workers).
+    pub fn with_live(db: store::Database, projections: projections::Projections, live: LiveFeed) -> Self {
         ApiContext {
             store: db.store(),
+            live,
             db,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,

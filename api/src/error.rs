@@ -40,6 +40,9 @@ pub mod code {
     /// HTTP request timeout): nothing more will happen for it; try again.
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// A subscription fell too far behind the live feed and was ended; extensions say
+    /// where to resume (afterVersion or afterPosition).
+    pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 }
@@ -67,6 +70,9 @@ pub enum ApiError {
     Timeout,
     #[error("too many requests; slow down")]
     RateLimited,
+    /// The subscriber did not read fast enough and was dropped from the live feed.
+    #[error("this subscription fell too far behind and was ended; subscribe again after {0}")]
+    SubscriptionLagged(store::Resume),
     /// The cause is logged, never sent.
     #[error("internal server error")]
     Internal(String),
@@ -96,6 +102,7 @@ impl ApiError {
             ApiError::ConsistencyTimeout => code::CONSISTENCY_TIMEOUT,
             ApiError::Timeout => code::TIMEOUT,
             ApiError::RateLimited => code::RATE_LIMITED,
+            ApiError::SubscriptionLagged(_) => code::SUBSCRIPTION_LAGGED,
             ApiError::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +121,9 @@ impl ApiError {
                 extensions.set("requested", *requested);
                 extensions.set("available", *available);
             }
+            ApiError::SubscriptionLagged(store::Resume::AfterVersion(version)) => extensions.set("afterVersion", *version),
+            // A string, like the Position scalar.
+            ApiError::SubscriptionLagged(store::Resume::AfterPosition(position)) => extensions.set("afterPosition", position.to_string()),
             ApiError::Domain(DomainError::ItemNotInCart { sku }) => extensions.set("sku", sku.as_str()),
             ApiError::Domain(DomainError::InvalidOrderState { from, .. }) => extensions.set("status", from.as_str()),
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error answered as INTERNAL_SERVER_ERROR"),
@@ -184,6 +194,7 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyKeyReused { .. } => {
                 ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
             }
+            StoreError::SubscriberTooSlow { resume } => ApiError::SubscriptionLagged(resume),
             other => ApiError::Internal(error_chain(&other)),
         }
     }
@@ -313,6 +324,16 @@ mod tests {
             ext,
             serde_json::json!({"code": "OUT_OF_STOCK", "sku": "apple", "requested": 4, "available": 1})
         );
+    }
+
+    #[test]
+    fn a_lagging_subscriber_is_told_where_to_resume() {
+        let too_slow = |resume| StoreError::SubscriberTooSlow { resume }.into();
+        let (message, ext) = extensions(too_slow(store::Resume::AfterVersion(12)));
+        assert_eq!(ext, serde_json::json!({"code": "SUBSCRIPTION_LAGGED", "afterVersion": 12}));
+        assert!(message.contains("after version 12"), "{message}");
+        let (_, ext) = extensions(too_slow(store::Resume::AfterPosition(store::Position(3401614131201))));
+        assert_eq!(ext, serde_json::json!({"code": "SUBSCRIPTION_LAGGED", "afterPosition": "3401614131201"}));
     }
 
     #[test]

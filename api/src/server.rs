@@ -287,12 +287,14 @@ impl Application {
         if config.seeds() {
             seed::seed_if_empty(&db.store()).await?;
         }
+        // The one live feed of this process: subscriptions and projection workers share it.
+        let live = store::LiveFeed::start(db.store());
         let projections = if config.role.runs_workers() {
             let settings = projections::ProjectionsConfig {
                 nats_url: config.nats_url.clone(),
                 ..Default::default()
             };
-            projections::Projections::start(db.clone(), settings).await?
+            projections::Projections::start(db.clone(), settings, live.clone()).await?
         } else {
             projections::Projections::observer(db.clone())
         };
@@ -306,7 +308,7 @@ impl Application {
         };
 
         let (router, hub) = if config.role.serves_api() {
-            let mut context = ApiContext::new(db.clone(), projections.clone());
+            let mut context = ApiContext::with_live(db.clone(), projections.clone(), live);
             // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
             // client gets the command's own answer.
             context.command_budget = config.limits.request_timeout.mul_f64(0.9);

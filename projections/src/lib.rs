@@ -23,9 +23,14 @@
 //! * **Reactors act once.** fulfilment and inventory issue commands through the `commands` crate
 //!   with idempotency keys derived from the triggering event and the target stream; the
 //!   notification "reactor" is a read model whose rows are keyed by the triggering event.
+//! * **Writes only for work.** A worker moves its checkpoint only with a batch of events it
+//!   consumes, once per batch; commits to other categories and idle time cost it no write.
+//!   [`Projections::counters`] counts each local worker's reads and transactions.
 //! * **Read-your-writes.** [`Projections::wait_for`] resolves once a projection has applied
-//!   a position. A caught-up worker on a category-filtered feed moves its checkpoint to the
-//!   head it read before its page, so any position can be waited for on any projection.
+//!   a position: its checkpoint is there, or the store's head is and its filtered feed has
+//!   no event between its checkpoint and that position (reads only, so it works from any
+//!   process, for any position, on every projection); the process running the worker answers
+//!   from memory (`progress`).
 //! * **The bus.** With `nats_url`, every event goes to JetStream in order, each publish
 //!   acknowledged before the checkpoint moves (`publisher`).
 //! * **Backends.** Each statement is written for Postgres and for SQLite; rows travel as JSON
@@ -36,6 +41,7 @@ mod db;
 pub mod error;
 pub mod leader;
 mod model;
+mod progress;
 pub mod publisher;
 pub mod reactors;
 pub mod read;
@@ -43,6 +49,7 @@ pub mod runner;
 
 pub use error::ProjectionError;
 pub use model::Model;
+pub use progress::WorkerCounters;
 pub use read::{
     AnalyticsView, CartLineView, CartView, DayStats, NotificationView, OrderLineView, OrderView, Page, ProductView, ReadModels, SkuStats,
 };

@@ -2,12 +2,13 @@
 //! the global feed with its checkpoint row.
 //!
 //! A worker's life: wait for the lease (`leader`), claim a fencing token (`checkpoint`),
-//! then loop: read the checkpoint, read the next page of the feed (filtered by the
-//! worker's categories), apply it, move the checkpoint, all fenced; when there is nothing to
-//! read, sleep until the store's doorbell rings, a local request (rebuild, resume) nudges
-//! it, or the poll interval passes. On a filtered feed a worker that is caught up moves its
-//! checkpoint to the head position read *before* its page, so waiting for any position works
-//! on every worker whether or not the event at that position concerns it.
+//! then loop: read the next page of the feed (filtered by the worker's categories) after its
+//! checkpoint, apply it and move the checkpoint to the page's last event, in one fenced
+//! transaction; when there is nothing to read, sleep until the store's doorbell rings, a
+//! local request (rebuild, resume) nudges it, or the poll interval passes. A page without
+//! events writes nothing (only a change of state is recorded), so a worker writes at most
+//! one transaction per batch and none for commits it does not consume. How far a worker has
+//! got for `wait_for` and the statuses is answered without those writes (`progress`).
 //!
 //! Errors: transient ones (connection, pool, serialisation, busy) are retried with jittered
 //! exponential backoff from the checkpoint; an event that fails otherwise is isolated (the
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use store::{Database, EventStore, Position, RecordedEvent};
+use store::{Database, EventStore, LiveFeed, Position, RecordedEvent};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,9 +31,12 @@ use crate::db::{position, Tx};
 use crate::error::ProjectionError;
 use crate::leader::{self, Lease};
 use crate::model::Model;
+use crate::progress::{self, Progress, WorkerCounters};
 use crate::publisher::{BusConfig, Publisher};
 use crate::reactors::Reactor;
 use crate::read::ReadModels;
+
+mod follow;
 
 /// The checkpoint name of the NATS publisher.
 pub const PUBLISHER: &str = "nats-publisher";
@@ -76,7 +80,7 @@ impl Default for ProjectionsConfig {
             batch_size: 500,
             rebuild_batch_size: 5_000,
             reactor_batch_size: 100,
-            poll_interval: store::subscription::POLL_INTERVAL,
+            poll_interval: store::live::POLL_INTERVAL,
             leader_retry: Duration::from_secs(1),
         }
     }
@@ -202,32 +206,20 @@ struct Shared {
     db: Database,
     store: Arc<dyn EventStore>,
     config: ProjectionsConfig,
-    /// Bumped after every local checkpoint commit: wakes local `wait_for`s at once.
-    progress: watch::Sender<u64>,
+    /// The process's shared live feed, which caught-up workers follow (`follow`); without
+    /// it (inline handles) workers only read pages.
+    live: Option<LiveFeed>,
+    /// The local workers' covered positions (rings at once for local `wait_for`s) and
+    /// counters.
+    progress: Progress,
     /// Bumped by local requests (rebuild, resume): wakes idle workers at once.
     nudge: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
-    /// The last position each local worker committed: a lower bound of its checkpoint
-    /// (positions never go back), so local waits need not query the database.
-    applied: Mutex<HashMap<&'static str, Position>>,
 }
 
 impl Shared {
     fn bump(sender: &watch::Sender<u64>) {
         sender.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A local worker committed its checkpoint at `position`.
-    fn applied(&self, name: &'static str, position: Position) {
-        if let Ok(mut applied) = self.applied.lock() {
-            let entry = applied.entry(name).or_default();
-            *entry = (*entry).max(position);
-        }
-        Shared::bump(&self.progress);
-    }
-
-    fn applied_here(&self, name: &str) -> Option<Position> {
-        self.applied.lock().ok().and_then(|applied| applied.get(name).copied())
     }
 }
 
@@ -258,15 +250,19 @@ impl Projections {
     /// A handle that runs nothing yet: [`Projections::run_until_caught_up`] runs its
     /// workers inline (tests, tooling).
     pub fn new(db: Database, config: ProjectionsConfig) -> Projections {
+        Projections::with_live(db, config, None)
+    }
+
+    fn with_live(db: Database, config: ProjectionsConfig, live: Option<LiveFeed>) -> Projections {
         let store = db.store();
         let shared = Arc::new(Shared {
             db: db.clone(),
             store,
             config,
-            progress: watch::channel(0).0,
+            live,
+            progress: Progress::new(),
             nudge: watch::channel(0).0,
             shutdown: watch::channel(false).0,
-            applied: Mutex::new(HashMap::new()),
         });
         Projections {
             inner: Arc::new(Inner {
@@ -279,9 +275,11 @@ impl Projections {
 
     /// Starts every projection and reactor (and the publisher when `nats_url` is set) as
     /// background tasks (role worker/all). On Postgres each runs here only while this process
-    /// holds its leader lock; the others stand by.
-    pub async fn start(db: Database, config: ProjectionsConfig) -> Result<Projections, ProjectionError> {
-        let projections = Projections::new(db, config);
+    /// holds its leader lock; the others stand by. `live` is the process's one shared live
+    /// feed (the API's subscriptions use the same): caught-up workers take their events from
+    /// it in memory.
+    pub async fn start(db: Database, config: ProjectionsConfig, live: LiveFeed) -> Result<Projections, ProjectionError> {
+        let projections = Projections::with_live(db, config, Some(live));
         let shared = projections.inner.shared.clone();
         let kinds = shared.config.workers();
         checkpoint::ensure(&shared.db, &kinds.iter().map(|k| k.name().to_owned()).collect::<Vec<_>>()).await?;
@@ -321,32 +319,73 @@ impl Projections {
     pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
         let shared = self.shared();
         let head = shared.store.head_position().await?;
-        Ok(checkpoint::read_all(&shared.db)
-            .await?
-            .into_iter()
-            .map(|cp| status_of(cp, head))
-            .collect())
+        let mut statuses = Vec::new();
+        for cp in checkpoint::read_all(&shared.db).await? {
+            statuses.push(self.status_of(cp, head).await?);
+        }
+        Ok(statuses)
     }
 
     pub async fn status(&self, name: &str) -> Result<ProjectionStatus, ProjectionError> {
         let shared = self.shared();
         let head = shared.store.head_position().await?;
-        Ok(status_of(checkpoint::read(&shared.db, name).await?, head))
+        self.status_of(checkpoint::read(&shared.db, name).await?, head).await
+    }
+
+    /// The row as operators see it. `position` is how far the consumer has applied its feed:
+    /// the head when nothing of its feed lies between its checkpoint and the head (see
+    /// `progress`), else the checkpoint (or what the local worker covered).
+    async fn status_of(&self, cp: Checkpoint, head: Position) -> Result<ProjectionStatus, ProjectionError> {
+        let shared = self.shared();
+        let mut applied = cp.position();
+        if !cp.failed() {
+            applied = applied.max(shared.progress.covered_here(&cp.name).unwrap_or_default());
+            if applied < head {
+                if let Some(categories) = progress::categories_of(&cp.name) {
+                    if progress::reached(shared.store.as_ref(), &cp, categories.as_deref(), head).await? {
+                        applied = head;
+                    }
+                }
+            }
+        }
+        Ok(ProjectionStatus {
+            position: applied,
+            head_position: head.max(applied),
+            state: ProjectionState::parse(&cp.state),
+            last_error: cp.last_error,
+            error_position: cp.error_position.map(position),
+            updated_at: cp.updated_at,
+            rebuild_progress: cp.rebuild_generation.and(cp.rebuild_position).map(position),
+            leader: cp.leader,
+            name: cp.name,
+        })
+    }
+
+    /// What this process's workers have cost the database, by worker name (see
+    /// [`WorkerCounters`]).
+    pub fn counters(&self) -> HashMap<String, WorkerCounters> {
+        self.shared().progress.counters()
     }
 
     /// Resolves once projection `name` (e.g. "carts", "orders", "products",
     /// "notifications") has applied `position`; read-your-writes for the API's
-    /// `minPosition`. Wakes at once on this process's own commits and polls (2 to 50 ms)
-    /// for other processes'.
+    /// `minPosition`. Works for every consumer and any position, although a worker writes
+    /// its checkpoint only for events it consumes: resolved when its checkpoint is at or past
+    /// `position`, or when the store's head is and its filtered feed has no event between
+    /// the checkpoint and `position` (`progress::reached`; reads only, so an API-only node
+    /// can wait for a worker that runs elsewhere). In the process running the worker it
+    /// resolves from memory, woken as the worker covers its feed; otherwise it polls (2 to
+    /// 50 ms).
     pub async fn wait_for(&self, name: &str, position: Position, timeout: Duration) -> Result<(), WaitError> {
         let shared = self.shared();
+        let categories = progress::categories_of(name);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut progress = shared.progress.subscribe();
+        let mut bell = shared.progress.bell.subscribe();
         let mut pause = Duration::from_millis(2);
         let mut next_poll = tokio::time::Instant::now();
         loop {
-            progress.borrow_and_update();
-            if shared.applied_here(name).is_some_and(|applied| applied >= position) {
+            bell.borrow_and_update();
+            if shared.progress.covered_here(name).is_some_and(|covered| covered >= position) {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
@@ -358,6 +397,14 @@ impl Projections {
                 if cp.failed() {
                     return Err(WaitError::Failed(cp.last_error.unwrap_or_default()));
                 }
+                if let Some(categories) = &categories {
+                    if progress::reached(shared.store.as_ref(), &cp, categories.as_deref(), position)
+                        .await
+                        .map_err(WaitError::Store)?
+                    {
+                        return Ok(());
+                    }
+                }
                 next_poll = tokio::time::Instant::now() + pause;
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
@@ -365,7 +412,7 @@ impl Projections {
                 return Err(WaitError::Timeout);
             }
             tokio::select! {
-                _ = progress.changed() => {}
+                _ = bell.changed() => {}
                 _ = tokio::time::sleep_until(next_poll.min(deadline)) => {}
             }
         }
@@ -457,20 +504,6 @@ impl Projections {
     }
 }
 
-fn status_of(cp: Checkpoint, head: Position) -> ProjectionStatus {
-    ProjectionStatus {
-        position: cp.position(),
-        head_position: head.max(cp.position()),
-        state: ProjectionState::parse(&cp.state),
-        last_error: cp.last_error,
-        error_position: cp.error_position.map(position),
-        updated_at: cp.updated_at,
-        rebuild_progress: cp.rebuild_generation.and(cp.rebuild_position).map(position),
-        leader: cp.leader,
-        name: cp.name,
-    }
-}
-
 /// What one step did.
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
@@ -532,6 +565,7 @@ impl Worker {
             };
             let mut backoff = Backoff::default();
             let mut term = loop {
+                self.count(0, 1);
                 match checkpoint::claim(&self.shared.db, self.name, &worker_name).await {
                     Ok(epoch) => {
                         break Some(Term {
@@ -550,6 +584,7 @@ impl Worker {
             let Some(term) = term.as_mut() else { continue };
             self.lead(term, &lease, &mut shutdown).await;
             if *shutdown.borrow() {
+                self.count(0, 1);
                 if let Err(e) = checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await {
                     tracing::warn!(worker = self.name, error = %e, "could not record the stop");
                 }
@@ -570,14 +605,35 @@ impl Worker {
             match self.step(term).await {
                 Ok(Step::Advanced) => {
                     backoff.reset();
-                    Shared::bump(&self.shared.progress);
+                    self.shared.progress.ring();
                 }
                 Ok(Step::Idle) => {
                     backoff.reset();
-                    self.idle(shutdown, true).await;
+                    let live = self.shared.live.clone();
+                    match (live, self.followable(term)) {
+                        (Some(live), Some(cp)) => match self.follow(&live, cp, term, lease, shutdown).await {
+                            Ok(Step::Failed) => {
+                                self.shared.progress.ring();
+                                self.idle(shutdown, false).await;
+                            }
+                            Ok(_) => {}
+                            Err(ProjectionError::Deposed(_)) => {
+                                tracing::info!(worker = self.name, "another process leads now; standing by");
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(worker = self.name, error = %e, "following the live feed failed; retrying");
+                                self.cached = None;
+                                if !backoff.wait(shutdown).await {
+                                    return;
+                                }
+                            }
+                        },
+                        _ => self.idle(shutdown, true).await,
+                    }
                 }
                 Ok(Step::Failed) => {
-                    Shared::bump(&self.shared.progress);
+                    self.shared.progress.ring();
                     self.idle(shutdown, false).await;
                 }
                 Err(ProjectionError::Deposed(_)) => {
@@ -598,6 +654,7 @@ impl Worker {
 
     /// Runs steps until idle or failed (inline mode), retrying transient errors a while.
     async fn drain(mut self, lease: Lease) -> Result<(), ProjectionError> {
+        self.count(0, 1);
         let mut term = Term {
             epoch: checkpoint::claim(&self.shared.db, self.name, &self.shared.config.worker_name).await?,
             cleanup_at: None,
@@ -608,7 +665,7 @@ impl Worker {
                 return Err(ProjectionError::Deposed(self.name.to_owned()));
             }
             match self.step(&mut term).await {
-                Ok(Step::Advanced) => Shared::bump(&self.shared.progress),
+                Ok(Step::Advanced) => self.shared.progress.ring(),
                 Ok(Step::Idle) | Ok(Step::Failed) => break,
                 Err(e) if e.is_transient() && attempts < 20 => {
                     attempts += 1;
@@ -618,6 +675,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
+        self.count(0, 1);
         checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await?;
         drop(lease);
         Ok(())
@@ -645,19 +703,22 @@ impl Worker {
         let fresh = self.cached.take().filter(|(_, at)| at.elapsed() < self.shared.config.poll_interval);
         let (cp, read_at) = match fresh {
             Some(cached) => cached,
-            None => (checkpoint::read(&self.shared.db, self.name).await?, Instant::now()),
+            None => {
+                self.count(1, 0);
+                (checkpoint::read(&self.shared.db, self.name).await?, Instant::now())
+            }
         };
         let step = self.step_from(&cp, term).await;
-        if !matches!(step, Ok(Step::Advanced)) {
+        match (&step, self.cached.take()) {
+            // The row as this leader left it, as old as the read it started from.
+            (Ok(Step::Advanced | Step::Idle), Some((next, _))) => self.cached = Some((next, read_at)),
             // Whatever happened, read the row again next time.
-            self.cached = None;
-        } else if let Some((next, _)) = self.cached.take() {
-            self.cached = Some((next, read_at));
+            _ => self.cached = None,
         }
         step
     }
 
-    /// Remembers the checkpoint a successful live write left (see `cached`).
+    /// Remembers the checkpoint a successful live step left (see `cached`).
     fn remember(&mut self, cp: &Checkpoint, to: Position, state: ProjectionState) {
         let next = Checkpoint {
             position: crate::db::pos(to),
@@ -665,6 +726,11 @@ impl Worker {
             ..cp.clone()
         };
         self.cached = Some((next, Instant::now()));
+    }
+
+    /// Counts this worker's reads and committed transactions (see [`WorkerCounters`]).
+    fn count(&self, reads: u64, writes: u64) {
+        self.shared.progress.count(self.name, reads, writes);
     }
 
     async fn step_from(&mut self, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
@@ -677,13 +743,7 @@ impl Worker {
         }
         match self.kind.clone() {
             Kind::Model(model) => self.model_step(model, &cp, term).await,
-            Kind::Reactor(reactor) => self.effect_step(&cp, term, Effect::Reactor(reactor)).await,
-            Kind::Publisher(bus) => {
-                if self.publisher.is_none() {
-                    self.publisher = Some(Publisher::connect(&bus).await?);
-                }
-                self.effect_step(&cp, term, Effect::Publish).await
-            }
+            Kind::Reactor(_) | Kind::Publisher(_) => self.effect_step(&cp, term).await,
         }
     }
 
@@ -691,37 +751,43 @@ impl Worker {
     /// commit during the read rings again.
     async fn read_feed(&mut self, after: Position, limit: usize) -> Result<FeedPage, ProjectionError> {
         self.doorbell.borrow_and_update();
+        self.count(2, 0);
         read_page(self.shared.store.as_ref(), self.categories.as_deref(), after, limit).await
+    }
+
+    /// Records the state a caught-up (or no longer caught-up) worker is in, when it changed:
+    /// the only write of a step without events.
+    async fn record_state(&mut self, cp: &Checkpoint, epoch: i64, state: ProjectionState) -> Result<(), ProjectionError> {
+        if cp.state != state.as_str() {
+            self.count(0, 1);
+            checkpoint::set_state(&self.shared.db, self.name, epoch, state.as_str()).await?;
+        }
+        Ok(())
     }
 
     async fn model_step(&mut self, model: Model, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
         let mut step = Step::Idle;
         let from = cp.position();
-        let (events, to, caught_up) = self.read_feed(from, self.shared.config.batch_size).await?;
+        let page = self.read_feed(from, self.shared.config.batch_size).await?;
         let state = if cp.rebuild_generation.is_some() {
             ProjectionState::Rebuilding
-        } else if caught_up {
+        } else if page.caught_up {
             ProjectionState::Running
         } else {
             ProjectionState::CatchingUp
         };
-        if to > from {
-            let target = Target {
-                model,
-                generation: cp.generation,
-                epoch: term.epoch,
-                state,
-            };
-            if let Some(failed) = self.apply_live(&target, from, &events, to).await? {
-                return Ok(failed);
-            }
+        if page.events.is_empty() {
+            self.record_state(cp, term.epoch, state).await?;
             if cp.rebuild_generation.is_none() {
-                self.remember(cp, to, state);
+                self.remember(cp, from, state);
+            }
+        } else {
+            if self.consume(cp, term.epoch, &page.events, state).await? == Step::Failed {
+                return Ok(Step::Failed);
             }
             step = Step::Advanced;
-        } else if cp.state != state.as_str() {
-            checkpoint::set_state(&self.shared.db, self.name, term.epoch, state.as_str()).await?;
         }
+        self.shared.progress.covered(self.name, page.covered);
         if let Some(generation) = cp.rebuild_generation {
             match self.rebuild_step(model, cp, generation, term).await? {
                 Step::Idle => {}
@@ -730,6 +796,7 @@ impl Worker {
         }
         if term.cleanup_at.is_some_and(|at| Instant::now() >= at) {
             term.cleanup_at = None;
+            self.count(0, 1);
             let mut tx = Tx::begin(&self.shared.db).await?;
             let deleted = model
                 .delete_other_generations(&mut tx.conn(), cp.generation, cp.rebuild_generation)
@@ -742,9 +809,11 @@ impl Worker {
         Ok(step)
     }
 
-    /// Applies a page to the serving generation and moves the checkpoint, in one transaction.
+    /// Applies events to the serving generation and moves the checkpoint to `to`, in one
+    /// transaction.
     async fn apply_batch(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<(), ProjectionError> {
         let prepared = target.model.prepare(self.shared.store.as_ref(), events).await?;
+        self.count(0, 1);
         let mut tx = Tx::begin(&self.shared.db).await?;
         target.model.write(&mut tx.conn(), target.generation, &prepared).await?;
         checkpoint::advance(
@@ -758,11 +827,13 @@ impl Worker {
         )
         .await?;
         tx.commit().await?;
-        self.shared.applied(self.name, to);
+        self.shared.progress.covered(self.name, to);
         Ok(())
     }
 
-    /// `Some(Step::Failed)` when an event of the page cannot be applied (recorded).
+    /// Applies a non-empty batch up to its last event `to`: one transaction, or, when that
+    /// fails, one per event to find the one that cannot be applied. `Some(Step::Failed)` when
+    /// an event cannot be applied (recorded).
     async fn apply_live(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<Option<Step>, ProjectionError> {
         let error = match self.apply_batch(target, from, events, to).await {
             Ok(()) => return Ok(None),
@@ -783,12 +854,12 @@ impl Worker {
                 Err(e) => return self.fail(target.epoch, &e, event.position).await.map(Some),
             }
         }
-        self.apply_batch(target, done, &[], to).await?;
         Ok(None)
     }
 
     async fn fail(&self, epoch: i64, error: &ProjectionError, at: Position) -> Result<Step, ProjectionError> {
         tracing::error!(worker = self.name, position = %at, error = %error, "event cannot be applied; stopping this worker until resumed");
+        self.count(0, 1);
         checkpoint::fail(&self.shared.db, self.name, epoch, &error.to_string(), Some(at)).await?;
         Ok(Step::Failed)
     }
@@ -804,11 +875,14 @@ impl Worker {
             Some((after, page)) if after == from => page,
             _ => self.read_feed(from, limit).await?,
         };
-        let (_, to, caught_up) = page;
+        // A rebuild's position moves to the head when it has caught up: the swap needs it at
+        // or past the live checkpoint, and it writes once per batch anyway.
+        let to = page.covered;
         let next = async {
-            if caught_up {
+            if page.caught_up {
                 return None;
             }
+            self.count(2, 0);
             // A failed read ahead is only read again by the next step.
             read_page(self.shared.store.as_ref(), self.categories.as_deref(), to, limit).await.ok()
         };
@@ -824,7 +898,7 @@ impl Worker {
             return Ok(Step::Failed);
         };
         if swapped {
-            self.shared.applied(self.name, to);
+            self.shared.progress.covered(self.name, to);
             tracing::info!(worker = self.name, generation, position = %to, "rebuild caught up and swapped in");
             term.cleanup_at = Some(Instant::now() + CLEANUP_DELAY);
         }
@@ -835,7 +909,7 @@ impl Worker {
     /// swapping it in for `serving` when the page is the last: `Some(swapped)`, or `None`
     /// when an event of the page cannot be applied (recorded: the worker is FAILED).
     async fn rebuild_batch(&self, target: &Target, serving: i64, from: Position, page: &FeedPage) -> Result<Option<bool>, ProjectionError> {
-        let (events, to, caught_up) = (page.0.as_slice(), page.1, page.2);
+        let (events, to, caught_up) = (page.events.as_slice(), page.covered, page.caught_up);
         let (model, generation, epoch) = (target.model, target.generation, target.epoch);
         let at = events.first().map_or(to, |e| e.position);
         let prepared = match model.prepare(self.shared.store.as_ref(), events).await {
@@ -843,6 +917,7 @@ impl Worker {
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => return self.fail(epoch, &e, at).await.map(|_| None),
         };
+        self.count(0, 1);
         let mut tx = Tx::begin(&self.shared.db).await?;
         if from == Position::START {
             // Leftovers of an earlier, abandoned attempt at this generation.
@@ -861,25 +936,76 @@ impl Worker {
         Ok(Some(swapped))
     }
 
-    /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
-    /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
-    /// checkpoint is written once per batch.
-    async fn effect_step(&mut self, cp: &Checkpoint, term: &mut Term, effect: Effect) -> Result<Step, ProjectionError> {
+    /// A reactor's or the publisher's step: the next page, consumed (see [`Worker::consume`]).
+    async fn effect_step(&mut self, cp: &Checkpoint, term: &mut Term) -> Result<Step, ProjectionError> {
         let from = cp.position();
-        let (events, to, caught_up) = self.read_feed(from, self.shared.config.reactor_batch_size).await?;
-        let state = if caught_up {
+        let page = self.read_feed(from, self.shared.config.reactor_batch_size).await?;
+        let state = if page.caught_up {
             ProjectionState::Running
         } else {
             ProjectionState::CatchingUp
         };
-        if to <= from {
-            if cp.state != state.as_str() {
-                checkpoint::set_state(&self.shared.db, self.name, term.epoch, state.as_str()).await?;
-            }
+        if page.events.is_empty() {
+            self.record_state(cp, term.epoch, state).await?;
+            self.remember(cp, from, state);
+            self.shared.progress.covered(self.name, page.covered);
             return Ok(Step::Idle);
         }
+        let step = self.consume(cp, term.epoch, &page.events, state).await?;
+        if step == Step::Advanced {
+            self.shared.progress.covered(self.name, page.covered);
+        }
+        Ok(step)
+    }
+
+    /// Consumes a non-empty batch of the worker's live feed (a page, or what the live feed
+    /// had ready) and moves the checkpoint to its last event: one transaction for a read
+    /// model, the effects and then one checkpoint write for a reactor or the publisher.
+    /// `Step::Failed` when an event cannot be applied (recorded).
+    async fn consume(&mut self, cp: &Checkpoint, epoch: i64, events: &[RecordedEvent], state: ProjectionState) -> Result<Step, ProjectionError> {
+        let from = cp.position();
+        let last = events.last().map_or(from, |e| e.position);
+        let failed = match self.kind.clone() {
+            Kind::Model(model) => {
+                let target = Target {
+                    model,
+                    generation: cp.generation,
+                    epoch,
+                    state,
+                };
+                self.apply_live(&target, from, events, last).await?
+            }
+            Kind::Reactor(reactor) => self.act(cp, epoch, events, state, Effect::Reactor(reactor)).await?,
+            Kind::Publisher(bus) => {
+                if self.publisher.is_none() {
+                    self.publisher = Some(Publisher::connect(&bus).await?);
+                }
+                self.act(cp, epoch, events, state, Effect::Publish).await?
+            }
+        };
+        if let Some(failed) = failed {
+            return Ok(failed);
+        }
+        if cp.rebuild_generation.is_none() {
+            self.remember(cp, last, state);
+        }
+        Ok(Step::Advanced)
+    }
+
+    /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
+    /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
+    /// checkpoint is written once per batch.
+    async fn act(
+        &mut self,
+        cp: &Checkpoint,
+        epoch: i64,
+        events: &[RecordedEvent],
+        state: ProjectionState,
+        effect: Effect,
+    ) -> Result<Option<Step>, ProjectionError> {
+        let from = cp.position();
         let mut done = from;
-        for event in &events {
+        for event in events {
             let result = match effect {
                 Effect::Reactor(reactor) => reactor.react(&self.shared.store, event).await,
                 Effect::Publish => match self.publisher.as_ref() {
@@ -895,43 +1021,48 @@ impl Worker {
                         self.publisher = None;
                     }
                     if done > from {
-                        self.advance_alone(cp, term.epoch, from, done, state).await?;
+                        self.advance_alone(cp, epoch, from, done, state).await?;
                     }
                     if e.is_transient() {
                         return Err(e);
                     }
-                    return self.fail(term.epoch, &e, event.position).await;
+                    return self.fail(epoch, &e, event.position).await.map(Some);
                 }
             }
         }
-        self.advance_alone(cp, term.epoch, from, to, state).await?;
-        self.remember(cp, to, state);
-        Ok(Step::Advanced)
+        self.advance_alone(cp, epoch, from, done, state).await?;
+        Ok(None)
     }
 
     async fn advance_alone(&self, cp: &Checkpoint, epoch: i64, from: Position, to: Position, state: ProjectionState) -> Result<(), ProjectionError> {
+        self.count(0, 1);
         let mut tx = Tx::begin(&self.shared.db).await?;
         checkpoint::advance(&mut tx.conn(), self.name, epoch, cp.generation, from, to, state.as_str()).await?;
         tx.commit().await?;
-        self.shared.applied(self.name, to);
+        self.shared.progress.covered(self.name, to);
         Ok(())
     }
 }
 
-/// A page of the feed: its events, how far it lets the checkpoint move, and whether it
-/// reached the end of what is readable.
-type FeedPage = (Vec<RecordedEvent>, Position, bool);
+/// A page of the feed.
+struct FeedPage {
+    events: Vec<RecordedEvent>,
+    /// How far it covers the feed: to its last event, or (when the page is not full, so
+    /// nothing readable is left) to the head position read before it.
+    covered: Position,
+    /// It reached the end of what is readable.
+    caught_up: bool,
+}
 
-/// The page after `after`, and how far it lets the checkpoint move: to its last event, or
-/// (when the page is not full, so nothing readable is left) to the head position read
-/// before it.
+/// The page after `after`: the head first, then the events, so that a page that is not
+/// full covers the feed up to that head (the store's feed never skips).
 async fn read_page(store: &dyn EventStore, categories: Option<&[String]>, after: Position, limit: usize) -> Result<FeedPage, ProjectionError> {
     let head = store.head_position().await?;
     let events = store.read_all(after, limit, categories).await?;
     let caught_up = events.len() < limit;
-    let last = events.last().map_or(after, |e| e.position);
-    let to = if caught_up { last.max(head) } else { last };
-    Ok((events, to.max(after), caught_up))
+    let last = events.last().map_or(after, |e| e.position).max(after);
+    let covered = if caught_up { last.max(head) } else { last };
+    Ok(FeedPage { events, covered, caught_up })
 }
 
 /// Where a live batch goes: the model, the generation it serves, the fencing token, and

@@ -107,7 +107,7 @@ async fn every_event_arrives_in_order(db: Database) {
 async fn a_restart_mid_stream_publishes_no_duplicate(db: Database) {
     let tag = Uuid::new_v4().simple().to_string();
     shop_history(&db, 2).await;
-    let projections = Projections::start(db.clone(), config(&tag)).await.unwrap();
+    let projections = Projections::start(db.clone(), config(&tag), live(&db)).await.unwrap();
     let head = db.store().head_position().await.unwrap();
     projections.wait_for("nats-publisher", head, WAIT).await.unwrap();
     let published = all_events(&db).await;
@@ -123,7 +123,7 @@ async fn a_restart_mid_stream_publishes_no_duplicate(db: Database) {
     let cart = create_cart(&db, "late").await;
     add(&db, cart, "tea", 1, 450).await;
 
-    let restarted = Projections::start(db.clone(), config(&tag)).await.unwrap();
+    let restarted = Projections::start(db.clone(), config(&tag), live(&db)).await.unwrap();
     let head = db.store().head_position().await.unwrap();
     restarted.wait_for("nats-publisher", head, WAIT).await.unwrap();
     restarted.shutdown().await;

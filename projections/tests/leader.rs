@@ -40,7 +40,7 @@ async fn a_standby_takes_over_and_the_deposed_leader_is_fenced() {
     let pg = store::testing::postgres().await;
     let db1 = store::open(&pg.url).await.unwrap();
     let db2 = store::open(&pg.url).await.unwrap();
-    let first = Projections::start(db1.clone(), config("w1")).await.unwrap();
+    let first = Projections::start(db1.clone(), config("w1"), live(&db1)).await.unwrap();
     for name in ["carts", "orders", "fulfilment"] {
         let first = first.clone();
         eventually(&format!("w1 leads {name}"), WAIT, move || {
@@ -49,7 +49,7 @@ async fn a_standby_takes_over_and_the_deposed_leader_is_fenced() {
         })
         .await;
     }
-    let second = Projections::start(db2.clone(), config("w2")).await.unwrap();
+    let second = Projections::start(db2.clone(), config("w2"), live(&db2)).await.unwrap();
 
     register(&db1, "tea", 100, 10).await;
     let cart = create_cart(&db1, "alice").await;

@@ -127,6 +127,7 @@ async fn background_workers_serve_read_your_writes(db: Database) {
             worker_name: "bg".into(),
             ..ProjectionsConfig::default()
         },
+        live(&db),
     )
     .await
     .unwrap();
@@ -175,6 +176,47 @@ async fn background_workers_serve_read_your_writes(db: Database) {
     let orders = after.status("orders").await.unwrap();
     assert_eq!(orders.state, ProjectionState::Stopped);
     assert_eq!(after.status("carts").await.unwrap().state, ProjectionState::Failed);
+}
+
+/// Another process (an API-only node) waits for a projection that the event does not
+/// concern: the worker wrote no checkpoint for it, yet the wait resolves, from reads alone.
+async fn another_process_waits_for_any_projection(db: Database) {
+    register(&db, "tea", 100, 10).await;
+    let workers = Projections::start(
+        db.clone(),
+        ProjectionsConfig {
+            worker_name: "elsewhere".into(),
+            ..ProjectionsConfig::default()
+        },
+        live(&db),
+    )
+    .await
+    .unwrap();
+    let registered = db.store().head_position().await.unwrap();
+    workers.wait_for("products", registered, WAIT).await.unwrap();
+    let api = Projections::observer(db.clone());
+    let cart = create_cart(&db, "alice").await;
+    let position = add(&db, cart, "tea", 2, 100).await;
+    for name in MODELS.iter().chain(&["fulfilment", "inventory"]) {
+        api.wait_for(name, position, WAIT).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(api.read().cart(*cart.as_uuid()).await.unwrap().unwrap().item_count, 2);
+    let row = text(
+        &db,
+        "select position::text from projection_checkpoints where name = 'products'",
+        "select cast(position as text) from projection_checkpoints where name = 'products'",
+    )
+    .await;
+    assert_eq!(row, registered.0.to_string(), "products wrote nothing for the cart events");
+    // Operators see it caught up all the same.
+    assert_eq!(api.status("products").await.unwrap().position, db.store().head_position().await.unwrap());
+    // A position nobody has reached yet is not reached.
+    let future = Position(position.0 + (1 << 40));
+    assert!(matches!(
+        api.wait_for("products", future, Duration::from_millis(200)).await,
+        Err(WaitError::Timeout)
+    ));
+    workers.shutdown().await;
 }
 
 async fn a_rebuild_equals_the_incremental_build(db: Database) {
@@ -234,7 +276,7 @@ async fn a_background_rebuild_keeps_serving_and_following(db: Database) {
         worker_name: "bg".into(),
         ..ProjectionsConfig::default()
     };
-    let projections = Projections::start(db.clone(), config).await.unwrap();
+    let projections = Projections::start(db.clone(), config, live(&db)).await.unwrap();
     let head = db.store().head_position().await.unwrap();
     projections.wait_for("carts", head, WAIT).await.unwrap();
     projections.rebuild("carts").await.unwrap();
@@ -280,6 +322,7 @@ backends!(
     a_bad_event_fails_only_its_projection,
     a_failed_projection_resumes_after_a_fix,
     background_workers_serve_read_your_writes,
+    another_process_waits_for_any_projection,
     a_rebuild_equals_the_incremental_build,
     a_background_rebuild_keeps_serving_and_following,
 );

@@ -1,6 +1,7 @@
 //! The store's one error type. The API maps it once to the contract's codes.
 
 use crate::event::ExpectedVersion;
+use crate::live::Resume;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,6 +37,16 @@ pub enum StoreError {
     /// The database cannot be used at all (start-up): the cause and the fix, in one line.
     #[error("{0}")]
     Unavailable(String),
+
+    /// A live subscriber fell further behind than its buffer holds and was dropped, so
+    /// that it slows nobody; subscribing again after `resume` continues with no gap.
+    #[error("the subscriber fell too far behind the live feed; resume after {resume}")]
+    SubscriberTooSlow { resume: Resume },
+
+    /// The live feed cannot read on (for example an event it cannot upcast); its
+    /// subscribers end with this.
+    #[error("the live feed cannot read on: {0}")]
+    LiveFeedFailed(String),
 
     #[error("database error")]
     Database(#[from] sqlx::Error),

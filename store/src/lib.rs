@@ -15,15 +15,18 @@
 //! gap; an unmet expectation rejects the whole append with [`StoreError::Conflict`]; a
 //! reader of the global log never skips an event and sees positions strictly increase;
 //! subscriptions deliver each event once, in order; stored bytes are never rewritten.
+//!
+//! [`LiveFeed`] (`live`) is the one reader per process that follows the committed feed
+//! and hands events in memory to the subscribers of a stream or a category.
 
 pub mod connect;
 pub mod error;
 pub mod event;
 pub mod event_store;
+pub mod live;
 pub mod postgres;
 pub mod sqlite;
 mod startup;
-pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upcast;
@@ -35,6 +38,6 @@ pub use event::{
     Snapshot, StreamAppend, StreamOutcome, MAX_FEED_CATEGORIES,
 };
 pub use event_store::{Backend, EventStore};
+pub use live::{LiveFeed, LiveFeedOptions, Resume};
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};
-pub use subscription::{subscribe_all, subscribe_stream};

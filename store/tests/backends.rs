@@ -28,6 +28,8 @@ macro_rules! suite {
             case!(concurrent_duplicate_keys_append_once);
             case!(global_feed_is_ordered_pageable_and_filterable);
             case!(subscriptions_catch_up_then_follow);
+            case!(subscribers_joining_during_commits_miss_nothing);
+            case!(slow_subscribers_are_dropped_and_delay_nobody);
             case!(old_schemas_are_upcast_on_read);
             case!(snapshots_are_keyed_by_state_schema_version);
         }

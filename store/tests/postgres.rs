@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use store::postgres::{is_unique_violation, PgStoreOptions, LISTENER_APPLICATION_NAME};
-use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, StoreError};
+use store::{AppendRequest, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, PgStore, Position, StoreError};
 use uuid::Uuid;
 
 fn event(n: u64) -> NewEvent {
@@ -148,6 +148,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
     })
     .await;
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let live = LiveFeed::start(shared.clone());
 
     let committed = Arc::new(Mutex::new(HashSet::<Uuid>::new()));
     let rolled_back = Arc::new(Mutex::new(HashSet::<Uuid>::new()));
@@ -156,7 +157,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
     let seen = Arc::new(Mutex::new(Vec::<(Position, Uuid)>::new()));
     let reader = {
         let seen = seen.clone();
-        let mut feed = store::subscribe_all(shared.clone(), Position::START, None);
+        let mut feed = live.all(Position::START, None);
         tokio::spawn(async move {
             let mut unique = HashSet::new();
             while let Some(event) = feed.next().await {
@@ -304,7 +305,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
     assert_eq!(feed.iter().map(|e| (e.position, e.event_id)).collect::<Vec<_>>(), seen);
 }
 
-/// Stops `subscribe_all` after `count` events or fails after `timeout`.
+/// Stops a subscription after `count` events or fails after `timeout`.
 async fn take_events(
     stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>,
     count: usize,
@@ -344,7 +345,8 @@ async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
 
     let x_shared: Arc<dyn EventStore> = Arc::new(x.clone());
     let mut doorbell = x.doorbell();
-    let mut feed = store::subscribe_all(x_shared, Position::START, None);
+    let live = LiveFeed::start(x_shared);
+    let mut feed = live.all(Position::START, None);
 
     doorbell.borrow_and_update();
     let first = events(3);

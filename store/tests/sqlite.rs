@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use store::sqlite::SqliteStoreOptions;
-use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, SqliteStore, StoreError};
+use store::{AppendRequest, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, Position, RecordedEvent, SqliteStore, StoreError};
 
 fn events(kind: &str, count: u64) -> Vec<NewEvent> {
     (1..=count)
@@ -270,7 +270,8 @@ async fn concurrent_appends_serialise_without_busy_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn subscriber_sees_every_event_once_in_order_under_concurrent_writers() {
     let store: Arc<dyn EventStore> = Arc::new(open(&store::testing::sqlite()).await);
-    let mut subscription = store::subscribe_all(store.clone(), Position::START, None);
+    let live = LiveFeed::start(store.clone());
+    let mut subscription = live.all(Position::START, None);
     let writers = (0..8).map(|writer| {
         let store = store.clone();
         tokio::spawn(async move {

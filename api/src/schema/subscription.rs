@@ -1,5 +1,8 @@
-//! Subscriptions, built on the store's catch-up-then-live subscriptions (which hear
-//! commits from every process), never on an in-process broadcast.
+//! Subscriptions, built on the process's shared live feed ([`store::LiveFeed`]): each
+//! catches up from the store, then waits in memory for the events the feed's one reader
+//! hands it (that reader hears commits from every process). A subscriber that falls more
+//! than the feed's buffer behind is dropped with SUBSCRIPTION_LAGGED, which says where to
+//! resume (`afterVersion` / `afterPosition`).
 //!
 //! Authorization happens once, when the subscription starts. A change stream starts
 //! from a state folded from the store at a known version and then applies the events
@@ -62,7 +65,8 @@ impl<S> Follow<S> {
 impl Subscription {
     /// Every change of one cart, in order, with no gap and no duplicate: first the events
     /// after afterVersion (0 or absent: from the start) replayed from the store, then
-    /// live ones as they are committed.
+    /// live ones as they are committed. A subscriber too slow to keep up ends with
+    /// SUBSCRIPTION_LAGGED (extensions.afterVersion: subscribe again with it).
     async fn cart_changed(
         &self,
         ctx: &Context<'_>,
@@ -86,7 +90,7 @@ impl Subscription {
             )));
         }
         let follow = Follow {
-            events: store::subscribe_stream(api.store.clone(), &stream_id, after),
+            events: api.live.stream(&stream_id, after),
             state: loaded.state,
             created: times.created,
             failed: false,
@@ -112,7 +116,8 @@ impl Subscription {
         .boxed())
     }
 
-    /// The order each time it changes, starting with its current state.
+    /// The order each time it changes, starting with its current state. A subscriber too
+    /// slow to keep up ends with SUBSCRIPTION_LAGGED: subscribe again.
     async fn order_changed(&self, ctx: &Context<'_>, order_id: UuidScalar) -> Result<BoxStream<'static, Result<Order, ApiError>>, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?.clone();
@@ -126,7 +131,7 @@ impl Subscription {
         let current = loaded.state.as_ref().ok_or_else(|| ApiError::NotFound("order".to_owned()))?;
         let first = Order::from_state(current, loaded.version, times);
         let follow = Follow {
-            events: store::subscribe_stream(api.store.clone(), &stream_id, loaded.version),
+            events: api.live.stream(&stream_id, loaded.version),
             state: loaded.state,
             created: times.created,
             failed: false,
@@ -151,6 +156,8 @@ impl Subscription {
 
     /// Admin only. The global log after a position (absent: from the start), then live;
     /// optionally only streams of the given categories (e.g. "cart", "order", "product").
+    /// A subscriber too slow to keep up ends with SUBSCRIPTION_LAGGED
+    /// (extensions.afterPosition: subscribe again with it).
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -164,8 +171,11 @@ impl Subscription {
         let categories = categories.filter(|c| !c.is_empty());
         // Refused here, before subscribing, rather than as the stream's first item.
         store::check_feed_categories(categories.as_deref()).map_err(|e| ApiError::BadUserInput(e.to_string()))?;
-        // The store's subscription ends after an error it cannot retry.
-        let events = store::subscribe_all(api.store.clone(), after, categories).map(|item| item.map(RecordedEvent).map_err(ApiError::from));
+        // The feed's subscription ends after an error it cannot retry.
+        let events = api
+            .live
+            .all(after, categories)
+            .map(|item| item.map(RecordedEvent).map_err(ApiError::from));
         Ok(events.boxed())
     }
 }

@@ -126,7 +126,7 @@ async fn seed(db: &Database, events: usize) -> Result<usize, Error> {
 }
 
 async fn lag(args: &Args, db: &Database, config: ProjectionsConfig) -> Result<(), Error> {
-    let projections = Projections::start(db.clone(), config).await?;
+    let projections = Projections::start(db.clone(), config, store::LiveFeed::start(db.store())).await?;
     let head = db.store().head_position().await?;
     projections.wait_for("carts", head, Duration::from_secs(120)).await?;
 

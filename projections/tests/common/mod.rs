@@ -58,6 +58,12 @@ pub fn store(db: &Database) -> Arc<dyn EventStore> {
     db.store()
 }
 
+/// The process's live feed, as the server makes it (one per process; tests that model two
+/// processes make one each).
+pub fn live(db: &Database) -> store::LiveFeed {
+    store::LiveFeed::start(db.store())
+}
+
 /// A handle that runs the workers inline (`run_until_caught_up`).
 pub fn inline(db: &Database, run_reactors: bool) -> Projections {
     Projections::new(

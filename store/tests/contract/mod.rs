@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use store::{AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, Snapshot, StoreError};
+use store::{
+    AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, LiveFeed, LiveFeedOptions, Metadata, NewEvent, Position, Resume, Snapshot, StoreError,
+};
 
 pub async fn open(url: &str) -> Arc<dyn EventStore> {
     store::connect(url).await.unwrap_or_else(|e| panic!("open store at {url}: {e:?}"))
@@ -414,10 +416,11 @@ pub async fn subscriptions_catch_up_then_follow(url: &str) {
     store.append(single("cart-s", ExpectedVersion::NoStream, 3)).await.unwrap();
     store.append(single("order-s", ExpectedVersion::NoStream, 1)).await.unwrap();
     let existing = all_events(&*store).await;
+    let feed = LiveFeed::start(store.clone());
 
-    let mut all = store::subscribe_all(store.clone(), existing[0].position, None);
-    let mut carts_only = store::subscribe_all(store.clone(), Position::START, Some(vec!["cart".into()]));
-    let mut one_stream = store::subscribe_stream(store.clone(), "cart-s", 2);
+    let mut all = feed.all(existing[0].position, None);
+    let mut carts_only = feed.all(Position::START, Some(vec!["cart".into()]));
+    let mut one_stream = feed.stream("cart-s", 2);
     for expected in &existing[1..] {
         assert_eq!(next_event(&mut all).await.event_id, expected.event_id);
     }
@@ -446,13 +449,147 @@ pub async fn subscriptions_catch_up_then_follow(url: &str) {
     for version in 4..=23 {
         let event = next_event(&mut one_stream).await;
         assert_eq!((event.stream_id.as_str(), event.version), ("cart-s", version));
-        assert_eq!(next_event(&mut carts_only).await.version, version);
+        let event = next_event(&mut carts_only).await;
+        assert_eq!((event.stream_id.as_str(), event.version), ("cart-s", version));
     }
     writer.await.unwrap();
     assert!(
         tokio::time::timeout(Duration::from_millis(300), one_stream.next()).await.is_err(),
         "nothing more than was written"
     );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), carts_only.next()).await.is_err(),
+        "the filtered feed holds no other category"
+    );
+    assert_eq!(feed.subscriber_count(), 3);
+    drop((all, carts_only, one_stream));
+    assert_eq!(feed.subscriber_count(), 0, "a dropped subscription leaves the feed at once");
+}
+
+/// Subscribers that join while a writer appends continuously (small pages, so catch-up and
+/// the reader both page) each see every version once, in order, from where they asked.
+pub async fn subscribers_joining_during_commits_miss_nothing(url: &str) {
+    const APPENDS: u64 = 120;
+    let store = open(url).await;
+    let options = LiveFeedOptions {
+        page: 7,
+        ..Default::default()
+    };
+    let feed = LiveFeed::start_with(store.clone(), options);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..APPENDS {
+                // One or two events per append, and another category in between.
+                let count = 1 + n % 2;
+                store.append(single("cart-j", ExpectedVersion::Any, count)).await.unwrap();
+                store.append(single("order-j", ExpectedVersion::Any, 1)).await.unwrap();
+            }
+        })
+    };
+    let total: u64 = (0..APPENDS).map(|n| 1 + n % 2).sum();
+    let mut readers = Vec::new();
+    for join_at in [0, 10, 40, 90] {
+        while store.stream_version("cart-j").await.unwrap() < join_at {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let now = store.stream_version("cart-j").await.unwrap();
+        for (after, mut subscription) in [
+            (0, feed.stream("cart-j", 0)),
+            (now, feed.stream("cart-j", now)),
+            (0, feed.all(Position::START, Some(vec!["cart".into()]))),
+        ] {
+            readers.push(tokio::spawn(async move {
+                let mut versions = Vec::new();
+                while versions.len() < (total - after) as usize {
+                    versions.push(next_event(&mut subscription).await.version);
+                }
+                assert!(
+                    tokio::time::timeout(Duration::from_millis(200), subscription.next()).await.is_err(),
+                    "nothing beyond what was written"
+                );
+                (after, versions)
+            }));
+        }
+    }
+    writer.await.unwrap();
+    for reader in readers {
+        let (after, versions) = reader.await.unwrap();
+        assert_eq!(
+            versions,
+            (after + 1..=total).collect::<Vec<_>>(),
+            "every version once, in order, after {after}"
+        );
+    }
+}
+
+/// A subscriber that stops reading delays neither a writer nor another subscriber; once its
+/// buffer overflows it is dropped, delivers what it had buffered, and ends with an error
+/// that says where to resume, from where a new subscription continues with no gap.
+pub async fn slow_subscribers_are_dropped_and_delay_nobody(url: &str) {
+    const APPENDS: u64 = 40;
+    let store = open(url).await;
+    let feed = LiveFeed::start_with(
+        store.clone(),
+        // Pages smaller than the buffer, as by default, so one page never fills a drained buffer.
+        LiveFeedOptions {
+            buffer: 8,
+            page: 2,
+            ..Default::default()
+        },
+    );
+    store.append(single("cart-slow", ExpectedVersion::NoStream, 1)).await.unwrap();
+    let mut slow = feed.stream("cart-slow", 0);
+    let mut slow_feed = feed.all(Position::START, None);
+    assert_eq!(next_event(&mut slow).await.version, 1, "live after catching up");
+    let first = next_event(&mut slow_feed).await;
+    let mut fast = feed.stream("cart-slow", 0);
+    let fast_reader = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        while versions.len() < APPENDS as usize + 1 {
+            versions.push(next_event(&mut fast).await.version);
+        }
+        versions
+    });
+    // The writer appends one at a time while `slow` and `slow_feed` read nothing.
+    let written = tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in 0..APPENDS {
+            store.append(single("cart-slow", ExpectedVersion::Any, 1)).await.unwrap();
+        }
+    })
+    .await;
+    assert!(written.is_ok(), "the writer was held up");
+    assert_eq!(fast_reader.await.unwrap(), (1..=APPENDS + 1).collect::<Vec<_>>());
+
+    let mut delivered = vec![1];
+    let resume = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.expect("not stuck") {
+            Some(Ok(event)) => delivered.push(event.version),
+            Some(Err(StoreError::SubscriberTooSlow { resume })) => break resume,
+            other => panic!("expected events, then too slow: {other:?}"),
+        }
+    };
+    assert!(slow.next().await.is_none(), "the stream ends after the error");
+    let last = *delivered.last().unwrap();
+    assert_eq!(delivered, (1..=last).collect::<Vec<_>>(), "what it had buffered, in order");
+    assert!(last <= 1 + 8, "no more than its buffer: {last}");
+    assert_eq!(resume, Resume::AfterVersion(last));
+    let mut resumed = feed.stream("cart-slow", last);
+    for version in last + 1..=APPENDS + 1 {
+        assert_eq!(next_event(&mut resumed).await.version, version);
+    }
+
+    let mut after = first.position;
+    let resume = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow_feed.next()).await.expect("not stuck") {
+            Some(Ok(event)) => after = event.position,
+            Some(Err(StoreError::SubscriberTooSlow { resume })) => break resume,
+            other => panic!("expected events, then too slow: {other:?}"),
+        }
+    };
+    assert_eq!(resume, Resume::AfterPosition(after));
+    drop((slow, slow_feed, resumed));
+    assert_eq!(feed.subscriber_count(), 0, "dropped and finished subscribers leave nothing behind");
 }
 
 /// Stored seed-era events (ItemAddedToCart schema v1) are read lifted to the current
