@@ -8,11 +8,12 @@ connections=${1:-1000}
 rounds=${2:-2}
 : "${DATABASE_URL:?set DATABASE_URL=postgres://user@host:port/db}"
 export JWT_SECRET=${JWT_SECRET:-ws-memory-secret-ws-memory-secret-0123456789}
-addr=127.0.0.1:${PORT:-18080}
+addr=127.0.0.1:${PORT:-28417}
 # The server in release; the client (debug is fast enough) from the tests crate.
 cargo build --release -q -p api
 cargo build -q -p tests --example ws_memory
 target=${CARGO_TARGET_DIR:-target}/release
+if curl -sf "http://$addr/healthz" >/dev/null; then echo "something already listens on $addr: set PORT" >&2; exit 1; fi
 createdb "${DATABASE_URL##*/}" -h 127.0.0.1 -U postgres 2>/dev/null || true
 "$target/cartsource" serve --database-url "$DATABASE_URL" --listen-addr "$addr" --log warn \
   --rate-limit-per-second 100000 --rate-limit-burst 100000 &
