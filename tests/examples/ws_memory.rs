@@ -52,12 +52,14 @@ async fn subscriber(
     received: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<(), Error> {
     let mut request = ws_url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-    ws.send(Message::Text(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}).to_string().into()))
-        .await?;
+    ws.send(Message::Text(
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+            .to_string()
+            .into(),
+    ))
+    .await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.contains("connection_ack") => break,
@@ -67,7 +69,9 @@ async fn subscriber(
     }
     let query = "subscription($c: UUID!) { cartChanged(cartId: $c, afterVersion: 1) { cart { version } } }";
     ws.send(Message::Text(
-        json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"c": cart}}}).to_string().into(),
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"c": cart}}})
+            .to_string()
+            .into(),
     ))
     .await?;
     let _ = subscribed.send(()).await;
@@ -104,9 +108,8 @@ async fn main() -> Result<(), Error> {
 
     let mut carts = Vec::with_capacity(connections);
     for chunk in 0..connections.div_ceil(32) {
-        let batch = (0..32.min(connections - chunk * 32)).map(|_| {
-            graphql(&client, &url, &token, "mutation { createCart { cart { id } } }", json!({}))
-        });
+        let batch =
+            (0..32.min(connections - chunk * 32)).map(|_| graphql(&client, &url, &token, "mutation { createCart { cart { id } } }", json!({})));
         for data in futures::future::join_all(batch).await {
             carts.push(data?["createCart"]["cart"]["id"].as_str().ok_or("no cart id")?.to_owned());
         }
