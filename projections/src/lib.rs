@@ -49,8 +49,8 @@ pub mod runner;
 
 pub use error::ProjectionError;
 pub use model::Model;
+pub use progress::WorkerCounters;
 pub use read::{
     AnalyticsView, CartLineView, CartView, DayStats, NotificationView, OrderLineView, OrderView, Page, ProductView, ReadModels, SkuStats,
 };
-pub use progress::WorkerCounters;
 pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, WaitError};

@@ -113,7 +113,12 @@ pub(crate) fn categories_of(name: &str) -> Option<Option<Vec<String>>> {
 /// `position`, from the database alone (reads only): its checkpoint is there, or the head
 /// is there (so every event up to `position` is readable: the store's feed never skips) and
 /// its feed's next event after the checkpoint, if any, lies beyond `position`.
-pub(crate) async fn reached(store: &dyn EventStore, cp: &Checkpoint, categories: Option<&[String]>, position: Position) -> Result<bool, ProjectionError> {
+pub(crate) async fn reached(
+    store: &dyn EventStore,
+    cp: &Checkpoint,
+    categories: Option<&[String]>,
+    position: Position,
+) -> Result<bool, ProjectionError> {
     if cp.position() >= position {
         return Ok(true);
     }

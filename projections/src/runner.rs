@@ -995,7 +995,14 @@ impl Worker {
     /// A reactor's or the publisher's batch: act on each event, then move the checkpoint.
     /// Acting twice on an event is harmless (idempotency keys; JetStream's dedupe), so the
     /// checkpoint is written once per batch.
-    async fn act(&mut self, cp: &Checkpoint, epoch: i64, events: &[RecordedEvent], state: ProjectionState, effect: Effect) -> Result<Option<Step>, ProjectionError> {
+    async fn act(
+        &mut self,
+        cp: &Checkpoint,
+        epoch: i64,
+        events: &[RecordedEvent],
+        state: ProjectionState,
+        effect: Effect,
+    ) -> Result<Option<Step>, ProjectionError> {
         let from = cp.position();
         let mut done = from;
         for event in events {
@@ -1055,11 +1062,7 @@ async fn read_page(store: &dyn EventStore, categories: Option<&[String]>, after:
     let caught_up = events.len() < limit;
     let last = events.last().map_or(after, |e| e.position).max(after);
     let covered = if caught_up { last.max(head) } else { last };
-    Ok(FeedPage {
-        events,
-        covered,
-        caught_up,
-    })
+    Ok(FeedPage { events, covered, caught_up })
 }
 
 /// Where a live batch goes: the model, the generation it serves, the fencing token, and

@@ -136,7 +136,4 @@ async fn idle_workers_write_nothing(db: Database) {
     projections.shutdown().await;
 }
 
-backends!(
-    a_cart_command_costs_one_transaction_per_consumer_it_concerns,
-    idle_workers_write_nothing,
-);
+backends!(a_cart_command_costs_one_transaction_per_consumer_it_concerns, idle_workers_write_nothing,);

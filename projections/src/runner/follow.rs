@@ -65,7 +65,7 @@ impl Worker {
                         return Ok(Step::Advanced);
                     }
                     ticks += 1;
-                    if ticks % RECHECK_TICKS == 0 {
+                    if ticks.is_multiple_of(RECHECK_TICKS) {
                         self.count(1, 0);
                         let row = checkpoint::read(&self.shared.db, self.name).await?;
                         if row.leader_epoch != term.epoch {
