@@ -4,7 +4,10 @@
 //! A worker's life: wait for the lease (`leader`), claim a fencing token (`checkpoint`),
 //! then loop: read the next page of the feed (filtered by the worker's categories) after its
 //! checkpoint, apply it and move the checkpoint to the page's last event, in one fenced
-//! transaction; when there is nothing to read, sleep until the store's doorbell rings, a
+//! transaction. Once a page finds nothing left, a worker that is not rebuilding follows the
+//! process's shared live feed (`follow`): woken only by events of its categories, it takes
+//! them from memory, one transaction per batch of what is ready. Without a live feed
+//! (inline handles), or while rebuilding, it sleeps until the store's doorbell rings, a
 //! local request (rebuild, resume) nudges it, or the poll interval passes. A page without
 //! events writes nothing (only a change of state is recorded), so a worker writes at most
 //! one transaction per batch and none for commits it does not consume. How far a worker has
@@ -374,8 +377,8 @@ impl Projections {
     /// `position`, or when the store's head is and its filtered feed has no event between
     /// the checkpoint and `position` (`progress::reached`; reads only, so an API-only node
     /// can wait for a worker that runs elsewhere). In the process running the worker it
-    /// resolves from memory, woken as the worker covers its feed; otherwise it polls (2 to
-    /// 50 ms).
+    /// resolves from memory when the worker has already applied the position or read past it
+    /// (woken as it does); otherwise it polls those reads (2 to 50 ms).
     pub async fn wait_for(&self, name: &str, position: Position, timeout: Duration) -> Result<(), WaitError> {
         let shared = self.shared();
         let categories = progress::categories_of(name);
