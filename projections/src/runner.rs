@@ -68,7 +68,10 @@ pub struct ProjectionsConfig {
     pub rebuild_batch_size: usize,
     /// Events per reactor or publisher batch (each event is a command or a publish).
     pub reactor_batch_size: usize,
-    /// Poll this often even without a doorbell (a lost notification only delays).
+    /// A worker reading pages polls this often even without a doorbell (a lost
+    /// notification only delays); a worker following the live feed checks its lease this
+    /// often and re-reads its checkpoint row every `follow::RECHECK_TICKS` of these, to see
+    /// requests made by other processes.
     pub poll_interval: Duration,
     /// A standby tries to take the lead this often.
     pub leader_retry: Duration,
