@@ -61,7 +61,9 @@ impl Worker {
                     return Ok(Step::Advanced);
                 }
                 _ = tick.tick() => {
-                    if lease.is_lost() {
+                    // The lease is gone, or the cleanup of old generations is due (page steps
+                    // run it).
+                    if lease.is_lost() || term.cleanup_at.is_some_and(|at| std::time::Instant::now() >= at) {
                         return Ok(Step::Advanced);
                     }
                     ticks += 1;

@@ -62,16 +62,22 @@ impl Worker {
                 other => step = other,
             }
         }
+        // Rows of other generations exist only once a rebuild has run (the first generation
+        // is 1, and an unfinished rebuild's rows are kept): a worker that never swapped skips
+        // the write.
+        let others_may_exist = cp.generation > 1 || cp.rebuild_generation.is_some();
         if term.cleanup_at.is_some_and(|at| Instant::now() >= at) {
             term.cleanup_at = None;
-            self.count(0, 1);
-            let mut tx = Tx::begin(&self.shared.db).await?;
-            let deleted = model
-                .delete_other_generations(&mut tx.conn(), cp.generation, cp.rebuild_generation)
-                .await?;
-            tx.commit().await?;
-            if deleted > 0 {
-                tracing::info!(worker = self.name, deleted, "deleted rows of old generations");
+            if others_may_exist {
+                self.count(0, 1);
+                let mut tx = Tx::begin(&self.shared.db).await?;
+                let deleted = model
+                    .delete_other_generations(&mut tx.conn(), cp.generation, cp.rebuild_generation)
+                    .await?;
+                tx.commit().await?;
+                if deleted > 0 {
+                    tracing::info!(worker = self.name, deleted, "deleted rows of old generations");
+                }
             }
         }
         Ok(step)
