@@ -61,10 +61,16 @@ impl Worker {
                     return Ok(Step::Advanced);
                 }
                 _ = tick.tick() => {
-                    // The lease is gone, or the cleanup of old generations is due (page steps
-                    // run it).
-                    if lease.is_lost() || term.cleanup_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                    if lease.is_lost() {
                         return Ok(Step::Advanced);
+                    }
+                    // The cleanup of old generations is due: page steps run it (there is
+                    // nothing to clean before the first swap).
+                    if term.cleanup_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                        if cp.generation > 1 {
+                            return Ok(Step::Advanced);
+                        }
+                        term.cleanup_at = None;
                     }
                     ticks += 1;
                     if ticks.is_multiple_of(RECHECK_TICKS) {
