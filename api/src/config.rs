@@ -96,6 +96,9 @@ pub struct Config {
     /// Event store: postgres://... or sqlite:... (default: SQLite file in --data-dir).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// How long start-up waits for PostgreSQL before it says why it cannot connect.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
     #[command(flatten)]
     pub secret: SecretConfig,
     /// Address to serve HTTP on (the worker role serves only the probes and metrics).
@@ -183,6 +186,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: None,
+            connect_timeout: Duration::from_secs(5),
             secret: SecretConfig::default(),
             listen_addr: "127.0.0.1:8080".into(),
             nats_url: None,
@@ -203,11 +207,6 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.secret.data_dir.join("cartsource.db").display()))
     }
 
-    /// The directory to create before opening the default SQLite database.
-    pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        self.database_url.is_none().then(|| self.secret.data_dir.clone())
-    }
-
     pub fn is_production(&self) -> bool {
         self.secret.environment == Environment::Production
     }
@@ -218,27 +217,14 @@ impl Config {
     }
 }
 
-/// `250ms`, `30s`, `15m`, `1h`, `7d`, or a bare number of seconds.
+/// A duration as humantime reads it (`250ms`, `30s`, `15m`, `1h 30m`, `7d`), or a bare
+/// number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
-    let seconds = |factor: u64| {
-        n.checked_mul(factor)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{text:?} is too long"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        _ => Err(format!("unknown unit in {text:?}: use ms, s, m, h or d")),
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
     }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d: {e}"))
 }
 
 #[cfg(test)]
@@ -251,7 +237,8 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert!(parse_duration("1y").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("1 fortnight").is_err());
         assert!(parse_duration("h").is_err());
     }
 

@@ -41,7 +41,7 @@ impl ApiContext {
             db,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,
-            command_budget: projections::commands::DEFAULT_BUDGET,
+            command_budget: commands::DEFAULT_BUDGET,
         }
     }
 

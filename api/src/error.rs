@@ -21,8 +21,8 @@ use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
 use futures::StreamExt;
 
+use commands::CommandError;
 use domain::DomainError;
-use projections::commands::CommandError;
 use projections::{ProjectionError, WaitError};
 use store::StoreError;
 
@@ -36,6 +36,9 @@ pub mod code {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const CONCURRENCY_CONFLICT: &str = "CONCURRENCY_CONFLICT";
     pub const CONSISTENCY_TIMEOUT: &str = "CONSISTENCY_TIMEOUT";
+    /// The request ran out of time (a command still retrying after conflicts, or the
+    /// HTTP request timeout): nothing more will happen for it; try again.
+    pub const TIMEOUT: &str = "TIMEOUT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// A subscription fell too far behind the live feed and was ended; extensions say
     /// where to resume (afterVersion or afterPosition).
@@ -62,6 +65,9 @@ pub enum ApiError {
     Domain(DomainError),
     #[error("the read model has not caught up with minPosition in time; try again")]
     ConsistencyTimeout,
+    /// The request's deadline passed (see [`code::TIMEOUT`]).
+    #[error("the request did not complete in time; try again")]
+    Timeout,
     #[error("too many requests; slow down")]
     RateLimited,
     /// The subscriber did not read fast enough and was dropped from the live feed.
@@ -94,6 +100,7 @@ impl ApiError {
             ApiError::Conflict { .. } => code::CONCURRENCY_CONFLICT,
             ApiError::Domain(e) => e.code(),
             ApiError::ConsistencyTimeout => code::CONSISTENCY_TIMEOUT,
+            ApiError::Timeout => code::TIMEOUT,
             ApiError::RateLimited => code::RATE_LIMITED,
             ApiError::SubscriptionLagged(_) => code::SUBSCRIPTION_LAGGED,
             ApiError::Internal(_) => code::INTERNAL_SERVER_ERROR,
@@ -164,10 +171,14 @@ impl From<CommandError> for ApiError {
             CommandError::IdempotencyKeyReused => {
                 ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
             }
-            // The contract promises such a command does not fail because of other
-            // writers; if the budget still ran out, that is the server's failure.
-            CommandError::Contended => ApiError::internal("a command without expectedVersion ran out of its retry budget"),
-            CommandError::Store(e) => e.into(),
+            CommandError::NotFound(what) => ApiError::NotFound(what),
+            // The contract: a command without expectedVersion never fails because of other
+            // writers; it retries until the request's deadline, then answers TIMEOUT.
+            CommandError::Timeout => ApiError::Timeout,
+            CommandError::Store(e) => match Arc::try_unwrap(e) {
+                Ok(e) => e.into(),
+                Err(shared) => ApiError::Internal(error_chain(shared.as_ref())),
+            },
         }
     }
 }
@@ -340,7 +351,8 @@ mod tests {
             (CommandError::Domain(DomainError::CartNotOpen).into(), "CART_NOT_OPEN"),
             (CommandError::Conflict { expected: 1, actual: 2 }.into(), "CONCURRENCY_CONFLICT"),
             (CommandError::IdempotencyKeyReused.into(), "BAD_USER_INPUT"),
-            (CommandError::Contended.into(), "INTERNAL_SERVER_ERROR"),
+            (CommandError::Timeout.into(), "TIMEOUT"),
+            (CommandError::NotFound("cart".into()).into(), "NOT_FOUND"),
             (AuthError::Expired.into(), "UNAUTHENTICATED"),
             (WaitError::Timeout.into(), "CONSISTENCY_TIMEOUT"),
         ];

@@ -2,7 +2,7 @@
 //! over HTTP and WebSocket, and the `cartsource` binary.
 //!
 //! * `schema` (with `context`, `auth`, `error`): the contract's types and resolvers;
-//!   mutations go through the one command loop (`projections::commands`), queries read
+//!   mutations go through the write model (the `commands` crate), queries read
 //!   the projections, subscriptions follow the event store.
 //! * `server`: routes, middleware, start-up per role, graceful shutdown; `ws` the
 //!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits;
@@ -13,7 +13,10 @@
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod cors;
 pub mod error;
+pub mod http_response;
+pub mod instance_lock;
 pub mod limits;
 pub mod metrics;
 pub mod playground;

@@ -4,12 +4,13 @@
 //! * Body size: `RequestBodyLimitLayer` (1 MiB by default). axum's own default limit does
 //!   not cover async-graphql's extractor; our handler reads the body itself under the
 //!   same limit, and [`graphql_shaped`] rewrites the layer's plain-text 413.
-//! * Time: `TimeoutLayer` answers 503 after the request timeout (the work is dropped).
+//! * Time: `TimeoutLayer` answers 503 with TIMEOUT after the request timeout (the work is
+//!   dropped; commands give up a little earlier with their own TIMEOUT).
 //! * Rate: a GCRA limiter (governor) keyed by the token's subject, or by the peer's IP
 //!   for anonymous callers, answering HTTP 429 with RATE_LIMITED and `Retry-After`.
 //!   Behind a reverse proxy every anonymous caller shares the proxy's IP: give them
 //!   tokens or raise the limit.
-//! * CORS: off (same origin only) unless `CORS_ORIGINS` lists front-end origins.
+//! * CORS and WebSocket origins: see `cors`.
 //!
 //! Deliberate refusals: batched requests (a JSON array) are refused, because one HTTP
 //! request would otherwise buy many operations past the rate limit; `GET /graphql`
@@ -22,11 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
@@ -81,7 +81,7 @@ pub async fn graphql_shaped(response: Response) -> Response {
     match response.status() {
         StatusCode::PAYLOAD_TOO_LARGE => error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
         StatusCode::SERVICE_UNAVAILABLE if response.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v == "0") => {
-            error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::internal("the request timed out"))
+            error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::Timeout)
         }
         _ => response,
     }
@@ -136,32 +136,6 @@ impl RateLimit {
             }
         }
     }
-}
-
-/// CORS for the listed front-end origins; `None` when none are configured.
-pub fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Vec<&str> = origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
-    if origins.is_empty() {
-        return None;
-    }
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .max_age(Duration::from_secs(600));
-    if origins.contains(&"*") {
-        return Some(layer.allow_origin(Any));
-    }
-    let values: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| match HeaderValue::from_str(o) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                tracing::warn!(origin = %o, "ignoring a CORS origin that is not a valid header value");
-                None
-            }
-        })
-        .collect();
-    Some(layer.allow_origin(AllowOrigin::list(values)))
 }
 
 /// Reads a request body up to `limit` bytes.

@@ -36,6 +36,7 @@ fn token(args: &TokenArgs) -> ExitCode {
 
 async fn serve(config: api::Config) -> ExitCode {
     api::server::init_tracing(&config);
+    let signal = api::server::shutdown_signal();
     let app = match api::Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {
@@ -49,7 +50,7 @@ async fn serve(config: api::Config) -> ExitCode {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
     }
-    if let Err(e) = app.run().await {
+    if let Err(e) = app.run_until(signal).await {
         tracing::error!(error = %e, "server failed");
         return ExitCode::FAILURE;
     }

@@ -38,7 +38,7 @@ const ASSETS: &[Asset] = &[
     },
     // Versioned by hand: bump the suffix when the file changes.
     Asset {
-        name: "playground-1.js",
+        name: "playground-2.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../assets/playground.js"),
     },
@@ -58,7 +58,7 @@ const PAGE: &str = r#"<!doctype html>
 <script src="/graphql/assets/react-18.3.1.min.js"></script>
 <script src="/graphql/assets/react-dom-18.3.1.min.js"></script>
 <script src="/graphql/assets/graphiql-3.8.3.min.js"></script>
-<script src="/graphql/assets/playground-1.js"></script>
+<script src="/graphql/assets/playground-2.js"></script>
 </body>
 </html>
 "#;

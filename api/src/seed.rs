@@ -3,9 +3,10 @@
 //! admin command (actor `seed`), with one idempotency key per product, so two processes
 //! starting together on one database register each product once.
 
+use commands::{CommandContext, CommandError, Commands, ProductAggregate};
 use domain::{Money, ProductCommand, Sku};
-use projections::commands::{execute, CommandContext, CommandError};
-use store::aggregate::ProductAggregate;
+use std::sync::Arc;
+
 use store::EventStore;
 
 /// (sku, name, price, initial stock).
@@ -29,7 +30,8 @@ pub enum SeedError {
 
 /// Registers the catalog when the store holds no event yet; returns how many products
 /// were registered (0 when the store was not empty).
-pub async fn seed_if_empty(store: &dyn EventStore) -> Result<usize, SeedError> {
+pub async fn seed_if_empty(store: &Arc<dyn EventStore>) -> Result<usize, SeedError> {
+    let commands = Commands::new(store.clone());
     if store.head_position().await?.0 > 0 {
         return Ok(0);
     }
@@ -49,11 +51,10 @@ pub async fn seed_if_empty(store: &dyn EventStore) -> Result<usize, SeedError> {
             fingerprint: format!("{command:?}"),
             ..CommandContext::default()
         };
-        execute::<ProductAggregate>(store, &ctx, &sku.stream_id(), None, |state| {
-            domain::product::decide(state, command.clone())
-        })
-        .await
-        .map_err(|source| SeedError::Command { sku: sku_text, source })?;
+        commands
+            .execute::<ProductAggregate, _, _>(&ctx, &sku.stream_id(), None, move |state| domain::product::decide(state, command.clone()))
+            .await
+            .map_err(|source| SeedError::Command { sku: sku_text, source })?;
     }
     tracing::info!(products = CATALOG.len(), "seeded the demo catalog (turn off with --no-seed)");
     Ok(CATALOG.len())

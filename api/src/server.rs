@@ -13,11 +13,9 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use async_graphql::Executor;
-use async_graphql_axum::GraphQLResponse;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -36,6 +34,7 @@ use crate::auth::{self, Principal};
 use crate::config::{Config, Role, SecretConfig};
 use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
+use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
 use crate::ws::{self, WsHub, WsSettings};
 use crate::{metrics, playground, seed};
@@ -46,6 +45,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("{holder} already serves the SQLite database in this directory (it holds {path}): stop it, or give this server its own --data-dir or DATABASE_URL")]
+    Locked { path: String, holder: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("production mode needs JWT_SECRET (or --jwt-secret): refusing to start with a generated secret")]
@@ -85,48 +86,6 @@ pub struct GraphqlState<E> {
     pub secret: Arc<[u8]>,
     pub rate_limit: RateLimit,
     pub max_body_bytes: usize,
-    pub root_fields: Arc<RootFields>,
-}
-
-/// The schema's root field names: the only operation labels metrics accept.
-#[derive(Debug, Default)]
-pub struct RootFields {
-    query: Vec<String>,
-    mutation: Vec<String>,
-    subscription: Vec<String>,
-}
-
-impl RootFields {
-    pub fn from_sdl(sdl: &str) -> Self {
-        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
-        let mut fields = RootFields::default();
-        let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
-            return fields;
-        };
-        for definition in document.definitions {
-            if let TypeSystemDefinition::Type(ty) = definition {
-                let target = match ty.node.name.node.as_str() {
-                    "Query" => &mut fields.query,
-                    "Mutation" => &mut fields.mutation,
-                    "Subscription" => &mut fields.subscription,
-                    _ => continue,
-                };
-                if let TypeKind::Object(object) = &ty.node.kind {
-                    target.extend(object.fields.iter().map(|f| f.node.name.node.to_string()));
-                }
-            }
-        }
-        fields
-    }
-
-    fn known(&self, kind: OperationType, name: &str) -> bool {
-        let list = match kind {
-            OperationType::Query => &self.query,
-            OperationType::Mutation => &self.mutation,
-            OperationType::Subscription => &self.subscription,
-        };
-        list.iter().any(|f| f == name) || name == "__schema" || name == "__type" || name == "__typename"
-    }
 }
 
 /// The full router for the API role; tests may mount it over any schema.
@@ -136,6 +95,8 @@ pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router
         .route("/graphql", get(graphql_get).post(graphql_post::<E>).with_state(state))
         .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)))
         .route("/graphql/assets/{name}", get(playground::asset))
+        // Until a page of its own lives here, the root leads to GraphiQL.
+        .route("/", get(|| async { axum::response::Redirect::temporary("/graphql") }))
 }
 
 /// Probes and metrics, served by every role.
@@ -146,7 +107,8 @@ pub fn operations_routes(readiness: Readiness) -> Router {
         .route("/metrics", get(metrics_text).with_state(readiness))
 }
 
-/// The middleware every route gets: request ids, tracing, CORS, timeout, body limit.
+/// The middleware every route gets: request ids, tracing, CORS and WebSocket origins,
+/// timeout, body limit.
 pub fn with_middleware(router: Router, config: &Config) -> Router {
     let mut router = router
         .layer(RequestBodyLimitLayer::new(config.limits.max_body_bytes))
@@ -154,9 +116,10 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             config.limits.request_timeout,
         ));
-    if let Some(cors) = limits::cors(&config.cors_origins) {
-        router = router.layer(cors);
-    }
+    let origins = crate::cors::Origins::new(&config.cors_origins, !config.is_production());
+    router = router
+        .layer(axum::middleware::from_fn_with_state(origins.clone(), crate::cors::check_websocket_origin))
+        .layer(origins.layer());
     router
         .layer(axum::middleware::map_response(limits::graphql_shaped))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -186,7 +149,6 @@ async fn graphql_post<E: Executor>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
     let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let media = v.split(';').next().unwrap_or("").trim();
         media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("application/graphql-response+json")
@@ -227,7 +189,6 @@ async fn graphql_post<E: Executor>(
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
-    let operation = Operation::of(&request, &state.root_fields);
     let mut request = request;
     if let Some(principal) = principal {
         request = request.data::<Principal>(principal);
@@ -242,9 +203,7 @@ async fn graphql_post<E: Executor>(
             .unwrap_or_else(uuid::Uuid::new_v4);
         request = request.data(RequestId(id));
     }
-    let response = state.executor.execute(request).await;
-    operation.record(&response, started.elapsed());
-    GraphQLResponse::from(response).into_response()
+    http_response::graphql(state.executor.execute(request).await, MediaType::accepted(&headers))
 }
 
 /// One GraphQL request from a JSON body; batches and non-objects are refused.
@@ -258,75 +217,6 @@ fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refusal> {
         return Err(bad("the request body must be a JSON object with a `query` string".to_owned()));
     }
     serde_json::from_value(value).map_err(|e| bad(format!("the request body is not a GraphQL request: {e}")))
-}
-
-/// The metrics labels of one request, from its parsed document.
-struct Operation {
-    kind: &'static str,
-    /// (response key, field name) of each root field.
-    fields: Vec<(String, String)>,
-}
-
-impl Operation {
-    fn of(request: &async_graphql::Request, roots: &RootFields) -> Self {
-        let invalid = Operation {
-            kind: "invalid",
-            fields: Vec::new(),
-        };
-        let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-            return invalid;
-        };
-        let operation = match (&document.operations, request.operation_name.as_deref()) {
-            (DocumentOperations::Single(op), _) => Some(op),
-            (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-            (DocumentOperations::Multiple(_), None) => None,
-        };
-        let Some(operation) = operation else { return invalid };
-        let ty = operation.node.ty;
-        let mut fields = Vec::new();
-        for item in &operation.node.selection_set.node.items {
-            if let Selection::Field(field) = &item.node {
-                let name = field.node.name.node.to_string();
-                if !roots.known(ty, &name) {
-                    return invalid;
-                }
-                fields.push((field.node.response_key().node.to_string(), name));
-            }
-        }
-        let kind = match ty {
-            OperationType::Query => "query",
-            OperationType::Mutation => "mutation",
-            OperationType::Subscription => "subscription",
-        };
-        Operation { kind, fields }
-    }
-
-    fn record(&self, response: &async_graphql::Response, elapsed: Duration) {
-        let label = match self.fields.as_slice() {
-            [] => "none",
-            [(_, name)] => name.as_str(),
-            _ => "multiple",
-        };
-        metrics::request(self.kind, label, response.errors.is_empty(), elapsed);
-        if self.kind != "mutation" {
-            return;
-        }
-        for (key, name) in &self.fields {
-            let error = response
-                .errors
-                .iter()
-                .find(|e| matches!(e.path.first(), Some(async_graphql::PathSegment::Field(f)) if f == key));
-            let outcome = error
-                .and_then(|e| e.extensions.as_ref())
-                .and_then(|x| x.get("code"))
-                .and_then(|code| match code {
-                    async_graphql::Value::String(code) => Some(code.as_str()),
-                    _ => None,
-                })
-                .unwrap_or(if error.is_some() { "INTERNAL_SERVER_ERROR" } else { "ok" });
-            metrics::command(name, outcome);
-        }
-    }
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
@@ -380,10 +270,8 @@ pub struct Application {
     hub: Option<WsHub>,
     projections: projections::Projections,
     grace: Duration,
-    /// SIGTERM is caught from `build` on: a SIGTERM that arrives after the server logged
-    /// its address but before `run` began would otherwise kill the process at once.
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
+    /// The SQLite directory's lock, held until the server has shut down.
+    lock: Option<crate::instance_lock::InstanceLock>,
 }
 
 impl Application {
@@ -391,16 +279,13 @@ impl Application {
     /// development, builds the schema and binds.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         metrics::handle();
+        // Before anything else, so a second server on the same SQLite file touches nothing.
+        let lock = crate::instance_lock::lock(&config.database_url())?;
+        let db = store::open_with(&config.database_url(), config.connect_timeout).await?;
+        // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
-        if let Some(dir) = config.sqlite_dir() {
-            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let db = store::open(&config.database_url()).await?;
         if config.seeds() {
-            seed::seed_if_empty(&*db.store()).await?;
+            seed::seed_if_empty(&db.store()).await?;
         }
         // The one live feed of this process: subscriptions and projection workers share it.
         let live = store::LiveFeed::start(db.store());
@@ -424,9 +309,11 @@ impl Application {
 
         let (router, hub) = if config.role.serves_api() {
             let mut context = ApiContext::with_live(db.clone(), projections.clone(), live);
+            // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
+            // client gets the command's own answer.
+            context.command_budget = config.limits.request_timeout.mul_f64(0.9);
             context.store = metrics::MeteredStore::wrap(context.store.clone());
             let schema = crate::schema::build_schema(context);
-            let root_fields = Arc::new(RootFields::from_sdl(&schema.sdl()));
             let settings = WsSettings {
                 init_timeout: config.limits.ws_init_timeout,
                 max_subscriptions: config.limits.ws_max_subscriptions,
@@ -445,7 +332,6 @@ impl Application {
                 secret,
                 rate_limit,
                 max_body_bytes: config.limits.max_body_bytes,
-                root_fields,
             };
             (graphql_routes(state, hub.clone()).merge(operations_routes(readiness)), Some(hub))
         } else {
@@ -462,10 +348,7 @@ impl Application {
             hub,
             projections,
             grace: config.limits.shutdown_grace,
-            #[cfg(unix)]
-            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .inspect_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM"))
-                .ok(),
+            lock,
         })
     }
 
@@ -476,15 +359,6 @@ impl Application {
     /// Cancelling it shuts the server down as SIGTERM would.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
-    }
-
-    /// Serves until ctrl-c or SIGTERM.
-    pub async fn run(mut self) -> std::io::Result<()> {
-        #[cfg(unix)]
-        let signal = shutdown_signal(self.terminate.take());
-        #[cfg(not(unix))]
-        let signal = shutdown_signal();
-        self.run_until(signal).await
     }
 
     /// Serves until `signal` resolves or the shutdown token is cancelled, then: stops
@@ -499,7 +373,7 @@ impl Application {
             hub,
             projections,
             grace,
-            ..
+            lock,
         } = self;
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -524,31 +398,42 @@ impl Application {
             }
         }
         projections.shutdown().await;
+        drop(lock);
         tracing::info!("shut down");
         served
     }
 }
 
-async fn shutdown_signal(#[cfg(unix)] terminate: Option<tokio::signal::unix::Signal>) {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrives right after the server said it
+/// listens must shut it down gracefully, not kill it.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match terminate {
-            Some(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for ctrl-c");
+                std::future::pending::<()>().await;
             }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutdown signal received");
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+        tracing::info!("shutdown signal received");
+    }
 }
 
 /// Logging for the binary: pretty for people, JSON for log shippers.

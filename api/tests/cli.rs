@@ -23,8 +23,9 @@ fn cartsource() -> Command {
     command
 }
 
+/// A data directory that does not exist yet, removed when the tests end.
 fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("cartsource-cli-{}", uuid::Uuid::new_v4().simple()))
+    store::testing::temp_dir("cartsource-cli").join("data")
 }
 
 #[test]
@@ -93,22 +94,25 @@ fn schema_prints_the_sdl() {
     assert!(sdl.contains("type Query") && sdl.contains("type Subscription"), "{sdl}");
 }
 
-/// SIGTERM: the process stops accepting, finishes, and exits 0.
-#[cfg(unix)]
-#[test]
-fn sigterm_shuts_down_gracefully() {
-    let dir = temp_dir();
+/// A server on its own SQLite data directory, and the address it logged.
+struct Serving {
+    child: std::process::Child,
+    addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn serve_sqlite(dir: &std::path::Path) -> Serving {
     let mut child = cartsource()
         .args(["serve", "--listen-addr", "127.0.0.1:0", "--log-format", "json", "--no-seed"])
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if lines_tx.send(line).is_err() {
@@ -118,7 +122,7 @@ fn sigterm_shuts_down_gracefully() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let addr = loop {
-        let line = lines_rx
+        let line = lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the server logs its address in time");
         if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) {
@@ -127,6 +131,16 @@ fn sigterm_shuts_down_gracefully() {
             }
         }
     };
+    Serving { child, addr, lines }
+}
+
+/// SIGTERM: the process stops accepting, finishes, and exits 0.
+#[cfg(unix)]
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = temp_dir();
+    let Serving { mut child, addr, lines } = serve_sqlite(&dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let health = std::net::TcpStream::connect(&addr);
     assert!(health.is_ok(), "the server accepts connections at {addr}");
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
@@ -136,8 +150,108 @@ fn sigterm_shuts_down_gracefully() {
             break status;
         }
         assert!(Instant::now() < deadline, "the server did not exit after SIGTERM");
-        let _ = lines_rx.recv_timeout(Duration::from_millis(50));
+        let _ = lines.recv_timeout(Duration::from_millis(50));
     };
     assert!(exited.success(), "{exited:?}");
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A second server on the same SQLite directory refuses at once, names the first, and the
+/// first keeps serving.
+#[test]
+fn a_second_server_on_the_same_sqlite_directory_refuses_to_start() {
+    let dir = temp_dir();
+    let mut first = serve_sqlite(&dir);
+    let second = cartsource()
+        .args(["serve", "--listen-addr", "127.0.0.1:0", "--log-format", "json", "--no-seed"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let second = exits_within(second, Duration::from_secs(30));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(!second.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("process {}", first.child.id())),
+        "names the running server: {said}"
+    );
+    assert!(said.contains("--data-dir"), "says how to fix it: {said}");
+    assert!(std::net::TcpStream::connect(&first.addr).is_ok(), "the first server still serves");
+    assert!(first.child.try_wait().expect("wait").is_none(), "the first server still runs");
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+}
+
+/// The process's output once it exited; kills it and fails when it is still running.
+fn exits_within(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Start-up against an unusable PostgreSQL fails within the connect timeout, in one line
+/// with the cause and the fix, and writes nothing into the data directory.
+fn refuses_to_start(database_url: &str, expected: &[&str]) {
+    let dir = temp_dir();
+    let started = Instant::now();
+    let child = cartsource()
+        .args([
+            "serve",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database-url",
+            database_url,
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let output = exits_within(child, Duration::from_secs(15));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let line = said
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|log| log["message"].as_str().map(str::to_owned))
+        .find(|message| message.contains("cannot start"))
+        .unwrap_or_else(|| panic!("a start-up error line: {said}"));
+    for word in expected {
+        assert!(line.contains(word), "{word:?} in {line}");
+    }
+    assert!(!dir.exists(), "nothing was written to the data directory");
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_with_its_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    // Nothing listens on the port once the listener is dropped.
+    refuses_to_start(
+        &format!("postgres://postgres@127.0.0.1:{port}/cartsource"),
+        &[&format!("127.0.0.1:{port}"), "connection refused", "DATABASE_URL"],
+    );
+}
+
+#[tokio::test]
+async fn a_missing_database_and_an_unknown_user_say_so() {
+    let db = store::testing::postgres().await;
+    let (server, _) = db.url.rsplit_once('/').expect("a database URL");
+    let missing = format!("cstest_missing_{}", std::process::id());
+    refuses_to_start(&format!("{server}/{missing}"), &[&format!("{missing:?} does not exist"), "createdb"]);
+    let rest = server.split_once('@').map_or(server, |(_, host)| host);
+    let stranger = format!("postgres://cstest_nobody_{}@{rest}/{}", std::process::id(), db.name);
+    refuses_to_start(&stranger, &["refused user", "DATABASE_URL"]);
 }

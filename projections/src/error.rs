@@ -3,7 +3,7 @@
 
 use store::{Position, StoreError};
 
-use crate::commands::CommandError;
+use commands::CommandError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -66,7 +66,7 @@ impl ProjectionError {
             ProjectionError::Store(e) => e.is_transient(),
             ProjectionError::Database(e) => is_transient_sqlx(e),
             ProjectionError::Command(CommandError::Store(e)) => e.is_transient(),
-            ProjectionError::Command(CommandError::Contended) => true,
+            ProjectionError::Command(CommandError::Timeout) => true,
             ProjectionError::Bus(_) => true,
             _ => false,
         }

@@ -1,6 +1,7 @@
 //! The read side of cartsource: checkpointed workers that follow the event store's global
-//! feed and keep the read models, the reactors that turn events into commands, and the
-//! optional publisher to NATS JetStream. Depends on `domain` and `store`; knows no HTTP.
+//! feed and keep the read models, the reactors that turn events into commands (through the
+//! `commands` crate), and the optional publisher to NATS JetStream. Depends on `domain`,
+//! `store` and `commands`; knows no HTTP.
 //!
 //! Decisions, and the invariants they keep:
 //!
@@ -19,7 +20,7 @@
 //! * **Failures stop one worker, visibly.** Transient errors are retried with backoff; an
 //!   event that cannot be applied makes that worker FAILED with the error and the event's
 //!   position; the others run on; [`Projections::resume`] tries again.
-//! * **Reactors act once.** fulfilment and inventory issue commands through [`commands`]
+//! * **Reactors act once.** fulfilment and inventory issue commands through the `commands` crate
 //!   with idempotency keys derived from the triggering event and the target stream; the
 //!   notification "reactor" is a read model whose rows are keyed by the triggering event.
 //! * **Writes only for work.** A worker moves its checkpoint only with a batch of events it
@@ -38,7 +39,6 @@
 //!   so the Rust side is written once (`db`). Tables are in `migrations/*/0002_read_models.sql`.
 
 pub mod checkpoint;
-pub mod commands;
 mod db;
 pub mod error;
 pub mod leader;

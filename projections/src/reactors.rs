@@ -6,18 +6,19 @@
 //!   from the order's final state).
 //! * notification: a read model (`model::notifications`), since its effect is a row.
 //!
-//! Commands go through [`crate::commands::execute`] with the reactor's name as actor, the
+//! Commands go through the `commands` crate ([`Commands::execute`]) with the reactor's name as actor, the
 //! triggering event as causation, and an idempotency key derived from the triggering event's
 //! id and the target stream. The store keeps the first outcome of each key, so a replay, a
 //! crash between the command and the checkpoint, or two leaders for a moment act once. A
 //! command the domain refuses (an order cancelled before fulfilment picked it up) is a
 //! business outcome, logged and skipped, not a failure of the reactor.
 
+use std::sync::Arc;
+
+use commands::{decode, load, CommandContext, CommandError, Commands, OrderAggregate, ProductAggregate};
 use domain::{OrderCommand, OrderEvent};
-use store::aggregate::{decode, load, OrderAggregate, ProductAggregate};
 use store::{EventStore, RecordedEvent};
 
-use crate::commands::{execute, CommandContext, CommandError};
 use crate::error::ProjectionError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,8 +59,12 @@ impl Reactor {
         }
     }
 
-    /// Acts on one event (anything this reactor does not handle is ignored).
-    pub async fn react(self, store: &dyn EventStore, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    /// Acts on one event (anything this reactor does not handle is ignored). A reactor
+    /// issues at most a few commands per event, each on a stream it loads once, so it
+    /// uses a fresh [`Commands`] (no cache to keep warm); expectations and re-deciding
+    /// keep it correct next to the API's writers.
+    pub async fn react(self, store: &Arc<dyn EventStore>, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let commands = Commands::new(store.clone());
         if event.category() != "order" {
             return Ok(());
         }
@@ -71,21 +76,23 @@ impl Reactor {
         match (self, order_event) {
             (Reactor::Fulfilment, OrderEvent::OrderPlaced { .. }) => {
                 let ctx = self.context(event, &event.stream_id);
-                let result = execute::<OrderAggregate>(store, &ctx, &event.stream_id, None, |order| {
-                    domain::order::decide(order, OrderCommand::StartPreparation)
-                })
-                .await;
+                let result = commands
+                    .execute::<OrderAggregate, _, _>(&ctx, &event.stream_id, None, |order| {
+                        domain::order::decide(order, OrderCommand::StartPreparation)
+                    })
+                    .await;
                 settle(self, event, result.map(|_| ()))
             }
             (Reactor::Inventory, OrderEvent::OrderCancelled { .. } | OrderEvent::OrderShipped {}) => {
-                let Some(order) = load::<OrderAggregate>(store, &event.stream_id).await?.state else {
+                let Some(order) = load::<OrderAggregate>(store.as_ref(), &event.stream_id).await?.state else {
                     return Ok(());
                 };
                 for (sku, command) in domain::decide_inventory_commands(&order) {
                     let stream = sku.stream_id();
                     let ctx = self.context(event, &stream);
-                    let result =
-                        execute::<ProductAggregate>(store, &ctx, &stream, None, |product| domain::product::decide(product, command.clone())).await;
+                    let result = commands
+                        .execute::<ProductAggregate, _, _>(&ctx, &stream, None, move |product| domain::product::decide(product, command.clone()))
+                        .await;
                     settle(self, event, result.map(|_| ()))?;
                 }
                 Ok(())

@@ -1,4 +1,4 @@
-//! The NATS JetStream publisher against the server on 127.0.0.1:4222 (NATS_URL): every
+//! The NATS JetStream publisher against a real server (`store::testing::nats_url`): every
 //! event arrives once, in order, with its id as Nats-Msg-Id; a publisher restart mid-stream
 //! (a checkpoint older than what was published) produces no duplicate. Each test uses a
 //! stream and subject prefix of its own.
@@ -15,7 +15,7 @@ use store::{Database, Position, RecordedEvent};
 use uuid::Uuid;
 
 fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    store::testing::nats_url()
 }
 
 fn config(tag: &str) -> ProjectionsConfig {

@@ -127,13 +127,13 @@ async fn a_crash_between_command_and_checkpoint_acts_once(db: Database) {
     // The reactors acted on these events, then "crashed" before their checkpoints moved.
     for order in [shipped, cancelled] {
         Reactor::Fulfilment
-            .react(db.store().as_ref(), &order_event(&db, order, "OrderPlaced").await)
+            .react(&db.store(), &order_event(&db, order, "OrderPlaced").await)
             .await
             .unwrap();
     }
     order_command(&db, cancelled, OrderCommand::Cancel { reason: None }).await;
     Reactor::Inventory
-        .react(db.store().as_ref(), &order_event(&db, cancelled, "OrderCancelled").await)
+        .react(&db.store(), &order_event(&db, cancelled, "OrderCancelled").await)
         .await
         .unwrap();
     let head = db.store().head_position().await.unwrap();
@@ -159,10 +159,7 @@ async fn two_leaders_at_once_act_once(db: Database) {
     let store = db.store();
     for order in [shipped, cancelled] {
         let placed = order_event(&db, order, "OrderPlaced").await;
-        let (a, b) = tokio::join!(
-            Reactor::Fulfilment.react(store.as_ref(), &placed),
-            Reactor::Fulfilment.react(store.as_ref(), &placed)
-        );
+        let (a, b) = tokio::join!(Reactor::Fulfilment.react(&store, &placed), Reactor::Fulfilment.react(&store, &placed));
         a.unwrap();
         b.unwrap();
     }
@@ -175,10 +172,10 @@ async fn two_leaders_at_once_act_once(db: Database) {
     let ship = order_event(&db, shipped, "OrderShipped").await;
     let cancel = order_event(&db, cancelled, "OrderCancelled").await;
     let (a, b, c, d) = tokio::join!(
-        Reactor::Inventory.react(store.as_ref(), &ship),
-        Reactor::Inventory.react(store.as_ref(), &ship),
-        Reactor::Inventory.react(store.as_ref(), &cancel),
-        Reactor::Inventory.react(store.as_ref(), &cancel),
+        Reactor::Inventory.react(&store, &ship),
+        Reactor::Inventory.react(&store, &ship),
+        Reactor::Inventory.react(&store, &cancel),
+        Reactor::Inventory.react(&store, &cancel),
     );
     for result in [a, b, c, d] {
         result.unwrap();

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
+use commands::{load, CartAggregate};
 use common::*;
 use domain::CartCommand;
 use projections::{ProjectionError, ProjectionState, Projections, ProjectionsConfig, WaitError};
-use store::aggregate::{load, CartAggregate};
 use store::{AppendRequest, Database, ExpectedVersion, Metadata, NewEvent, Position};
 
 const MODELS: [&str; 5] = ["carts", "orders", "products", "notifications", "analytics"];

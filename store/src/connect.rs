@@ -1,10 +1,11 @@
 //! Opening a store from a URL: `postgres://...` or `sqlite:...`. Migrations run on open.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::event_store::EventStore;
-use crate::postgres::PgStore;
+use crate::postgres::{PgStore, PgStoreOptions};
 use crate::sqlite::SqliteStore;
 
 /// An opened store with its concrete backend: the read side keeps its tables in the same
@@ -28,8 +29,17 @@ impl Database {
 
 /// Opens the database named by `url` and applies its migrations.
 pub async fn open(url: &str) -> Result<Database, StoreError> {
+    open_with(url, PgStoreOptions::default().connect_timeout).await
+}
+
+/// [`open`], saying why within `connect_timeout` when PostgreSQL cannot be used.
+pub async fn open_with(url: &str, connect_timeout: Duration) -> Result<Database, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Database::Postgres(Arc::new(PgStore::connect(url).await?)))
+        let options = PgStoreOptions {
+            connect_timeout,
+            ..PgStoreOptions::default()
+        };
+        Ok(Database::Postgres(Arc::new(PgStore::connect_with(url, options).await?)))
     } else if url.starts_with("sqlite:") {
         Ok(Database::Sqlite(Arc::new(SqliteStore::connect(url).await?)))
     } else {

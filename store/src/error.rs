@@ -34,6 +34,10 @@ pub enum StoreError {
     #[error("corrupt record: {0}")]
     Corrupt(String),
 
+    /// The database cannot be used at all (start-up): the cause and the fix, in one line.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// A live subscriber fell further behind than its buffer holds and was dropped, so
     /// that it slows nobody; subscribing again after `resume` continues with no gap.
     #[error("the subscriber fell too far behind the live feed; resume after {resume}")]

@@ -1,8 +1,8 @@
 //! The event store: the only source of truth in cartsource.
 //!
 //! It knows events as records (stream id, type, schema version, JSON data, metadata) and
-//! nothing of GraphQL; the domain's events are encoded into records and aggregates loaded by `aggregate`, and old
-//! schemas are lifted on read by `upcast`. Two backends keep one contract
+//! nothing of the domain or GraphQL (the `commands` crate encodes domain events into records
+//! and loads aggregates); old schemas are lifted on read by `upcast`. Two backends keep one contract
 //! ([`EventStore`]), held to it by one behaviour suite (`tests/contract`):
 //!
 //! * [`PgStore`] (production): concurrent appends without a global lock; the global
@@ -19,7 +19,6 @@
 //! [`LiveFeed`] (`live`) is the one reader per process that follows the committed feed
 //! and hands events in memory to the subscribers of a stream or a category.
 
-pub mod aggregate;
 pub mod connect;
 pub mod error;
 pub mod event;
@@ -27,11 +26,12 @@ pub mod event_store;
 pub mod live;
 pub mod postgres;
 pub mod sqlite;
+mod startup;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upcast;
 
-pub use connect::{connect, open, Database};
+pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
     category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent,

@@ -56,6 +56,8 @@ const ORDINAL_BITS: u32 = 20;
 
 /// Attempts for an append that lost a race it may retry (`Any`, a deadlock).
 const MAX_ATTEMPTS: u32 = 100;
+/// Longest pause between two attempts.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
 /// At most one NOTIFY per this interval: under load the notifier sends one per burst, so
 /// other processes hear of commits within about this delay at a bounded cost.
 const MIN_NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
@@ -194,6 +196,9 @@ pub struct PgStoreOptions {
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
     pub acquire_timeout: Duration,
+    /// How long opening the store waits for its first connection before it says why it
+    /// could not connect.
+    pub connect_timeout: Duration,
     /// How long `read_all` and `head_position` wait for the newest commit this store knows
     /// of (its own, or another process's announced by NOTIFY) to come below the feed
     /// horizon. Any transaction in the cluster that is older than that commit holds it back
@@ -231,6 +236,7 @@ impl Default for PgStoreOptions {
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             feed_wait: Duration::from_secs(1),
         }
     }
@@ -285,7 +291,10 @@ impl PgStore {
     }
 
     pub async fn connect_with(url: &str, options: PgStoreOptions) -> Result<Self, StoreError> {
-        let connect_options: PgConnectOptions = url.parse()?;
+        let connect_options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
+        crate::startup::check_postgres(&connect_options, options.connect_timeout).await?;
         let pool = pool_options(&options).connect_with(connect_options).await?;
         Self::from_pool_with(pool, options.feed_wait).await
     }
@@ -297,7 +306,10 @@ impl PgStore {
     }
 
     async fn from_pool_with(pool: PgPool, feed_wait: Duration) -> Result<Self, StoreError> {
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| crate::startup::migration_failed(pool.connect_options().as_ref(), e))?;
         check_xid_counter(&pool).await?;
 
         let (doorbell, _) = watch::channel(0u64);
@@ -362,6 +374,7 @@ impl PgStore {
     pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Postgres>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             let mut savepoint = Acquire::begin(&mut *tx).await?;
@@ -386,7 +399,7 @@ impl PgStore {
             if let Some(error) = settle(&mut **tx, failure, attempt, false).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 
@@ -431,6 +444,7 @@ impl PgStore {
     /// One stream, no idempotency key: one statement, one round trip.
     async fn append_one_statement(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             // The statement is alone in its implicit transaction: no ordinal is taken yet.
@@ -447,13 +461,14 @@ impl PgStore {
             if let Some(error) = settle(&self.inner.pool, failure, attempt, true).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 
     /// Several streams or an idempotency key: one explicit transaction.
     async fn append_transaction(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
+        let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             let mut tx = self.inner.pool.begin().await?;
@@ -475,7 +490,7 @@ impl PgStore {
             if let Some(error) = settle(&self.inner.pool, failure, attempt, true).await? {
                 return Err(error);
             }
-            backoff(attempt).await;
+            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 }
@@ -910,14 +925,16 @@ fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
 }
 
-/// A short, growing, jittered pause between attempts so racing writers spread out.
-async fn backoff(attempt: u32) {
-    if attempt <= 1 {
-        return;
-    }
-    let cap_ms = u64::from(attempt.min(20)) * 2;
-    let pause = rand::random_range(0..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(pause)).await;
+/// Short, growing, jittered pauses between attempts so racing writers spread out
+/// (backon's schedule: 1 ms doubling to `MAX_RETRY_PAUSE`, each with random jitter).
+fn retry_pauses() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(1))
+        .with_max_delay(MAX_RETRY_PAUSE)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Refuses a database whose xid counter is behind its stored positions (a logical dump

@@ -384,6 +384,14 @@ async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result
 }
 
 /// `sqlite::memory:` or `mode=memory`, read as sqlx reads the URL.
+/// The database file a `sqlite:` URL names (`None` for another scheme or an in-memory one).
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || is_in_memory(url) {
+        return None;
+    }
+    SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
+}
+
 fn is_in_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));

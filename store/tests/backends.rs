@@ -32,8 +32,6 @@ macro_rules! suite {
             case!(slow_subscribers_are_dropped_and_delay_nobody);
             case!(old_schemas_are_upcast_on_read);
             case!(snapshots_are_keyed_by_state_schema_version);
-            case!(seed_events_load_through_the_domain);
-            case!(aggregates_load_from_a_valid_snapshot_and_skip_stale_ones);
         }
     };
 }

@@ -37,8 +37,9 @@ async fn open(url: &str) -> SqliteStore {
     SqliteStore::connect(url).await.unwrap_or_else(|e| panic!("open {url}: {e:?}"))
 }
 
+/// A path that does not exist yet, inside a directory removed when the tests end.
 fn temp_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("cartsource-sqlite-test-{}", uuid::Uuid::new_v4().simple()))
+    store::testing::temp_dir("cartsource-sqlite-test").join("store")
 }
 
 fn assert_gap_free_feed(feed: &[RecordedEvent]) {

@@ -1,6 +1,6 @@
 //! The GraphQL schema of the contract (../shared/design/schema.graphql): queries read
 //! the projections (or the event store for replays and history), mutations go through
-//! the one command loop in `projections::commands`, subscriptions follow the store's
+//! the write model in the `commands` crate, subscriptions follow the store's
 //! subscriptions. The transport (HTTP, WebSocket, limits) lives elsewhere and hands
 //! each request the caller's [`Principal`] as request or connection data.
 //!
@@ -12,8 +12,10 @@
 //!   null, mutations and subscriptions NOT_FOUND. Admins may read, watch and cancel
 //!   any; cart changes are the owner's alone.
 
+mod bad_text;
 pub mod connection;
 mod mutation;
+mod operation_metrics;
 mod query;
 mod role_first;
 pub mod scalars;
@@ -24,8 +26,8 @@ use std::sync::Mutex;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Schema, SchemaBuilder};
+use commands::{load_until, Aggregate, Loaded};
 use sha2::{Digest, Sha256};
-use store::aggregate::{load_until, Aggregate, Loaded};
 
 pub use mutation::Mutation;
 pub use query::{Customer, Query};
@@ -55,7 +57,9 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(role_first::RoleFirst)
+        .extension(bad_text::BadText)
         .extension(ErrorCodes)
+        .extension(operation_metrics::OperationMetrics)
 }
 
 /// The schema with everything the resolvers need.
@@ -63,7 +67,10 @@ pub fn build_schema(ctx: ApiContext) -> AppSchema {
     // Schema-wide (so HTTP and WebSocket operations get it alike) and without a cache,
     // so it only merges the reads that are due at the same moment; nothing goes stale.
     let history = DataLoader::new(types::HistoryLoader::new(ctx.store.clone()), tokio::spawn);
-    builder().data(ctx).data(history).finish()
+    // One write model per schema (= per process): its mailboxes and cache are shared by
+    // every mutation.
+    let commands = commands::Commands::new(ctx.store.clone());
+    builder().data(ctx).data(history).data(commands).finish()
 }
 
 /// The schema's SDL, as kept in `api/schema.graphql` (`cartsource schema`).

@@ -1,6 +1,8 @@
-//! Mutations: authorize, then hand the command to the one command loop
-//! (`projections::commands`), which loads the aggregate, decides, appends with the
-//! expected version and retries on conflicts when the client gave none. Payloads show
+//! Mutations: turn GraphQL input into a command for the write model (the `commands`
+//! crate, one [`Commands`] per process in the schema's data), which queues it in the
+//! stream's mailbox, decides it on the state it loads (or caches), checks the cart's
+//! owner on that same state, appends, and retries on conflicts when the client gave no
+//! expected version. Payloads show
 //! the state the command produced (folded from the aggregate, not read from a
 //! projection) and the position of its last event.
 
@@ -9,9 +11,8 @@ use serde_json::json;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use commands::{decode, CommandContext, Commands, Executed, OrderAggregate, ProductAggregate};
 use domain::{CartCommand, CartId, Money, OrderCommand, OrderId, ProductCommand, Sku};
-use projections::commands::{self, CommandContext, Executed};
-use store::aggregate::{decode, load, CartAggregate, OrderAggregate, ProductAggregate};
 
 use super::scalars::{Decimal, Position, UuidScalar};
 use super::types::{Cart, Order, Product, ProjectionStatus, Timestamps};
@@ -182,12 +183,10 @@ pub(crate) async fn order_owner(api: &ApiContext, order_id: OrderId) -> Result<O
     }
 }
 
-/// Cart changes are the owner's alone; anyone else's cart does not exist for them.
-async fn authorize_cart_change(api: &ApiContext, who: &Principal, cart_id: CartId) -> Result<(), ApiError> {
-    match cart_owner(api, cart_id).await? {
-        Some(owner) if owner == who.id => Ok(()),
-        _ => Err(ApiError::NotFound("cart".to_owned())),
-    }
+/// The process's write model.
+fn commands<'a>(ctx: &Context<'a>) -> Result<&'a Commands, ApiError> {
+    ctx.data_opt::<Commands>()
+        .ok_or_else(|| ApiError::internal("the schema was built without the write model"))
 }
 
 // ------------------------------------------------------------------ running commands
@@ -221,52 +220,50 @@ fn span(mutation: &'static str, cmd: &CommandContext, stream_id: &str) -> tracin
     tracing::info_span!("command", mutation, actor = %cmd.actor, correlation_id = ?cmd.correlation_id, stream_id)
 }
 
+/// A cart command; only the cart's owner (the caller) may change it: anyone else's
+/// cart is NOT_FOUND, checked on the state the command loads.
 async fn cart_command(
-    api: &ApiContext,
+    writes: &Commands,
     cmd: &CommandContext,
     mutation: &'static str,
     cart_id: CartId,
     expected: Option<u64>,
     command: CartCommand,
 ) -> Result<CartPayload, ApiError> {
-    let stream_id = cart_id.stream_id();
-    let done = commands::execute::<CartAggregate>(api.store.as_ref(), cmd, &stream_id, expected, |state| {
-        domain::cart::decide(state, command.clone())
-    })
-    .instrument(span(mutation, cmd, &stream_id))
-    .await?;
+    let done = writes
+        .cart(cmd, cart_id, expected, command)
+        .instrument(span(mutation, cmd, &cart_id.stream_id()))
+        .await?;
     cart_payload(done)
 }
 
 async fn order_command(
-    api: &ApiContext,
+    writes: &Commands,
     cmd: &CommandContext,
     mutation: &'static str,
     order_id: OrderId,
     command: OrderCommand,
 ) -> Result<OrderPayload, ApiError> {
     let stream_id = order_id.stream_id();
-    let done = commands::execute::<OrderAggregate>(api.store.as_ref(), cmd, &stream_id, None, |state| {
-        domain::order::decide(state, command.clone())
-    })
-    .instrument(span(mutation, cmd, &stream_id))
-    .await?;
+    let done = writes
+        .execute::<OrderAggregate, _, _>(cmd, &stream_id, None, move |state| domain::order::decide(state, command.clone()))
+        .instrument(span(mutation, cmd, &stream_id))
+        .await?;
     order_payload(done)
 }
 
 async fn product_command(
-    api: &ApiContext,
+    writes: &Commands,
     cmd: &CommandContext,
     mutation: &'static str,
     sku: &Sku,
     command: ProductCommand,
 ) -> Result<ProductPayload, ApiError> {
     let stream_id = sku.stream_id();
-    let done = commands::execute::<ProductAggregate>(api.store.as_ref(), cmd, &stream_id, None, |state| {
-        domain::product::decide(state, command.clone())
-    })
-    .instrument(span(mutation, cmd, &stream_id))
-    .await?;
+    let done = writes
+        .execute::<ProductAggregate, _, _>(cmd, &stream_id, None, move |state| domain::product::decide(state, command.clone()))
+        .instrument(span(mutation, cmd, &stream_id))
+        .await?;
     product_payload(done)
 }
 
@@ -300,38 +297,38 @@ impl Mutation {
             },
             (None, None) => CartId::from_uuid(Uuid::now_v7()),
         };
-        cart_command(api, &cmd, "createCart", cart_id, None, CartCommand::Create { cart_id, customer_id }).await
+        cart_command(
+            commands(ctx)?,
+            &cmd,
+            "createCart",
+            cart_id,
+            None,
+            CartCommand::Create { cart_id, customer_id },
+        )
+        .await
     }
 
     async fn add_item_to_cart(&self, ctx: &Context<'_>, input: AddItemToCartInput) -> Result<CartPayload, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
-        authorize_cart_change(api, who, cart_id).await?;
         let sku = Sku::parse(&input.sku)?;
         let expected = expected_version(input.expected_version)?;
         let fields =
             json!({ "cartId": cart_id.to_string(), "sku": sku.as_str(), "quantity": input.quantity, "expectedVersion": input.expected_version });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "addItemToCart", fields)?;
         // The price comes from the catalog now, never from the client.
-        let product = load::<ProductAggregate>(api.store.as_ref(), &sku.stream_id())
-            .await?
-            .state
-            .ok_or_else(|| ApiError::NotFound(format!("product {sku}")))?;
-        let command = CartCommand::AddItem {
-            sku,
-            quantity: i64::from(input.quantity),
-            name: product.name,
-            unit_price: product.price,
-        };
-        cart_command(api, &cmd, "addItemToCart", cart_id, expected, command).await
+        let done = commands(ctx)?
+            .add_item(&cmd, cart_id, sku, i64::from(input.quantity), expected)
+            .instrument(span("addItemToCart", &cmd, &cart_id.stream_id()))
+            .await?;
+        cart_payload(done)
     }
 
     async fn change_item_quantity(&self, ctx: &Context<'_>, input: ChangeItemQuantityInput) -> Result<CartPayload, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
-        authorize_cart_change(api, who, cart_id).await?;
         let sku = Sku::parse(&input.sku)?;
         let expected = expected_version(input.expected_version)?;
         let fields =
@@ -341,30 +338,28 @@ impl Mutation {
             sku,
             quantity: i64::from(input.quantity),
         };
-        cart_command(api, &cmd, "changeItemQuantity", cart_id, expected, command).await
+        cart_command(commands(ctx)?, &cmd, "changeItemQuantity", cart_id, expected, command).await
     }
 
     async fn remove_item_from_cart(&self, ctx: &Context<'_>, input: RemoveItemFromCartInput) -> Result<CartPayload, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
-        authorize_cart_change(api, who, cart_id).await?;
         let sku = Sku::parse(&input.sku)?;
         let expected = expected_version(input.expected_version)?;
         let fields = json!({ "cartId": cart_id.to_string(), "sku": sku.as_str(), "expectedVersion": input.expected_version });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "removeItemFromCart", fields)?;
-        cart_command(api, &cmd, "removeItemFromCart", cart_id, expected, CartCommand::Remove { sku }).await
+        cart_command(commands(ctx)?, &cmd, "removeItemFromCart", cart_id, expected, CartCommand::Remove { sku }).await
     }
 
     async fn clear_cart(&self, ctx: &Context<'_>, input: ClearCartInput) -> Result<CartPayload, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
-        authorize_cart_change(api, who, cart_id).await?;
         let expected = expected_version(input.expected_version)?;
         let fields = json!({ "cartId": cart_id.to_string(), "expectedVersion": input.expected_version });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "clearCart", fields)?;
-        cart_command(api, &cmd, "clearCart", cart_id, expected, CartCommand::Clear).await
+        cart_command(commands(ctx)?, &cmd, "clearCart", cart_id, expected, CartCommand::Clear).await
     }
 
     /// Checks the cart out: verifies every line is in stock, reserves it, and places the order, all or nothing.
@@ -372,12 +367,12 @@ impl Mutation {
         let who = principal(ctx)?;
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
-        authorize_cart_change(api, who, cart_id).await?;
         let expected = expected_version(input.expected_version)?;
         let fields = json!({ "cartId": cart_id.to_string(), "expectedVersion": input.expected_version });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "placeOrder", fields)?;
         let order_id = OrderId::from_uuid(Uuid::now_v7());
-        let placed = commands::place_order(api.store.as_ref(), &cmd, cart_id, expected, order_id)
+        let placed = commands(ctx)?
+            .place_order(&cmd, cart_id, expected, order_id)
             .instrument(span("placeOrder", &cmd, &cart_id.stream_id()))
             .await?;
         order_payload(placed.order)
@@ -394,7 +389,14 @@ impl Mutation {
         }
         let fields = json!({ "orderId": order_id.to_string(), "reason": input.reason });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "cancelOrder", fields)?;
-        order_command(api, &cmd, "cancelOrder", order_id, OrderCommand::Cancel { reason: input.reason }).await
+        order_command(
+            commands(ctx)?,
+            &cmd,
+            "cancelOrder",
+            order_id,
+            OrderCommand::Cancel { reason: input.reason },
+        )
+        .await
     }
 
     /// Admin only; only while PREPARING.
@@ -404,7 +406,7 @@ impl Mutation {
         let order_id = OrderId::from_uuid(input.order_id.0);
         let fields = json!({ "orderId": order_id.to_string() });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "shipOrder", fields)?;
-        order_command(api, &cmd, "shipOrder", order_id, OrderCommand::Ship).await
+        order_command(commands(ctx)?, &cmd, "shipOrder", order_id, OrderCommand::Ship).await
     }
 
     /// Admin only.
@@ -420,7 +422,7 @@ impl Mutation {
             price,
             initial_stock: i64::from(input.initial_stock.unwrap_or(0)),
         };
-        product_command(api, &cmd, "registerProduct", &sku, command).await
+        product_command(commands(ctx)?, &cmd, "registerProduct", &sku, command).await
     }
 
     /// Admin only. Carts keep the price a line was added at.
@@ -430,7 +432,7 @@ impl Mutation {
         let sku = Sku::parse(&input.sku)?;
         let price = Money::parse_decimal(&input.price.0)?;
         let cmd = command_context(ctx, api, who, None, "changeProductPrice", serde_json::Value::Null)?;
-        product_command(api, &cmd, "changeProductPrice", &sku, ProductCommand::ChangePrice { price }).await
+        product_command(commands(ctx)?, &cmd, "changeProductPrice", &sku, ProductCommand::ChangePrice { price }).await
     }
 
     /// Admin only.
@@ -440,7 +442,7 @@ impl Mutation {
         let sku = Sku::parse(&input.sku)?;
         let cmd = command_context(ctx, api, who, None, "receiveStock", serde_json::Value::Null)?;
         product_command(
-            api,
+            commands(ctx)?,
             &cmd,
             "receiveStock",
             &sku,

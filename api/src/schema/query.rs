@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, Object};
 
-use store::aggregate::CartAggregate;
+use commands::CartAggregate;
 
 use super::connection::{CartConnection, NotificationConnection, OrderConnection, ProductConnection};
 use super::scalars::{DateTime, Position, UuidScalar};

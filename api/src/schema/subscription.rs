@@ -14,8 +14,8 @@ use async_graphql::{Context, Subscription as SubscriptionMacro};
 use futures::stream::{self, BoxStream, StreamExt};
 use time::OffsetDateTime;
 
+use commands::{decode, Aggregate, CartAggregate, OrderAggregate};
 use domain::{CartId, OrderId};
-use store::aggregate::{decode, Aggregate, CartAggregate, OrderAggregate};
 
 use super::mutation::{cart_owner, order_owner};
 use super::scalars::{Position, UuidScalar};

@@ -507,7 +507,7 @@ pub enum CartEvent {
 impl CartEvent {
     /// The GraphQL form of a recorded cart event (decoded, so upcast old schemas apply).
     pub fn from_recorded(recorded: &StoreEvent) -> Result<Self, ApiError> {
-        let event = store::aggregate::decode::<domain::CartEvent>(recorded)?;
+        let event = commands::decode::<domain::CartEvent>(recorded)?;
         Ok(Self::new(EventMeta::of(recorded), event))
     }
 

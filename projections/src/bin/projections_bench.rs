@@ -14,11 +14,10 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use commands::{encode, CartAggregate, CommandContext, Commands};
 use domain::{CartCommand, CartEvent, CartId, CustomerId, Money, Sku};
-use projections::commands::{execute, CommandContext};
 use projections::{Projections, ProjectionsConfig};
 use sqlx::Connection;
-use store::aggregate::{encode, CartAggregate};
 use store::{AppendRequest, Database, ExpectedVersion, Metadata};
 use uuid::Uuid;
 
@@ -134,8 +133,9 @@ async fn lag(args: &Args, db: &Database, config: ProjectionsConfig) -> Result<()
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let interval = Duration::from_secs_f64(f64::from(args.writers) / f64::from(args.rate.max(1)));
     let mut tasks = Vec::new();
+    let commands = Commands::new(db.store());
     for w in 0..args.writers {
-        let store = db.store();
+        let commands = commands.clone();
         let projections = projections.clone();
         tasks.push(tokio::spawn(async move {
             let mut lags = Vec::new();
@@ -149,11 +149,10 @@ async fn lag(args: &Args, db: &Database, config: ProjectionsConfig) -> Result<()
                 cart_id,
                 customer_id: customer,
             };
-            execute::<CartAggregate>(store.as_ref(), &ctx, &cart_id.stream_id(), None, |s| {
-                domain::cart::decide(s, create.clone())
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            commands
+                .execute::<CartAggregate, _, _>(&ctx, &cart_id.stream_id(), None, move |s| domain::cart::decide(s, create.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
             let mut ticker = tokio::time::interval(interval);
             let mut n = 0u32;
             while Instant::now() < deadline {
@@ -167,11 +166,10 @@ async fn lag(args: &Args, db: &Database, config: ProjectionsConfig) -> Result<()
                     name: "Lag".into(),
                     unit_price: Money::from_minor(100),
                 };
-                let done = execute::<CartAggregate>(store.as_ref(), &ctx, &cart_id.stream_id(), None, |s| {
-                    domain::cart::decide(s, command.clone())
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+                let done = commands
+                    .execute::<CartAggregate, _, _>(&ctx, &cart_id.stream_id(), None, move |s| domain::cart::decide(s, command.clone()))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let committed = Instant::now();
                 projections
                     .wait_for("carts", done.position, Duration::from_secs(10))

@@ -77,7 +77,7 @@ pub(crate) async fn customers(store: &dyn EventStore, events: &[Decoded<'_>]) ->
             _ if customers.contains_key(id.as_uuid()) => {}
             _ => {
                 let first = store.read_stream(&decoded.recorded.stream_id, 1, 1).await?;
-                let placed = first.first().map(store::aggregate::decode::<OrderEvent>).transpose()?;
+                let placed = first.first().map(commands::decode::<OrderEvent>).transpose()?;
                 if let Some(OrderEvent::OrderPlaced { customer_id, .. }) = placed {
                     customers.insert(*id.as_uuid(), customer_id.as_str().to_owned());
                 }

@@ -287,7 +287,7 @@ impl Worker {
         let mut done = from;
         for event in events {
             let result = match effect {
-                Effect::Reactor(reactor) => reactor.react(self.shared.store.as_ref(), event).await,
+                Effect::Reactor(reactor) => reactor.react(&self.shared.store, event).await,
                 Effect::Publish => match self.publisher.as_ref() {
                     Some(publisher) => publisher.publish(event).await,
                     None => Err(ProjectionError::Bus("not connected".into())),

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use commands::{CartAggregate, CommandContext, Commands, OrderAggregate, ProductAggregate};
 use domain::{CartCommand, CartId, CustomerId, Money, OrderCommand, OrderId, ProductCommand, Sku};
-use projections::commands::{execute, place_order, CommandContext};
 use projections::{Projections, ProjectionsConfig};
-use store::aggregate::{CartAggregate, OrderAggregate, ProductAggregate};
 use store::{Database, EventStore, Position};
 use uuid::Uuid;
 
@@ -88,21 +87,23 @@ pub async fn register(db: &Database, sku_name: &str, price: i64, stock: i64) -> 
         price: Money::from_minor(price),
         initial_stock: stock,
     };
-    execute::<ProductAggregate>(db.store().as_ref(), &ctx("admin"), &sku(sku_name).stream_id(), None, |s| {
-        domain::product::decide(s, command.clone())
-    })
-    .await
-    .expect("register product")
-    .position
+    Commands::new(db.store())
+        .execute::<ProductAggregate, _, _>(&ctx("admin"), &sku(sku_name).stream_id(), None, move |s| {
+            domain::product::decide(s, command.clone())
+        })
+        .await
+        .expect("register product")
+        .position
 }
 
 pub async fn receive(db: &Database, sku_name: &str, quantity: i64) -> Position {
-    execute::<ProductAggregate>(db.store().as_ref(), &ctx("admin"), &sku(sku_name).stream_id(), None, |s| {
-        domain::product::decide(s, ProductCommand::ReceiveStock { quantity })
-    })
-    .await
-    .expect("receive stock")
-    .position
+    Commands::new(db.store())
+        .execute::<ProductAggregate, _, _>(&ctx("admin"), &sku(sku_name).stream_id(), None, move |s| {
+            domain::product::decide(s, ProductCommand::ReceiveStock { quantity })
+        })
+        .await
+        .expect("receive stock")
+        .position
 }
 
 pub async fn create_cart(db: &Database, customer: &str) -> CartId {
@@ -111,21 +112,21 @@ pub async fn create_cart(db: &Database, customer: &str) -> CartId {
         cart_id: id,
         customer_id: CustomerId::parse(customer).expect("customer"),
     };
-    execute::<CartAggregate>(db.store().as_ref(), &ctx(customer), &id.stream_id(), None, |s| {
-        domain::cart::decide(s, command.clone())
-    })
-    .await
-    .expect("create cart");
+    Commands::new(db.store())
+        .execute::<CartAggregate, _, _>(&ctx(customer), &id.stream_id(), None, move |s| domain::cart::decide(s, command.clone()))
+        .await
+        .expect("create cart");
     id
 }
 
 pub async fn cart_command(db: &Database, cart: CartId, command: CartCommand) -> Position {
-    execute::<CartAggregate>(db.store().as_ref(), &ctx("customer"), &cart.stream_id(), None, |s| {
-        domain::cart::decide(s, command.clone())
-    })
-    .await
-    .expect("cart command")
-    .position
+    Commands::new(db.store())
+        .execute::<CartAggregate, _, _>(&ctx("customer"), &cart.stream_id(), None, move |s| {
+            domain::cart::decide(s, command.clone())
+        })
+        .await
+        .expect("cart command")
+        .position
 }
 
 pub async fn add(db: &Database, cart: CartId, sku_name: &str, quantity: i64, price: i64) -> Position {
@@ -144,19 +145,28 @@ pub async fn add(db: &Database, cart: CartId, sku_name: &str, quantity: i64, pri
 
 pub async fn place(db: &Database, cart: CartId) -> (OrderId, Position) {
     let order_id = OrderId::from_uuid(Uuid::now_v7());
-    let placed = place_order(db.store().as_ref(), &ctx("customer"), cart, None, order_id)
+    // Only the cart's owner may place its order.
+    let owner = commands::load::<CartAggregate>(db.store().as_ref(), &cart.stream_id())
+        .await
+        .expect("load the cart")
+        .state
+        .map(|c| c.customer_id.as_str().to_owned())
+        .unwrap_or_default();
+    let placed = Commands::new(db.store())
+        .place_order(&ctx(&owner), cart, None, order_id)
         .await
         .expect("place order");
     (order_id, placed.order.position)
 }
 
 pub async fn order_command(db: &Database, order: OrderId, command: OrderCommand) -> Position {
-    execute::<OrderAggregate>(db.store().as_ref(), &ctx("admin"), &order.stream_id(), None, |s| {
-        domain::order::decide(s, command.clone())
-    })
-    .await
-    .expect("order command")
-    .position
+    Commands::new(db.store())
+        .execute::<OrderAggregate, _, _>(&ctx("admin"), &order.stream_id(), None, move |s| {
+            domain::order::decide(s, command.clone())
+        })
+        .await
+        .expect("order command")
+        .position
 }
 
 /// Events of a stream, as (type, actor).

@@ -7,17 +7,15 @@ use serde::Serialize;
 
 use domain::Event;
 
-use crate::error::StoreError;
-use crate::event::{Metadata, NewEvent, RecordedEvent, Snapshot};
-use crate::event_store::EventStore;
+use store::{EventStore, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StoreError};
 
 /// Page size when folding a stream.
 const PAGE: usize = 1_000;
 
 /// What the store needs to know of an aggregate to load it.
-pub trait Aggregate {
-    type Event: Event;
-    type State: Default + Clone + Serialize + DeserializeOwned + Send;
+pub trait Aggregate: Send + Sync + 'static {
+    type Event: Event + Send + Sync + 'static;
+    type State: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// Bumped whenever the state's shape or meaning changes, so old snapshots are ignored.
     const STATE_SCHEMA_VERSION: i32;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
@@ -73,17 +71,28 @@ pub struct Loaded<S> {
     pub version: u64,
     /// The version of the snapshot the load started from, if one was used.
     pub snapshot_version: Option<u64>,
+    /// The global position of the event at `version`, when the load read it (not when
+    /// the state came whole from a snapshot).
+    pub position: Option<Position>,
+}
+
+impl<S: Default> Loaded<S> {
+    /// Before the stream's first event.
+    pub fn empty() -> Self {
+        Loaded {
+            state: S::default(),
+            version: 0,
+            snapshot_version: None,
+            position: Some(Position::START),
+        }
+    }
 }
 
 /// Loads an aggregate: the snapshot saved under the current state schema version (if it
 /// reads back), then the events after it. A snapshot from older code, or one that no
 /// longer deserialises, is skipped and the stream folded from the start.
 pub async fn load<A: Aggregate>(store: &dyn EventStore, stream_id: &str) -> Result<Loaded<A::State>, StoreError> {
-    let mut loaded = Loaded {
-        state: A::State::default(),
-        version: 0,
-        snapshot_version: None,
-    };
+    let mut loaded = Loaded::empty();
     if let Some(snapshot) = store.load_snapshot(stream_id, A::STATE_SCHEMA_VERSION).await? {
         match serde_json::from_value::<A::State>(snapshot.state) {
             Ok(state) => {
@@ -91,6 +100,7 @@ pub async fn load<A: Aggregate>(store: &dyn EventStore, stream_id: &str) -> Resu
                     state,
                     version: snapshot.version,
                     snapshot_version: Some(snapshot.version),
+                    position: None,
                 }
             }
             Err(e) => tracing::warn!(stream_id, error = %e, "ignoring a snapshot that no longer reads back"),
@@ -106,17 +116,12 @@ pub async fn load_until<A: Aggregate>(
     stream_id: &str,
     keep: impl Fn(&RecordedEvent) -> bool,
 ) -> Result<Loaded<A::State>, StoreError> {
-    let start = Loaded {
-        state: A::State::default(),
-        version: 0,
-        snapshot_version: None,
-    };
-    fold_after::<A>(store, stream_id, start, keep).await
+    fold_after::<A>(store, stream_id, Loaded::empty(), keep).await
 }
 
 /// Folds the events after `loaded.version` onto it, page by page, until the stream ends
-/// or `keep` says no.
-async fn fold_after<A: Aggregate>(
+/// or `keep` says no. With a cached state this reads only the stream's tail.
+pub async fn fold_after<A: Aggregate>(
     store: &dyn EventStore,
     stream_id: &str,
     mut loaded: Loaded<A::State>,
@@ -130,6 +135,7 @@ async fn fold_after<A: Aggregate>(
             }
             loaded.state = A::evolve(loaded.state, &decode::<A::Event>(recorded)?);
             loaded.version = recorded.version;
+            loaded.position = Some(recorded.position);
         }
         if page.len() < PAGE {
             return Ok(loaded);

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::support::{add_item, create_cart, gql_data, register_product, spawn_server, subscribe, LiveSubscription};
 use api::auth::Role;
 use serde_json::json;
-use tests::{add_item, create_cart, gql_data, on_both_backends, register_product, spawn_server, subscribe, LiveSubscription};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    add_item, create_cart, eventually, gql_data, gql_error, gql_error_code, register_product, spawn_server, TestServer, TEST_SECRET,
+};
 use api::auth::{issue_expired_token, issue_token, Role};
 use serde_json::json;
-use tests::{
-    add_item, create_cart, eventually, gql_data, gql_error, gql_error_code, on_both_backends, register_product, spawn_server, TestServer, TEST_SECRET,
-};
 
 const ADD: &str = "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { version } } }";
 const PLACE: &str = "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { order { id status } position } }";

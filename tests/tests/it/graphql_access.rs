@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use crate::support::{add_item, create_cart, gql_data, gql_error_code, register_product, spawn_server, ws_connect, ws_next_json, ws_send};
 use api::auth::Role;
 use serde_json::json;
-use tests::{add_item, create_cart, gql_data, gql_error_code, on_both_backends, register_product, spawn_server, ws_connect, ws_next_json, ws_send};
 
 /// The code of a refused subscription: graphql-transport-ws sends it as an `error`
 /// message (a list of errors) or as a `next` whose payload has `errors` and no data.

@@ -2,10 +2,10 @@
 //! with `expectedVersion`, retries without it (concurrent writers never make a command
 //! fail), and idempotency keys that belong to their caller.
 
+use crate::support::{create_cart, gql_data, gql_error, post_graphql, register_product, spawn_server, TestServer};
 use api::auth::Role;
 use futures::future::join_all;
 use serde_json::json;
-use tests::{create_cart, gql_data, gql_error, on_both_backends, post_graphql, register_product, spawn_server, TestServer};
 
 const ADD: &str =
     "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { version itemCount lines { sku quantity } } position } }";

@@ -1,6 +1,6 @@
 //! The probes answer on both backends.
 
-use tests::spawn_server;
+use crate::support::spawn_server;
 
 async fn probes_answer(database_url: String) {
     let server = spawn_server(database_url).await;

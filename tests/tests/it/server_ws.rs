@@ -5,13 +5,13 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
+use crate::support::{
+    post_graphql, spawn_server, spawn_server_with, test_config, ws_connect, ws_expect_close, ws_next_json, ws_next_with, ws_send, RawOperation,
+    TestServer, Ws, WsEvent,
+};
 use api::auth::Role;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tests::{
-    on_both_backends, post_graphql, spawn_server, spawn_server_with, test_config, ws_connect, ws_expect_close, ws_next_json, ws_next_with, ws_send,
-    RawOperation, TestServer, Ws, WsEvent,
-};
 
 const WAIT: Duration = Duration::from_secs(10);
 const EVENTS: &str = "subscription($categories: [String!]) { events(categories: $categories) { streamId type } }";

@@ -1,0 +1,215 @@
+//! `cartsource-bench`: the end-to-end benchmark of issue #10, item 8. It starts the real
+//! `cartsource` server and a minimal CRUD GraphQL server on the same stack (the
+//! baseline, `crud`) as child processes on fresh Postgres databases, drives both over
+//! HTTP and WebSocket from this process, and prints a Markdown report. It depends only
+//! on the public GraphQL contract and the `cartsource` binary's CLI and environment.
+//! The benchmark reports; tests assert behaviour.
+
+mod crud;
+mod driver;
+mod report;
+mod token;
+mod workloads;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use driver::{Binaries, Kind, Server};
+use report::{Meta, Results};
+use workloads::{Http, Live};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cartsource-bench",
+    about = "cartsource against a CRUD baseline, same run",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the benchmark and print the report (the default).
+    Run(RunArgs),
+    /// Serve the baseline (the driver starts it; useful alone to poke at).
+    CrudServer(CrudArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    /// A Postgres database to connect to; the runs create and drop their own next to it.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    /// Passes; each runs both servers, in alternating order.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    passes: u32,
+    /// Measured seconds per workload.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    seconds: u64,
+    /// Unmeasured seconds before each closed-loop workload.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    warmup: u64,
+    /// Subscribers in each live workload (d).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    subscribers: u64,
+    /// Mutations per second of the writer in the live workloads.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    writer_rate: u32,
+    /// Connections of the baseline's pool (cartsource's Postgres store defaults to 10).
+    #[arg(long, default_value_t = 10)]
+    pool_size: u32,
+    /// Use this `cartsource` binary instead of building one.
+    #[arg(long)]
+    cartsource_bin: Option<PathBuf>,
+    /// Do not run `cargo build --release -p api` first; use the binary next to this one.
+    #[arg(long)]
+    no_build: bool,
+    /// Skip the live (subscription) workloads.
+    #[arg(long)]
+    skip_live: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct CrudArgs {
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    #[arg(long, default_value_t = 10)]
+    pool_size: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CrudServer(args)) => crud::serve(args.listen, &args.database_url, args.pool_size).await,
+        Some(Command::Run(args)) => run(args).await,
+        None => run(cli.run).await,
+    }
+}
+
+const HTTP_WORKLOADS: [Http; 5] = [
+    Http::OwnCarts(1),
+    Http::OwnCarts(8),
+    Http::OwnCarts(32),
+    Http::SharedCart(32),
+    Http::Reads(32),
+];
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let binaries = Binaries {
+        cartsource: driver::locate_cartsource(args.cartsource_bin.as_deref(), !args.no_build)?,
+        bench: std::env::current_exe()?,
+    };
+    let admin = PgPoolOptions::new().max_connections(2).connect(&args.database_url).await?;
+    let postgres: String = sqlx::query_scalar("show server_version").fetch_one(&admin).await?;
+    let (warmup, measure) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
+    let n = args.subscribers as usize;
+    let lives = [Live { carts: n, subscribers: n }, Live { carts: 1, subscribers: n }];
+    let mut results = Results::default();
+    for pass in 0..args.passes {
+        let order = if pass % 2 == 0 {
+            [Kind::Baseline, Kind::Cartsource]
+        } else {
+            [Kind::Cartsource, Kind::Baseline]
+        };
+        for kind in order {
+            let server = start(kind, &binaries, &admin, &args).await?;
+            for workload in HTTP_WORKLOADS {
+                eprintln!("pass {}: {} {workload:?}", pass + 1, kind.name());
+                let outcome = workloads::run_http(&server, workload, warmup, measure).await;
+                let run = match outcome {
+                    Ok(run) => run,
+                    Err(e) => {
+                        server.stop(&admin).await?;
+                        return Err(e);
+                    }
+                };
+                let summary = report::HttpSummary::from(run);
+                eprintln!(
+                    "  {:.0} ok/s, p99 {:.1} ms, errors {:?}",
+                    summary.throughput,
+                    summary.p99_ms.unwrap_or(f64::NAN),
+                    summary.errors
+                );
+                results.http.entry((workload, kind)).or_default().push(summary);
+            }
+            server.stop(&admin).await?;
+            if kind == Kind::Cartsource && !args.skip_live {
+                for live in lives {
+                    eprintln!("pass {}: cartsource {live:?}", pass + 1);
+                    // A fresh server each: its idle RSS is the baseline of the live figures.
+                    let server = start(kind, &binaries, &admin, &args).await?;
+                    let outcome = workloads::run_live(&server, live, args.writer_rate, measure).await;
+                    server.stop(&admin).await?;
+                    let summary = report::LiveSummary::from(outcome?);
+                    eprintln!(
+                        "  {}/{} acknowledged, {} deliveries, {} missed, {} duplicated, p99 {:.1} ms",
+                        summary.acknowledged,
+                        summary.sent,
+                        summary.deliveries,
+                        summary.missed,
+                        summary.duplicated,
+                        summary.recorded_p99.unwrap_or(f64::NAN)
+                    );
+                    results.live.entry(live).or_default().push(summary);
+                }
+            }
+        }
+    }
+    let meta = Meta {
+        date: {
+            let now = time::OffsetDateTime::now_utc();
+            format!("{} {:02}:{:02} UTC", now.date(), now.hour(), now.minute())
+        },
+        commit: commit(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        postgres,
+        passes: args.passes,
+        seconds: args.seconds,
+        warmup: args.warmup,
+        writer_rate: args.writer_rate,
+        pool_size: args.pool_size,
+    };
+    print!("{}", report::markdown(&meta, &results));
+    Ok(())
+}
+
+/// Starts a server on a fresh database and registers the products.
+async fn start(kind: Kind, binaries: &Binaries, admin: &PgPool, args: &RunArgs) -> anyhow::Result<Server> {
+    let server = Server::start(kind, binaries, admin, &args.database_url, args.pool_size).await?;
+    if let Err(e) = workloads::seed(&server).await {
+        server.stop(admin).await?;
+        return Err(e);
+    }
+    Ok(server)
+}
+
+/// `git rev-parse --short HEAD` of the workspace, `-dirty` with uncommitted changes.
+fn commit() -> String {
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => format!("{hash}-dirty"),
+        Some(hash) => hash,
+        None => "unknown".to_owned(),
+    }
+}

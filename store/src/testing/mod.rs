@@ -1,0 +1,104 @@
+//! Databases and services for tests (feature `testing`), found the same way on every machine
+//! so that a bare `cargo test --workspace` passes with no variables set:
+//!
+//! * Postgres ([`postgres`]): `DATABASE_URL`; else a server at the libpq defaults
+//!   (`PGHOST`/`PGPORT`/`PGUSER`, else 127.0.0.1:5432 as `postgres`) that accepts a
+//!   connection; else a throwaway cluster started from the PostgreSQL binaries on this
+//!   machine (`initdb` + `pg_ctl` in a temporary directory); else a testcontainers container
+//!   when Docker is reachable; else the test fails naming all four. Never skipped.
+//! * NATS ([`nats_url`]): `NATS_URL`; else 127.0.0.1:4222; else `nats-server -js` from the
+//!   PATH on a free port; else a container; else a clear failure.
+//! * SQLite ([`sqlite`]) and scratch directories ([`temp_dir`]): under the system temp dir.
+//!
+//! Everything a test process creates (databases, files, servers) is removed when it exits,
+//! also after a failed test (`cleanup`).
+
+mod cleanup;
+mod nats;
+mod server;
+
+use std::path::PathBuf;
+
+use sqlx::Connection;
+use uuid::Uuid;
+
+pub use nats::nats_url;
+
+/// Test databases are named `cstest_<pid>_<hex>`: the pid lets a later run drop the
+/// databases of a process that was killed before it could.
+const DATABASE_PREFIX: &str = "cstest_";
+
+/// A Postgres database made for one test; dropped when the test process exits.
+pub struct TestPostgres {
+    pub url: String,
+    pub name: String,
+}
+
+/// Creates a fresh, empty database on the test server and returns its URL.
+pub async fn postgres() -> TestPostgres {
+    let server = server::url().await;
+    let (prefix, _, query) = split_db(&server);
+    let name = format!("{DATABASE_PREFIX}{}_{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("connect to test Postgres: {e}"));
+    server::sweep_once(&mut admin, &server, DATABASE_PREFIX).await;
+    // Registered before it exists, so a failure right after creation still drops it.
+    cleanup::database(&server, &name);
+    // `name` is made of our own characters; identifiers cannot be bound as parameters.
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("create test database: {e}"));
+    let _ = admin.close().await;
+    TestPostgres {
+        url: format!("{prefix}/{name}{query}"),
+        name,
+    }
+}
+
+/// A fresh SQLite database file in a temporary directory removed when the process exits.
+pub fn sqlite() -> String {
+    let dir = temp_dir("cartsource-test");
+    format!("sqlite://{}?mode=rwc", dir.join("events.db").display())
+}
+
+/// A new empty directory under the system temp dir, removed when the process exits.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    cleanup::dir(dir.clone());
+    dir
+}
+
+/// Splits `postgres://.../name?opts` into (prefix up to the name, name, "?opts").
+fn split_db(url: &str) -> (&str, &str, &str) {
+    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    match base[host_start..].rfind('/') {
+        Some(i) => (&base[..host_start + i], &base[host_start + i + 1..], query),
+        None => (base, "", query),
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("find a free port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_db;
+
+    #[test]
+    fn splits_database_urls() {
+        assert_eq!(
+            split_db("postgres://u@h:5432/db?sslmode=disable"),
+            ("postgres://u@h:5432", "db", "?sslmode=disable")
+        );
+        assert_eq!(split_db("postgres://u@h:5432"), ("postgres://u@h:5432", "", ""));
+    }
+}

@@ -1,0 +1,92 @@
+//! Which NATS server (with JetStream) the tests use, found once per test process.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{cleanup, free_port, temp_dir};
+
+static URL: OnceLock<String> = OnceLock::new();
+
+/// `NATS_URL`; else 127.0.0.1:4222 when it accepts a connection; else `nats-server -js` from
+/// the PATH on a free port (stopped when the process exits); else a container when Docker is
+/// reachable; else the test fails naming all four.
+pub fn nats_url() -> String {
+    URL.get_or_init(find).clone()
+}
+
+fn find() -> String {
+    if let Ok(url) = std::env::var("NATS_URL") {
+        if !url.is_empty() {
+            return url;
+        }
+    }
+    if reachable(4222, Duration::from_secs(1)) {
+        return "nats://127.0.0.1:4222".to_owned();
+    }
+    let local = match start_local() {
+        Ok(url) => return url,
+        Err(e) => e,
+    };
+    if std::env::var_os("DOCKER_HOST").is_some() || std::path::Path::new("/var/run/docker.sock").exists() {
+        return start_container();
+    }
+    panic!(
+        "these tests need NATS with JetStream, found none:\n\
+         1. NATS_URL is not set;\n\
+         2. nothing accepts connections on 127.0.0.1:4222;\n\
+         3. no nats-server could be started from the PATH: {local};\n\
+         4. Docker is not reachable for testcontainers.\n\
+         Provide any one of them (on Debian: apt-get install nats-server)."
+    )
+}
+
+fn reachable(port: u16, timeout: Duration) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout).is_ok()
+}
+
+fn start_local() -> Result<String, String> {
+    let port = free_port();
+    let store_dir = temp_dir("cartsource-nats");
+    let child = std::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&store_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("nats-server: {e}"))?;
+    cleanup::child(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if reachable(port, Duration::from_millis(200)) {
+            return Ok(format!("nats://127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nats-server did not listen on 127.0.0.1:{port} within 10 s"))
+}
+
+fn start_container() -> String {
+    use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::{GenericImage, ImageExt};
+    // A runtime of its own on a thread of its own: callers may be inside a runtime.
+    let started = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let container = GenericImage::new("nats", "2")
+                .with_exposed_port(4222.tcp())
+                .with_wait_for(WaitFor::message_on_stderr("Server is ready"))
+                .with_cmd(["-js"])
+                .start()
+                .await
+                .expect("start a NATS container (Docker reachable?)");
+            let port = container.get_host_port_ipv4(4222).await.expect("container port");
+            // The container lives as long as the test process.
+            std::mem::forget(container);
+            port
+        })
+    });
+    let port = started.join().expect("start a NATS container");
+    format!("nats://127.0.0.1:{port}")
+}

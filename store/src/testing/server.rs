@@ -1,0 +1,183 @@
+//! Which Postgres server the tests use (see the order in the module header), found once per
+//! test process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sqlx::Connection;
+use tokio::sync::OnceCell;
+
+use super::{cleanup, free_port, temp_dir};
+
+static SERVER_URL: OnceCell<String> = OnceCell::const_new();
+static SWEPT: OnceCell<()> = OnceCell::const_new();
+
+/// The admin URL of the test server: a database on it that exists, and a role that may
+/// create databases.
+pub(super) async fn url() -> String {
+    SERVER_URL.get_or_init(find).await.clone()
+}
+
+async fn find() -> String {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        if url.starts_with("postgres") {
+            return url;
+        }
+    }
+    let defaults = libpq_defaults();
+    let refused = match accepts(&defaults).await {
+        Ok(()) => return defaults,
+        Err(e) => e,
+    };
+    let cluster = match throwaway_cluster().await {
+        Ok(url) => return url,
+        Err(e) => e,
+    };
+    if docker_available() {
+        return start_container().await;
+    }
+    panic!(
+        "these tests need PostgreSQL, found none:\n\
+         1. DATABASE_URL is not set (postgres://user@host:port/db, a role that may CREATE DATABASE);\n\
+         2. the libpq defaults {defaults} refused: {refused};\n\
+         3. no throwaway cluster could be started from the local PostgreSQL binaries: {cluster};\n\
+         4. Docker is not reachable for testcontainers.\n\
+         Provide any one of them (on Debian: apt-get install postgresql)."
+    )
+}
+
+/// `PGHOST`/`PGPORT`/`PGUSER`, else 127.0.0.1:5432 as `postgres`, database `postgres`.
+fn libpq_defaults() -> String {
+    let var = |name: &str, default: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+    let host = var("PGHOST", "127.0.0.1");
+    let port = var("PGPORT", "5432");
+    let user = var("PGUSER", "postgres");
+    if host.starts_with('/') {
+        // A socket directory.
+        return format!("postgres://{user}@localhost:{port}/postgres?host={host}");
+    }
+    format!("postgres://{user}@{host}:{port}/postgres")
+}
+
+async fn accepts(url: &str) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 3 s".to_owned()),
+    }
+}
+
+/// Once per process, on a server of this machine: drops the test databases of test
+/// processes that were killed before they could (see `cleanup`).
+pub(super) async fn sweep_once(admin: &mut sqlx::PgConnection, server: &str, prefix: &str) {
+    let local = ["@127.0.0.1", "@localhost", "@[::1]"].iter().any(|h| server.contains(h));
+    if !local || SWEPT.initialized() {
+        return;
+    }
+    let _ = SWEPT.set(());
+    if let Ok(stale) = cleanup::stale_databases(admin, prefix).await {
+        for name in stale {
+            let _ = cleanup::drop_database(admin, &name).await;
+        }
+    }
+}
+
+/// `initdb` + `pg_ctl start` in a temporary directory, on a free port, trust auth; stopped
+/// and removed when the process exits. As root (initdb refuses root) it runs them as the
+/// `postgres` user.
+async fn throwaway_cluster() -> Result<String, String> {
+    let bin = postgres_bin_dir().ok_or("no initdb and pg_ctl on the PATH or under /usr/lib/postgresql")?;
+    let dir = temp_dir("cartsource-pg");
+    let data = dir.join("data");
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root {
+        chown_to_postgres(&dir)?;
+    }
+    let run = |program: &str| {
+        let mut command = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+            c
+        } else {
+            Command::new(bin.join(program))
+        };
+        command.stdin(std::process::Stdio::null());
+        command
+    };
+    let output = run("initdb")
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    let port = free_port();
+    let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
+    let mut stop = run("pg_ctl");
+    stop.args(["-m", "immediate", "stop", "-D"]).arg(&data);
+    cleanup::stop_command(stop);
+    let output = run("pg_ctl")
+        .args(["-w", "-t", "30", "-o", &options, "-l"])
+        .arg(dir.join("log"))
+        .arg("-D")
+        .arg(&data)
+        .arg("start")
+        .output()
+        .map_err(|e| format!("pg_ctl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// The directory with `initdb` and `pg_ctl`: the PATH, else Debian's newest version.
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()));
+    on_path.or_else(|| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        versions.sort_by_key(|p| {
+            let version = p
+                .parent()
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok());
+            version.unwrap_or(0)
+        });
+        versions.pop()
+    })
+}
+
+fn chown_to_postgres(dir: &Path) -> Result<(), String> {
+    let id = |flag: &str| -> Result<u32, String> {
+        let out = Command::new("id").args([flag, "postgres"]).output().map_err(|e| format!("id: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| "running as root and there is no `postgres` user to run initdb as".to_owned())
+    };
+    std::os::unix::fs::chown(dir, Some(id("-u")?), Some(id("-g")?)).map_err(|e| format!("chown {}: {e}", dir.display()))
+}
+
+fn docker_available() -> bool {
+    std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists()
+}
+
+async fn start_container() -> String {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    let container = Postgres::default().start().await.expect("start a Postgres container (Docker reachable?)");
+    let port = container.get_host_port_ipv4(5432).await.expect("container port");
+    // The container lives as long as the test process.
+    std::mem::forget(container);
+    format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
+}
