@@ -5,7 +5,7 @@
 //!
 //! Decisions, and the invariants they keep:
 //!
-//! * **Exactly-once effect on read models.** A projection applies a page of the feed and
+//! * **Exactly-once effect on read models.** A projection applies a batch of its feed and
 //!   moves its checkpoint in ONE transaction of the store's own database (`runner`,
 //!   `checkpoint`): a crash never applies an event twice nor skips one. Each entity row also
 //!   remembers its stream version and skips events at or below it.
@@ -25,12 +25,14 @@
 //!   notification "reactor" is a read model whose rows are keyed by the triggering event.
 //! * **Writes only for work.** A worker moves its checkpoint only with a batch of events it
 //!   consumes, once per batch; commits to other categories and idle time cost it no write.
+//!   Caught up, it follows the process's shared `store::LiveFeed` (given to
+//!   [`Projections::start`]): woken only by events of its categories, read from memory.
 //!   [`Projections::counters`] counts each local worker's reads and transactions.
 //! * **Read-your-writes.** [`Projections::wait_for`] resolves once a projection has applied
 //!   a position: its checkpoint is there, or the store's head is and its filtered feed has
 //!   no event between its checkpoint and that position (reads only, so it works from any
 //!   process, for any position, on every projection); the process running the worker answers
-//!   from memory (`progress`).
+//!   from memory once the worker has applied or read past the position (`progress`).
 //! * **The bus.** With `nats_url`, every event goes to JetStream in order, each publish
 //!   acknowledged before the checkpoint moves (`publisher`).
 //! * **Backends.** Each statement is written for Postgres and for SQLite; rows travel as JSON

@@ -219,6 +219,51 @@ async fn another_process_waits_for_any_projection(db: Database) {
     workers.shutdown().await;
 }
 
+/// A rebuild asked for by another process (no local nudge) reaches a worker that follows
+/// the live feed: it re-reads its checkpoint row every few poll intervals.
+async fn a_rebuild_requested_elsewhere_reaches_a_following_worker(db: Database) {
+    shop_history(&db, 2).await;
+    let live = live(&db);
+    let workers = Projections::start(
+        db.clone(),
+        ProjectionsConfig {
+            worker_name: "follower".into(),
+            ..ProjectionsConfig::default()
+        },
+        live.clone(),
+    )
+    .await
+    .unwrap();
+    let head = db.store().head_position().await.unwrap();
+    for name in MODELS {
+        workers.wait_for(name, head, WAIT).await.unwrap();
+    }
+    eventually("the workers follow the live feed", WAIT, || {
+        let live = live.clone();
+        async move { live.subscriber_count() >= MODELS.len() }
+    })
+    .await;
+    let api = Projections::observer(db.clone());
+    api.rebuild("carts").await.unwrap();
+    eventually("the rebuild swapped in", WAIT, || {
+        let api = api.clone();
+        async move {
+            api.status("carts")
+                .await
+                .is_ok_and(|s| s.rebuild_progress.is_none() && s.state != ProjectionState::Rebuilding)
+        }
+    })
+    .await;
+    let generation = text(
+        &db,
+        "select generation::text from projection_checkpoints where name = 'carts'",
+        "select cast(generation as text) from projection_checkpoints where name = 'carts'",
+    )
+    .await;
+    assert_eq!(generation, "2");
+    workers.shutdown().await;
+}
+
 async fn a_rebuild_equals_the_incremental_build(db: Database) {
     shop_history(&db, 12).await;
     let projections = Projections::new(
@@ -323,6 +368,7 @@ backends!(
     a_failed_projection_resumes_after_a_fix,
     background_workers_serve_read_your_writes,
     another_process_waits_for_any_projection,
+    a_rebuild_requested_elsewhere_reaches_a_following_worker,
     a_rebuild_equals_the_incremental_build,
     a_background_rebuild_keeps_serving_and_following,
 );

@@ -64,6 +64,14 @@ impl Worker {
                     if lease.is_lost() {
                         return Ok(Step::Advanced);
                     }
+                    // The cleanup of old generations is due: page steps run it (there is
+                    // nothing to clean before the first swap).
+                    if term.cleanup_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                        if cp.generation > 1 {
+                            return Ok(Step::Advanced);
+                        }
+                        term.cleanup_at = None;
+                    }
                     ticks += 1;
                     if ticks.is_multiple_of(RECHECK_TICKS) {
                         self.count(1, 0);
