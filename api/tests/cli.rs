@@ -101,6 +101,14 @@ struct Serving {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
+/// A failing test must not leave its server running.
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn serve_sqlite(dir: &std::path::Path) -> Serving {
     let mut child = cartsource()
         .args(["serve", "--listen-addr", "127.0.0.1:0", "--log-format", "json", "--no-seed"])
@@ -139,18 +147,21 @@ fn serve_sqlite(dir: &std::path::Path) -> Serving {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let dir = temp_dir();
-    let Serving { mut child, addr, lines } = serve_sqlite(&dir);
+    let mut server = serve_sqlite(&dir);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let health = std::net::TcpStream::connect(&addr);
-    assert!(health.is_ok(), "the server accepts connections at {addr}");
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let health = std::net::TcpStream::connect(&server.addr);
+    assert!(health.is_ok(), "the server accepts connections at {}", server.addr);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let exited = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = server.child.try_wait().expect("wait") {
             break status;
         }
         assert!(Instant::now() < deadline, "the server did not exit after SIGTERM");
-        let _ = lines.recv_timeout(Duration::from_millis(50));
+        let _ = server.lines.recv_timeout(Duration::from_millis(50));
     };
     assert!(exited.success(), "{exited:?}");
 }
@@ -178,8 +189,6 @@ fn a_second_server_on_the_same_sqlite_directory_refuses_to_start() {
     assert!(said.contains("--data-dir"), "says how to fix it: {said}");
     assert!(std::net::TcpStream::connect(&first.addr).is_ok(), "the first server still serves");
     assert!(first.child.try_wait().expect("wait").is_none(), "the first server still runs");
-    let _ = first.child.kill();
-    let _ = first.child.wait();
 }
 
 /// The process's output once it exited; kills it and fails when it is still running.

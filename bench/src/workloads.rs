@@ -23,6 +23,9 @@ use crate::token;
 pub const SKUS: usize = 50;
 /// A client on its own cart moves to a new cart after this many adds (at most 20 a line).
 const ADDS_PER_CART: u64 = 1000;
+/// The shared cart is replaced after this many adds by all its clients together (about 400
+/// a line over 50 products, well under the 999 a line allows even with adds in flight).
+const ADDS_PER_SHARED_CART: u64 = 20_000;
 /// Subscribers connect in batches of this many.
 const CONNECT_BATCH: usize = 100;
 
@@ -114,8 +117,12 @@ pub async fn run_http(server: &Server, workload: Http, warmup: Duration, measure
     let measure_from = start + warmup;
     let end = measure_from + measure;
     let mut tasks = Vec::with_capacity(n);
+    let shared = Arc::new(SharedCart {
+        cart: std::sync::Mutex::new(shared_cart.unwrap_or_default()),
+        adds: AtomicU64::new(0),
+    });
     for (gql, cart) in clients {
-        tasks.push(tokio::spawn(client_loop(gql, cart, workload, measure_from, end)));
+        tasks.push(tokio::spawn(client_loop(gql, cart, workload, shared.clone(), measure_from, end)));
     }
     let mut run = HttpRun {
         ok: 0,
@@ -150,7 +157,13 @@ async fn wait_readable(gql: &Gql, cart: Uuid) -> anyhow::Result<()> {
 
 type ClientResult = (u64, Vec<u64>, BTreeMap<String, u64>);
 
-async fn client_loop(gql: Gql, mut cart: Uuid, workload: Http, measure_from: Instant, end: Instant) -> ClientResult {
+/// The cart all clients of the shared-cart workload add to, and how many adds it has had.
+struct SharedCart {
+    cart: std::sync::Mutex<Uuid>,
+    adds: AtomicU64,
+}
+
+async fn client_loop(gql: Gql, mut cart: Uuid, workload: Http, shared: Arc<SharedCart>, measure_from: Instant, end: Instant) -> ClientResult {
     let (mut ok, mut latencies, mut errors) = (0, Vec::new(), BTreeMap::new());
     let (mut sent, mut on_this_cart): (u64, u64) = (0, 0);
     while Instant::now() < end {
@@ -161,6 +174,16 @@ async fn client_loop(gql: Gql, mut cart: Uuid, workload: Http, measure_from: Ins
                 Ok(new) => cart = new,
                 Err(code) => *errors.entry(format!("createCart {code}")).or_default() += 1,
             }
+        }
+        if let Http::SharedCart(_) = workload {
+            // Not measured either: the client whose add fills the shared cart replaces it.
+            if (shared.adds.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(ADDS_PER_SHARED_CART) {
+                match gql.create_cart().await {
+                    Ok(new) => *shared.cart.lock().unwrap_or_else(|p| p.into_inner()) = new,
+                    Err(code) => *errors.entry(format!("createCart {code}")).or_default() += 1,
+                }
+            }
+            cart = *shared.cart.lock().unwrap_or_else(|p| p.into_inner());
         }
         on_this_cart += 1;
         let started = Instant::now();

@@ -152,22 +152,37 @@ macro_rules! serving {
     };
 }
 
+/// One cart with its lines in one statement (the hottest read: `cart(id)`): the cart's
+/// object and a `lines` array, which `CartWithLines` reads back.
 const CART_BY_ID: Sql = Sql {
     pg: concat!(
-        "select ",
+        "select json_build_object('cart', ",
         cart_json_pg!(),
-        " from carts c where c.generation = ",
+        "::json, 'lines', coalesce((select json_agg(json_build_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, \
+           'name', l.name, 'quantity', l.quantity, 'unit_price', l.unit_price, 'line_total', l.line_total) order by l.line_no) \
+           from cart_lines l where l.generation = c.generation and l.cart_id = c.id), '[]'::json))::text
+           from carts c where c.generation = ",
         serving!("carts"),
         " and c.id = $1::uuid"
     ),
     lite: concat!(
-        "select ",
+        "select json_object('cart', ",
         cart_json_lite!(),
-        " from carts c where c.generation = ",
+        ", 'lines', json(coalesce((select json_group_array(json_object('cart_id', l.cart_id, 'line_no', l.line_no, 'sku', l.sku, \
+           'name', l.name, 'quantity', l.quantity, 'unit_price', l.unit_price, 'line_total', l.line_total)) \
+           from (select * from cart_lines l where l.generation = c.generation and l.cart_id = c.id order by l.line_no) l), '[]')))
+           from carts c where c.generation = ",
         serving!("carts"),
         " and c.id = $1"
     ),
 };
+
+/// A row of `CART_BY_ID`.
+#[derive(serde::Deserialize)]
+struct CartWithLines {
+    cart: CartRow,
+    lines: Vec<CartLineRow>,
+}
 
 const CARTS_OF: Sql = Sql {
     pg: concat!(
@@ -343,8 +358,8 @@ impl ReadModels {
     pub async fn cart(&self, id: Uuid) -> Result<Option<CartView>, ProjectionError> {
         let mut conn = self.conn().await?;
         let mut conn = conn.conn();
-        let rows: Vec<CartRow> = conn.json_rows(CART_BY_ID, &[Arg::Text(id.to_string())]).await?;
-        Ok(cart_views(&mut conn, rows).await?.into_iter().next())
+        let rows: Vec<CartWithLines> = conn.json_rows(CART_BY_ID, &[Arg::Text(id.to_string())]).await?;
+        rows.into_iter().next().map(|row| cart_view(row.cart, row.lines)).transpose()
     }
 
     /// A customer's carts, newest first, optionally of one status.
@@ -535,32 +550,44 @@ async fn cart_views(conn: &mut Conn<'_>, rows: Vec<CartRow>) -> Result<Vec<CartV
     let lines: Vec<CartLineRow> = conn
         .json_rows(carts::LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(rows.iter().map(|r| r.id))?])
         .await?;
-    let mut by_cart: HashMap<Uuid, Vec<CartLineView>> = HashMap::new();
+    let mut by_cart: HashMap<Uuid, Vec<CartLineRow>> = HashMap::new();
     for line in lines {
-        by_cart.entry(line.cart_id).or_default().push(CartLineView {
-            sku: line.sku,
-            name: line.name,
-            quantity: to_u32(line.quantity, "quantity")?,
-            unit_price: line.unit_price,
-            line_total: line.line_total,
-        });
+        by_cart.entry(line.cart_id).or_default().push(line);
     }
     rows.into_iter()
         .map(|row| {
-            Ok(CartView {
-                id: row.id,
-                customer_id: row.customer_id,
-                status: carts::parse_status(&row.status)?,
-                version: u64_of(row.version, "version")?,
-                lines: by_cart.remove(&row.id).unwrap_or_default(),
-                item_count: to_u32(row.item_count, "item count")?,
-                subtotal: row.subtotal,
-                order_id: row.order_id,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-            })
+            let lines = by_cart.remove(&row.id).unwrap_or_default();
+            cart_view(row, lines)
         })
         .collect()
+}
+
+/// A cart row and its lines (in line order) as the view the API renders.
+fn cart_view(row: CartRow, lines: Vec<CartLineRow>) -> Result<CartView, ProjectionError> {
+    let lines = lines
+        .into_iter()
+        .map(|line| {
+            Ok(CartLineView {
+                sku: line.sku,
+                name: line.name,
+                quantity: to_u32(line.quantity, "quantity")?,
+                unit_price: line.unit_price,
+                line_total: line.line_total,
+            })
+        })
+        .collect::<Result<_, ProjectionError>>()?;
+    Ok(CartView {
+        id: row.id,
+        customer_id: row.customer_id,
+        status: carts::parse_status(&row.status)?,
+        version: u64_of(row.version, "version")?,
+        lines,
+        item_count: to_u32(row.item_count, "item count")?,
+        subtotal: row.subtotal,
+        order_id: row.order_id,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
 }
 
 async fn order_views(conn: &mut Conn<'_>, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, ProjectionError> {
