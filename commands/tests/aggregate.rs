@@ -5,29 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, Snapshot};
-
-fn seed_stream(store_fixture: &serde_json::Value) -> (String, Vec<NewEvent>) {
-    let stream = store_fixture["stream_id"].as_str().expect("stream_id").to_owned();
-    let events = store_fixture["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| {
-            let version = e["schema_version"].as_i64().expect("schema_version") as i32;
-            NewEvent::new(
-                e["type"].as_str().expect("type"),
-                version,
-                e["data"].clone(),
-                Metadata {
-                    actor: "seed".into(),
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
-    (stream, events)
-}
+use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, Snapshot};
 
 /// The committed seed-era fixture loads through the store and the domain: the lifted
 /// lines fold into a cart like any current event would.
@@ -35,8 +13,7 @@ async fn seed_events_load_through_the_domain(store: Arc<dyn EventStore>) {
     use commands::{load, CartAggregate};
     use domain::{CartStatus, Money, Sku};
 
-    let fixture: serde_json::Value = serde_json::from_str(include_str!("../../store/tests/fixtures/seed_cart_v1.json")).expect("fixture");
-    let (stream, old) = seed_stream(&fixture);
+    let (stream, old) = store::testing::seed_cart_v1();
     store
         .append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old))
         .await

@@ -71,6 +71,27 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
     dir
 }
 
+/// The committed seed-era cart (`tests/fixtures/seed_cart_v1.json`, `ItemAddedToCart`
+/// schema v1) as its stream id and the events to append, exactly as they were stored then.
+pub fn seed_cart_v1() -> (String, Vec<crate::NewEvent>) {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/seed_cart_v1.json")).expect("the fixture is JSON");
+    let stream = fixture["stream_id"].as_str().expect("stream_id").to_owned();
+    let events = fixture["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let version = e["schema_version"].as_i64().expect("schema_version") as i32;
+            let metadata = crate::Metadata {
+                actor: "seed".into(),
+                ..Default::default()
+            };
+            crate::NewEvent::new(e["type"].as_str().expect("type"), version, e["data"].clone(), metadata)
+        })
+        .collect();
+    (stream, events)
+}
+
 /// Splits `postgres://.../name?opts` into (prefix up to the name, name, "?opts").
 fn split_db(url: &str) -> (&str, &str, &str) {
     let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));

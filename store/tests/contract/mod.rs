@@ -596,8 +596,7 @@ pub async fn slow_subscribers_are_dropped_and_delay_nobody(url: &str) {
 /// schema; the stored bytes stay as they were.
 pub async fn old_schemas_are_upcast_on_read(url: &str) {
     let store = open(url).await;
-    let fixture: serde_json::Value = serde_json::from_str(include_str!("../fixtures/seed_cart_v1.json")).expect("fixture");
-    let (stream, old) = seed_stream(&fixture);
+    let (stream, old) = store::testing::seed_cart_v1();
     store
         .append(AppendRequest::single(&stream, ExpectedVersion::NoStream, old))
         .await
@@ -646,26 +645,4 @@ pub async fn snapshots_are_keyed_by_state_schema_version(url: &str) {
         Some(v20),
         "never moved back to an older version"
     );
-}
-
-fn seed_stream(store_fixture: &serde_json::Value) -> (String, Vec<NewEvent>) {
-    let stream = store_fixture["stream_id"].as_str().expect("stream_id").to_owned();
-    let events = store_fixture["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| {
-            let version = e["schema_version"].as_i64().expect("schema_version") as i32;
-            NewEvent::new(
-                e["type"].as_str().expect("type"),
-                version,
-                e["data"].clone(),
-                Metadata {
-                    actor: "seed".into(),
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
-    (stream, events)
 }
