@@ -757,22 +757,32 @@ impl Worker {
     }
 }
 
-/// Jittered exponential backoff: 50 ms doubling to [`MAX_BACKOFF`].
-#[derive(Default)]
+/// Jittered exponential backoff (backon's schedule): 50 ms doubling to [`MAX_BACKOFF`].
 struct Backoff {
-    attempt: u32,
+    delays: backon::ExponentialBackoff,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        use backon::BackoffBuilder;
+        let delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(MAX_BACKOFF)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        Backoff { delays }
+    }
 }
 
 impl Backoff {
     fn reset(&mut self) {
-        self.attempt = 0;
+        *self = Backoff::default();
     }
 
     /// False when shutdown was requested during the pause.
     async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
-        self.attempt += 1;
-        let ceiling = Duration::from_millis(50u64 << self.attempt.min(7)).min(MAX_BACKOFF);
-        let pause = ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        let pause = self.delays.next().unwrap_or(MAX_BACKOFF);
         tokio::select! {
             _ = tokio::time::sleep(pause) => !*shutdown.borrow(),
             _ = shutdown.changed() => false,
