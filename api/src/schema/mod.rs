@@ -1,7 +1,7 @@
 //! The GraphQL schema of the contract (../shared/design/schema.graphql): queries read
 //! the projections (or the event store for replays and history), mutations go through
-//! the write model in the `commands` crate, subscriptions follow the store's
-//! subscriptions. The transport (HTTP, WebSocket, limits) lives elsewhere and hands
+//! the write model in the `commands` crate, subscriptions follow the process's live
+//! feed ([`store::LiveFeed`]). The transport (HTTP, WebSocket, limits) lives elsewhere and hands
 //! each request the caller's [`Principal`] as request or connection data.
 //!
 //! Access rules, checked before anything runs:

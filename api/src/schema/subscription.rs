@@ -6,7 +6,7 @@
 //!
 //! Authorization happens once, when the subscription starts. A change stream starts
 //! from a state folded from the store at a known version and then applies the events
-//! of the store's stream subscription from exactly that version: every event after it
+//! of the live feed's stream subscription from exactly that version: every event after it
 //! arrives once, in order, whether it was committed before, during or after the
 //! replay, so there is no gap and no duplicate.
 
