@@ -76,6 +76,16 @@ struct RunArgs {
     /// Skip the live (subscription) workloads.
     #[arg(long)]
     skip_live: bool,
+    /// Run only these workloads (repeatable): own1, own8, own32, shared, reads, live.
+    /// For profiling one of them; the report lists what ran.
+    #[arg(long, value_parser = ["own1", "own8", "own32", "shared", "reads", "live"])]
+    only: Vec<String>,
+}
+
+impl RunArgs {
+    fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,7 +135,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         for kind in order {
             let server = start(kind, &binaries, &admin, &args).await?;
-            for workload in HTTP_WORKLOADS {
+            for workload in HTTP_WORKLOADS.into_iter().filter(|w| args.runs(&w.short_name())) {
                 eprintln!("pass {}: {} {workload:?}", pass + 1, kind.name());
                 let outcome = workloads::run_http(&server, workload, warmup, measure).await;
                 let run = match outcome {
@@ -145,7 +155,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 results.http.entry((workload, kind)).or_default().push(summary);
             }
             server.stop(&admin).await?;
-            if kind == Kind::Cartsource && !args.skip_live {
+            if kind == Kind::Cartsource && !args.skip_live && args.runs("live") {
                 for live in lives {
                     eprintln!("pass {}: cartsource {live:?}", pass + 1);
                     // A fresh server each: its idle RSS is the baseline of the live figures.

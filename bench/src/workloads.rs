@@ -67,6 +67,15 @@ impl Http {
             Http::OwnCarts(n) | Http::SharedCart(n) | Http::Reads(n) => n,
         }
     }
+
+    /// The name `--only` selects it by.
+    pub fn short_name(self) -> String {
+        match self {
+            Http::OwnCarts(n) => format!("own{n}"),
+            Http::SharedCart(_) => "shared".to_owned(),
+            Http::Reads(_) => "reads".to_owned(),
+        }
+    }
 }
 
 /// One run of a closed-loop workload against one server.
