@@ -224,6 +224,8 @@ struct Shared {
     /// Bumped by local requests (rebuild, resume): wakes idle workers at once.
     nudge: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
+    /// What the models remember between batches.
+    memory: crate::model::Memory,
 }
 
 impl Shared {
@@ -272,6 +274,7 @@ impl Projections {
             progress: Progress::new(),
             nudge: watch::channel(0).0,
             shutdown: watch::channel(false).0,
+            memory: Default::default(),
         });
         Projections {
             inner: Arc::new(Inner {

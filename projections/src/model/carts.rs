@@ -1,7 +1,8 @@
 //! The carts read model: one row per cart and its lines, kept equal to the aggregate by
 //! folding with the domain's own `evolve`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
 
 use domain::{AnyEvent, Cart, CartEvent, CartId, CartLine, CartStatus, CustomerId, Money, OrderId, Sku, StreamId};
 use serde::{Deserialize, Serialize};
@@ -197,7 +198,68 @@ fn to_domain(row: &CartRow, lines: &[CartLineRow]) -> Result<Cart, ProjectionErr
     })
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>]) -> Result<(), ProjectionError> {
+/// Lines held by [`WrittenLines`] at most (about 150 bytes each).
+const WRITTEN_LINES_BUDGET: usize = 50_000;
+
+/// The lines this process last wrote for each cart, with the cart version they belong to,
+/// so that a batch on a cart written before does not read its lines back (on carts of a
+/// few dozen lines that read was most of this model's cost per added item: every line as
+/// JSON, for each batch). A guess checked against the row: lines are used only when the
+/// stored row has the very version they were written with, and a cart's lines at a version
+/// are a pure function of its events up to it, so whoever wrote that version (another
+/// leader, an earlier attempt of a rolled-back batch) wrote these lines. Keyed by
+/// generation too: a rebuild never sees the serving generation's lines. Bounded by lines,
+/// first in first out.
+#[derive(Default)]
+pub(crate) struct WrittenLines {
+    inner: Mutex<Written>,
+}
+
+#[derive(Default)]
+struct Written {
+    /// (generation, cart) -> (version, lines); version -1 while a batch has taken them.
+    entries: HashMap<(i64, Uuid), (i64, Vec<CartLineRow>)>,
+    order: VecDeque<(i64, Uuid)>,
+    lines: usize,
+}
+
+impl WrittenLines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The lines of `id` at `version`, if this process wrote exactly those (taken out: a
+    /// batch that fails before [`WrittenLines::put`] leaves nothing stale behind).
+    fn take(&self, generation: i64, id: Uuid, version: i64) -> Option<Vec<CartLineRow>> {
+        let mut written = self.lock();
+        let (at, lines) = written.entries.get_mut(&(generation, id))?;
+        if *at != version {
+            return None;
+        }
+        *at = -1;
+        let lines = std::mem::take(lines);
+        written.lines -= lines.len();
+        Some(lines)
+    }
+
+    fn put(&self, generation: i64, id: Uuid, version: i64, lines: Vec<CartLineRow>) {
+        let mut written = self.lock();
+        written.lines += lines.len();
+        let key = (generation, id);
+        match written.entries.insert(key, (version, lines)) {
+            Some((_, replaced)) => written.lines -= replaced.len(),
+            None => written.order.push_back(key),
+        }
+        while written.lines > WRITTEN_LINES_BUDGET {
+            let Some(oldest) = written.order.pop_front() else { break };
+            if let Some((_, evicted)) = written.entries.remove(&oldest) {
+                written.lines -= evicted.len();
+            }
+        }
+    }
+}
+
+pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>], written: &WrittenLines) -> Result<(), ProjectionError> {
     let ids: BTreeSet<Uuid> = events
         .iter()
         .filter_map(|d| match &d.stream {
@@ -210,12 +272,19 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
     }
     let rows: Vec<CartRow> = conn.json_rows(CARTS_BY_IDS, &[Arg::Int(generation), ids_arg(ids.iter())?]).await?;
     // Only carts that already have a row can have lines; the carts a batch creates (all
-    // but a few in a rebuild) need no lookup.
+    // but a few in a rebuild) need no lookup, nor do those whose lines this process wrote.
     let mut lines_by_cart: BTreeMap<Uuid, Vec<CartLineRow>> = BTreeMap::new();
-    if !rows.is_empty() {
-        let lines: Vec<CartLineRow> = conn
-            .json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(rows.iter().map(|row| row.id))?])
-            .await?;
+    let mut unknown = Vec::new();
+    for row in &rows {
+        match written.take(generation, row.id, row.version) {
+            Some(lines) => {
+                lines_by_cart.insert(row.id, lines);
+            }
+            None => unknown.push(row.id),
+        }
+    }
+    if !unknown.is_empty() {
+        let lines: Vec<CartLineRow> = conn.json_rows(LINES_BY_CARTS, &[Arg::Int(generation), ids_arg(unknown.iter())?]).await?;
         for line in lines {
             lines_by_cart.entry(line.cart_id).or_default().push(line);
         }
@@ -276,6 +345,11 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         }
     }
 
+    for (id, entry) in carts.iter().filter(|(_, e)| !e.changed) {
+        if let Some(lines) = lines_by_cart.remove(id) {
+            written.put(generation, *id, entry.version, lines);
+        }
+    }
     let changed: Vec<(&Uuid, &Entry)> = carts.iter().filter(|(_, e)| e.changed).collect();
     if changed.is_empty() {
         return Ok(());
@@ -301,6 +375,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
             updated_at: entry.updated_at,
         });
         let stored = lines_by_cart.get(*id).map_or(&[][..], Vec::as_slice);
+        let mut lines = Vec::with_capacity(cart.lines.len());
         for (line_no, line) in cart.lines.iter().enumerate() {
             let row = CartLineRow {
                 cart_id: **id,
@@ -312,8 +387,9 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
                 line_total: line.line_total().minor_units(),
             };
             if stored.get(line_no) != Some(&row) {
-                line_rows.push(row);
+                line_rows.push(row.clone());
             }
+            lines.push(row);
         }
         if stored.len() > cart.lines.len() {
             tails.push(Tail {
@@ -321,6 +397,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
                 keep: cart.lines.len() as i64,
             });
         }
+        written.put(generation, **id, entry.version, lines);
     }
     conn.execute(UPSERT_CARTS, &[Arg::Int(generation), json_arg(&cart_rows)?]).await?;
     if !line_rows.is_empty() {
@@ -330,4 +407,55 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         conn.execute(DELETE_TAILS, &[Arg::Int(generation), json_arg(&tails)?]).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(cart: Uuid, n: usize) -> Vec<CartLineRow> {
+        (0..n)
+            .map(|i| CartLineRow {
+                cart_id: cart,
+                line_no: i as i64,
+                sku: format!("sku-{i}"),
+                name: "Item".to_owned(),
+                quantity: 1,
+                unit_price: 100,
+                line_total: 100,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn written_lines_are_used_only_at_the_version_they_were_written_with() {
+        let written = WrittenLines::default();
+        let cart = Uuid::now_v7();
+        written.put(1, cart, 3, lines(cart, 2));
+        assert_eq!(written.take(1, cart, 4), None, "another version was stored since");
+        assert_eq!(written.take(2, cart, 3), None, "another generation");
+        assert_eq!(written.take(1, cart, 3), Some(lines(cart, 2)));
+        assert_eq!(written.take(1, cart, 3), None, "taken: a failed batch leaves nothing behind");
+        written.put(1, cart, 4, lines(cart, 3));
+        assert_eq!(written.take(1, cart, 4), Some(lines(cart, 3)));
+        assert_eq!(written.lock().lines, 0);
+    }
+
+    #[test]
+    fn written_lines_stay_within_their_budget() {
+        let written = WrittenLines::default();
+        let carts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        for cart in &carts {
+            written.put(1, *cart, 1, lines(*cart, WRITTEN_LINES_BUDGET / 2));
+        }
+        assert!(written.lock().lines <= WRITTEN_LINES_BUDGET);
+        assert_eq!(written.take(1, carts[0], 1), None, "the oldest went first");
+        assert!(written.take(1, carts[2], 1).is_some());
+        // Taking and putting back the same cart does not grow the eviction order.
+        for version in 2..100 {
+            written.put(1, carts[2], version, lines(carts[2], 1));
+            assert!(written.take(1, carts[2], version).is_some());
+        }
+        assert!(written.lock().order.len() <= 3);
+    }
 }

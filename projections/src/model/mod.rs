@@ -72,9 +72,9 @@ impl Model {
     }
 
     /// Applies a prepared batch to `generation` inside the caller's transaction.
-    pub(crate) async fn write(self, conn: &mut Conn<'_>, generation: i64, prepared: &Prepared<'_>) -> Result<(), ProjectionError> {
+    pub(crate) async fn write(self, conn: &mut Conn<'_>, generation: i64, prepared: &Prepared<'_>, memory: &Memory) -> Result<(), ProjectionError> {
         match self {
-            Model::Carts => carts::write(conn, generation, &prepared.events).await,
+            Model::Carts => carts::write(conn, generation, &prepared.events, &memory.cart_lines).await,
             Model::Orders => orders::write(conn, generation, &prepared.events).await,
             Model::Products => products::write(conn, generation, &prepared.events).await,
             Model::Notifications => notifications::write(conn, generation, prepared).await,
@@ -114,6 +114,13 @@ impl fmt::Display for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// What the models of one process remember between batches (only ever a guess that each
+/// model checks against its rows).
+#[derive(Default)]
+pub(crate) struct Memory {
+    cart_lines: carts::WrittenLines,
 }
 
 /// A decoded batch and what `prepare` looked up for it.

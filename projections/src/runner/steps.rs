@@ -89,7 +89,10 @@ impl Worker {
         let prepared = target.model.prepare(self.shared.store.as_ref(), events).await?;
         self.count(0, 1);
         let mut tx = Tx::begin(&self.shared.db).await?;
-        target.model.write(&mut tx.conn(), target.generation, &prepared).await?;
+        target
+            .model
+            .write(&mut tx.conn(), target.generation, &prepared, &self.shared.memory)
+            .await?;
         checkpoint::advance(
             &mut tx.conn(),
             self.name,
@@ -197,7 +200,7 @@ impl Worker {
             // Leftovers of an earlier, abandoned attempt at this generation.
             model.delete_other_generations(&mut tx.conn(), serving, None).await?;
         }
-        if let Err(e) = model.write(&mut tx.conn(), generation, &prepared).await {
+        if let Err(e) = model.write(&mut tx.conn(), generation, &prepared, &self.shared.memory).await {
             drop(tx);
             if e.is_transient() {
                 return Err(e);
