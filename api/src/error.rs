@@ -9,17 +9,13 @@
 //! its blanket `From<impl Display>`: a sqlx or store error cannot slip into a GraphQL
 //! error with its text, the compiler refuses it.
 //!
-//! [`ErrorCodes`] gives a code to the errors async-graphql raises itself (a query that
-//! does not parse, validation, variables that do not coerce) so that every error the
-//! client sees carries one.
+//! [`coded_response`] gives a code to the errors async-graphql raises itself (a query
+//! that does not parse, validation, variables that do not coerce) so that every error
+//! the client sees carries one; `schema::gate` applies it to every response.
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe, NextValidation};
-use async_graphql::futures_util::stream::BoxStream;
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Value, Variables};
-use futures::StreamExt;
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 
 use commands::CommandError;
 use domain::DomainError;
@@ -241,19 +237,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Gives every error async-graphql raises on its own a contract code: a query that
-/// does not parse gets GRAPHQL_PARSE_FAILED; failed validation (unknown fields, limits
-/// on depth and complexity, arguments or variables of the wrong type) and values that
-/// do not coerce get BAD_USER_INPUT. Errors that already carry a code keep it.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-fn with_default_code(mut error: ServerError, default: &str) -> ServerError {
+/// `error` with `default` as its code unless it has one.
+pub(crate) fn with_default_code(mut error: ServerError, default: &str) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", Value::from(default));
@@ -261,38 +246,13 @@ fn with_default_code(mut error: ServerError, default: &str) -> ServerError {
     error
 }
 
-fn coded_response(mut response: Response) -> Response {
+/// Every error async-graphql raised on its own gets a contract code: failed validation
+/// (unknown fields, limits on depth and complexity, arguments or variables of the wrong
+/// type) and values that do not coerce are BAD_USER_INPUT (a document that does not parse
+/// never gets this far: GRAPHQL_PARSE_FAILED). Errors that already carry a code keep it.
+pub(crate) fn coded_response(mut response: Response) -> Response {
     response.errors = response.errors.into_iter().map(|e| with_default_code(e, code::BAD_USER_INPUT)).collect();
     response
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        coded_response(next.run(ctx).await)
-    }
-
-    fn subscribe<'s>(&self, ctx: &ExtensionContext<'_>, stream: BoxStream<'s, Response>, next: NextSubscribe<'_>) -> BoxStream<'s, Response> {
-        next.run(ctx, stream).map(coded_response).boxed()
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))
-    }
-
-    async fn validation(&self, ctx: &ExtensionContext<'_>, next: NextValidation<'_>) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| errors.into_iter().map(|e| with_default_code(e, code::BAD_USER_INPUT)).collect())
-    }
 }
 
 #[cfg(test)]

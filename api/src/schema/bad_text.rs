@@ -4,52 +4,37 @@
 //! every inline argument of every operation and fragment in the document. The answer is
 //! BAD_USER_INPUT naming the field (`input.idempotencyKey`), and nothing runs.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerResult, Value as ConstValue, Variables};
+use async_graphql::{ServerError, Value as ConstValue, Variables};
 
 use crate::error::ApiError;
 
-pub struct BadText;
-
-impl ExtensionFactory for BadText {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(BadText)
+/// The request's variables, checked before the document is even parsed.
+pub(super) fn check_variables(variables: &Variables) -> Result<(), ServerError> {
+    for (name, value) in variables.iter() {
+        if let Some(path) = nul_in_const(value, name.as_str()) {
+            return Err(refuse(&path));
+        }
     }
+    Ok(())
 }
 
-#[async_trait::async_trait]
-impl Extension for BadText {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        for (name, value) in variables.iter() {
-            if let Some(path) = nul_in_const(value, name.as_str()) {
-                return Err(refuse(&path));
-            }
+/// Every inline argument of every operation and fragment of a parsed document.
+pub(super) fn check_document(doc: &ExecutableDocument) -> Result<(), ServerError> {
+    let sets = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node));
+    for set in sets {
+        if let Some(path) = nul_in_selection(set) {
+            return Err(refuse(&path));
         }
-        let doc = next.run(ctx, query, variables).await?;
-        let sets = doc
-            .operations
-            .iter()
-            .map(|(_, op)| &op.node.selection_set.node)
-            .chain(doc.fragments.values().map(|f| &f.node.selection_set.node));
-        for set in sets {
-            if let Some(path) = nul_in_selection(set) {
-                return Err(refuse(&path));
-            }
-        }
-        Ok(doc)
     }
+    Ok(())
 }
 
-fn refuse(path: &str) -> async_graphql::ServerError {
+fn refuse(path: &str) -> ServerError {
     ApiError::BadUserInput(format!("{path} must not contain a NUL character")).into_server_error()
 }
 

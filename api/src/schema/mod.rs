@@ -14,6 +14,7 @@
 
 mod bad_text;
 pub mod connection;
+mod gate;
 mod mutation;
 mod operation_metrics;
 mod query;
@@ -35,10 +36,32 @@ pub use subscription::Subscription;
 
 use crate::auth::Principal;
 use crate::context::ApiContext;
-use crate::error::{ApiError, ErrorCodes};
+use crate::error::ApiError;
 use types::Timestamps;
 
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
+/// The executable schema: async-graphql's, behind the [`gate`] every operation passes.
+#[derive(Clone)]
+pub struct AppSchema(Schema<Query, Mutation, Subscription>);
+
+impl AppSchema {
+    pub async fn execute(&self, request: impl Into<async_graphql::Request>) -> async_graphql::Response {
+        gate::execute(&self.0, request.into()).await
+    }
+}
+
+impl async_graphql::Executor for AppSchema {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        gate::execute(&self.0, request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> async_graphql::futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        gate::execute_stream(&self.0, request, session_data)
+    }
+}
 
 /// Deepest selection accepted. The contract's own types nest at most ~10 levels; the
 /// introspection query of the bundled GraphiQL needs exactly 15
@@ -56,10 +79,6 @@ fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query, Mutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(role_first::RoleFirst)
-        .extension(bad_text::BadText)
-        .extension(ErrorCodes)
-        .extension(operation_metrics::OperationMetrics)
 }
 
 /// The schema with everything the resolvers need.
@@ -70,7 +89,7 @@ pub fn build_schema(ctx: ApiContext) -> AppSchema {
     // One write model per schema (= per process): its mailboxes and cache are shared by
     // every mutation.
     let commands = commands::Commands::new(ctx.store.clone());
-    builder().data(ctx).data(history).data(commands).finish()
+    AppSchema(builder().data(ctx).data(history).data(commands).finish())
 }
 
 /// The schema's SDL, as kept in `api/schema.graphql` (`cartsource schema`).

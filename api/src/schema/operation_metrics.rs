@@ -3,34 +3,15 @@
 //! root field's outcome. An operation that did not parse or validate is `invalid`, so the
 //! labels stay the schema's root fields and cannot be made up by a client.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
-use async_graphql::{Response, ServerResult, Variables};
+use async_graphql::Response;
 
 use crate::metrics;
 
-pub struct OperationMetrics;
-
-impl ExtensionFactory for OperationMetrics {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Observed::default())
-    }
-}
-
-/// One request as it goes: the operations its document holds, then the one executed.
-#[derive(Default)]
-struct Observed {
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
+/// The operations a parsed document holds, and the one the request asks for by name.
+pub(super) struct Seen {
     operations: Vec<Operation>,
-    /// Set when execution began (the document parsed and validated), with the name asked for.
-    executed: Option<Option<String>>,
+    name: Option<String>,
 }
 
 struct Operation {
@@ -41,15 +22,32 @@ struct Operation {
 }
 
 impl Seen {
-    /// The executed operation: the named one, or the document's only one.
-    fn executed(&self) -> Option<&Operation> {
-        match self.executed.as_ref()? {
+    pub(super) fn of(document: &ExecutableDocument, operation_name: Option<&str>) -> Seen {
+        Seen {
+            operations: operations(document),
+            name: operation_name.map(str::to_owned),
+        }
+    }
+
+    /// The operation that ran: the named one, or the document's only one; none when the
+    /// response shows that nothing ran (validation refused it: its errors have no path).
+    fn executed(&self, response: &Response) -> Option<&Operation> {
+        let ran = response.data != async_graphql::Value::Null || response.errors.iter().any(|e| !e.path.is_empty());
+        if !ran {
+            return None;
+        }
+        match &self.name {
             Some(name) => self.operations.iter().find(|op| op.name.as_deref() == Some(name.as_str())),
             None => match self.operations.as_slice() {
                 [only] => Some(only),
                 _ => None,
             },
         }
+    }
+
+    /// Counts a finished request (a refused one has no `Seen`: `invalid`).
+    pub(super) fn record(seen: Option<&Seen>, response: &Response, elapsed: std::time::Duration) {
+        record(seen.and_then(|seen| seen.executed(response)), response, elapsed);
     }
 }
 
@@ -107,33 +105,5 @@ fn record(operation: Option<&Operation>, response: &Response, elapsed: std::time
             })
             .unwrap_or(if error.is_some() { "INTERNAL_SERVER_ERROR" } else { "ok" });
         metrics::command(name, outcome);
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for Observed {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let started = Instant::now();
-        let response = next.run(ctx).await;
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        record(seen.executed(), &response, started.elapsed());
-        response
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).operations = operations(&document);
-        Ok(document)
-    }
-
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).executed = Some(operation_name.map(str::to_owned));
-        next.run(ctx, operation_name).await
     }
 }

@@ -8,12 +8,9 @@
 //! looks at every operation in the document, whichever one `operationName` picks.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql::ServerError;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -29,19 +26,17 @@ const ADMIN_ONLY: &[(OperationType, &str)] = &[
     (OperationType::Subscription, "events"),
 ];
 
-pub struct RoleFirst;
-
-impl ExtensionFactory for RoleFirst {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RoleFirstRequest {
-            admin_only: AtomicBool::new(false),
-        })
+/// The refusal for a document that selects an admin-only root field, when `who` is not
+/// an admin.
+pub(super) fn check(doc: &ExecutableDocument, who: Option<&Principal>) -> Result<(), ServerError> {
+    if !selects_admin_only(doc) {
+        return Ok(());
     }
-}
-
-/// One request's view: whether its document selects an admin-only root field.
-struct RoleFirstRequest {
-    admin_only: AtomicBool,
+    match who {
+        Some(who) if who.is_admin() => Ok(()),
+        Some(_) => Err(ApiError::admin_only().into_server_error()),
+        None => Err(ApiError::unauthenticated().into_server_error()),
+    }
 }
 
 fn selects_admin_only(doc: &ExecutableDocument) -> bool {
@@ -66,33 +61,4 @@ fn root_fields_admin_only<'a>(doc: &'a ExecutableDocument, ty: OperationType, se
                     .is_some_and(|f| root_fields_admin_only(doc, ty, &f.node.selection_set.node, seen))
         }
     })
-}
-
-#[async_trait::async_trait]
-impl Extension for RoleFirstRequest {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        self.admin_only.store(selects_admin_only(&doc), Ordering::Relaxed);
-        Ok(doc)
-    }
-
-    async fn validation(&self, ctx: &ExtensionContext<'_>, next: NextValidation<'_>) -> Result<ValidationResult, Vec<ServerError>> {
-        if self.admin_only.load(Ordering::Relaxed) {
-            let refusal = match ctx.data_opt::<Principal>() {
-                Some(who) if who.is_admin() => None,
-                Some(_) => Some(ApiError::admin_only()),
-                None => Some(ApiError::unauthenticated()),
-            };
-            if let Some(refusal) = refusal {
-                return Err(vec![refusal.into_server_error()]);
-            }
-        }
-        next.run(ctx).await
-    }
 }

@@ -1,5 +1,5 @@
 //! The contract's scalars. A value that does not parse is refused while coercing
-//! arguments and variables; [`crate::error::ErrorCodes`] gives that error BAD_USER_INPUT.
+//! arguments and variables; [`crate::error::coded_response`] gives that error BAD_USER_INPUT.
 //!
 //! Our own newtypes rather than async-graphql's built-in `UUID`/`DateTime`/`JSON`, so
 //! the wire format is ours (lowercase hyphenated UUIDs, RFC 3339 in UTC, positions as
