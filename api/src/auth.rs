@@ -142,21 +142,6 @@ pub fn issue_token(sub: &str, role: Role, ttl: Duration, secret: &[u8]) -> Resul
     .map_err(AuthError::Signing)
 }
 
-/// Signs a token that expired `ago` in the past (for tests of expiry).
-pub fn issue_expired_token(sub: &str, role: Role, ago: Duration, secret: &[u8]) -> Result<String, AuthError> {
-    let exp = jsonwebtoken::get_current_timestamp().saturating_sub(ago.as_secs());
-    encode(
-        &Header::new(Algorithm::HS256),
-        &Claims {
-            sub: sub.to_owned(),
-            role,
-            exp,
-        },
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(AuthError::Signing)
-}
-
 /// The development secret: read from `<data_dir>/jwt_secret`, or generated once (32
 /// random bytes, hex) and written there readable by the owner only (0600), so tokens
 /// survive restarts without anyone configuring `JWT_SECRET`. Two processes racing to
@@ -200,6 +185,21 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"test-secret";
+
+    /// Signs a token that expired `ago` in the past (for tests of expiry; the black-box tests have their own in `tests/tests/it/support.rs`).
+    fn issue_expired_token(sub: &str, role: Role, ago: Duration, secret: &[u8]) -> Result<String, AuthError> {
+        let exp = jsonwebtoken::get_current_timestamp().saturating_sub(ago.as_secs());
+        encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: sub.to_owned(),
+                role,
+                exp,
+            },
+            &EncodingKey::from_secret(secret),
+        )
+        .map_err(AuthError::Signing)
+    }
 
     #[test]
     fn a_signed_token_round_trips() {
