@@ -14,15 +14,15 @@
 
 mod admin_only;
 mod bad_text;
-pub mod connection;
+mod connection;
 mod gate;
 mod mutation;
-pub(crate) mod numbers;
+mod numbers;
 mod operation_metrics;
 mod query;
-pub mod scalars;
+mod scalars;
 mod subscription;
-pub mod types;
+mod types;
 
 use std::sync::Mutex;
 

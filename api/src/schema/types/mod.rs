@@ -14,15 +14,13 @@ mod product;
 use async_graphql::Context;
 use time::OffsetDateTime;
 
-pub use cart::{Cart, CartLine, CartStatus};
-pub use cart_event::{
-    CartChange, CartCheckedOut, CartCleared, CartCreated, CartEvent, EventMeta, ItemAddedToCart, ItemQuantityChanged, ItemRemovedFromCart,
-};
-pub use history_loader::{HistoryKey, HistoryLoader};
+pub use cart::{Cart, CartStatus};
+pub use cart_event::{CartChange, CartEvent, EventMeta};
+pub use history_loader::HistoryLoader;
 pub use money::Money;
 pub use notification::Notification;
 pub use operations::{ProjectionStatus, RecordedEvent};
-pub use order::{Order, OrderLine, OrderStatus};
+pub use order::Order;
 pub use product::Product;
 
 use super::api;
