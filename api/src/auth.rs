@@ -129,22 +129,11 @@ pub fn issue_token(sub: &str, role: Role, ttl: Duration, secret: &[u8]) -> Resul
     if sub.trim().is_empty() {
         return Err(AuthError::EmptySubject);
     }
-    let exp = jsonwebtoken::get_current_timestamp().saturating_add(ttl.as_secs());
-    encode(
-        &Header::new(Algorithm::HS256),
-        &Claims {
-            sub: sub.to_owned(),
-            role,
-            exp,
-        },
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(AuthError::Signing)
+    sign(sub, role, jsonwebtoken::get_current_timestamp().saturating_add(ttl.as_secs()), secret)
 }
 
-/// Signs a token that expired `ago` in the past (for tests of expiry).
-pub fn issue_expired_token(sub: &str, role: Role, ago: Duration, secret: &[u8]) -> Result<String, AuthError> {
-    let exp = jsonwebtoken::get_current_timestamp().saturating_sub(ago.as_secs());
+/// Signs the claims `sub`, `role` and `exp` (seconds since the epoch) with HS256.
+fn sign(sub: &str, role: Role, exp: u64, secret: &[u8]) -> Result<String, AuthError> {
     encode(
         &Header::new(Algorithm::HS256),
         &Claims {
@@ -200,6 +189,12 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"test-secret";
+
+    /// Signs a token that expired `ago` in the past (the black-box tests have their own
+    /// in `tests/tests/it/support.rs`: the server only issues valid tokens).
+    fn issue_expired_token(sub: &str, role: Role, ago: Duration, secret: &[u8]) -> Result<String, AuthError> {
+        sign(sub, role, jsonwebtoken::get_current_timestamp().saturating_sub(ago.as_secs()), secret)
+    }
 
     #[test]
     fn a_signed_token_round_trips() {

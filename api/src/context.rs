@@ -1,5 +1,5 @@
-//! What every resolver shares: the database, the event store behind it, the process's
-//! live feed and the read side. Built once by the server and handed to
+//! What every resolver shares: the event store, the process's live feed and the read
+//! side. Built once by the server and handed to
 //! [`crate::schema::build_schema`].
 
 use std::sync::Arc;
@@ -13,7 +13,6 @@ pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct ApiContext {
-    pub db: store::Database,
     pub store: Arc<dyn EventStore>,
     /// The one reader of committed events that every subscription of this process
     /// shares: subscriptions wait on it in memory, holding no database connection.
@@ -38,7 +37,6 @@ impl ApiContext {
         ApiContext {
             store: db.store(),
             live,
-            db,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,
             command_budget: commands::DEFAULT_BUDGET,

@@ -13,17 +13,17 @@
 pub mod auth;
 pub mod config;
 pub mod context;
-pub mod cors;
-pub mod error;
-pub mod http_response;
-pub mod instance_lock;
-pub mod limits;
-pub mod metrics;
-pub mod playground;
+mod cors;
+mod error;
+mod http_response;
+mod instance_lock;
+mod limits;
+mod metrics;
+mod playground;
 pub mod schema;
 pub mod seed;
 pub mod server;
-pub mod ws;
+mod ws;
 
 pub use config::{Cli, Command, Config};
 pub use server::{Application, StartError};

@@ -7,8 +7,6 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-pub const ASSETS_PATH: &str = "/graphql/assets";
-
 struct Asset {
     name: &'static str,
     content_type: &'static str,
@@ -96,6 +94,8 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ASSETS_PATH: &str = "/graphql/assets";
 
     #[test]
     fn the_page_names_only_assets_we_serve() {

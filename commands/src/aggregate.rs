@@ -121,7 +121,7 @@ pub async fn load_until<A: Aggregate>(
 
 /// Folds the events after `loaded.version` onto it, page by page, until the stream ends
 /// or `keep` says no. With a cached state this reads only the stream's tail.
-pub async fn fold_after<A: Aggregate>(
+pub(crate) async fn fold_after<A: Aggregate>(
     store: &dyn EventStore,
     stream_id: &str,
     mut loaded: Loaded<A::State>,

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use crate::aggregate::Loaded;
 
 /// Streams remembered per aggregate type.
-pub const CACHE_CAPACITY: usize = 10_000;
+pub(crate) const CACHE_CAPACITY: usize = 10_000;
 
 pub(crate) struct StateCache<S> {
     inner: Mutex<Inner<S>>,

@@ -7,7 +7,7 @@ use crate::aggregate::{CartAggregate, ProductAggregate};
 use crate::{CommandContext, CommandError, Commands, Executed};
 
 /// The cart if `actor` owns it.
-pub fn owned<'a>(state: &'a CartState, actor: &str) -> Result<&'a domain::Cart, CommandError> {
+pub(crate) fn owned<'a>(state: &'a CartState, actor: &str) -> Result<&'a domain::Cart, CommandError> {
     match state {
         Some(cart) if cart.customer_id.as_str() == actor => Ok(cart),
         _ => Err(CommandError::NotFound("cart".to_owned())),
@@ -15,7 +15,7 @@ pub fn owned<'a>(state: &'a CartState, actor: &str) -> Result<&'a domain::Cart, 
 }
 
 /// The domain's decision, for the cart's owner only (creating needs no owner yet).
-pub fn decide_for_owner(state: &CartState, actor: &str, command: CartCommand) -> Result<Vec<CartEvent>, CommandError> {
+fn decide_for_owner(state: &CartState, actor: &str, command: CartCommand) -> Result<Vec<CartEvent>, CommandError> {
     if !matches!(command, CartCommand::Create { .. }) {
         owned(state, actor)?;
     }

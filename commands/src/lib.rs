@@ -19,14 +19,14 @@
 //!
 //! One [`Commands`] per process (it holds the mailboxes and the cache); clones share it.
 
-pub mod aggregate;
+mod aggregate;
 mod cache;
-pub mod cart;
+mod cart;
 mod context;
 mod error;
 mod idempotency;
 mod mailbox;
-pub mod place_order;
+mod place_order;
 mod retry;
 
 use std::any::{Any, TypeId};
@@ -36,8 +36,7 @@ use std::sync::{Arc, Mutex};
 use store::{EventStore, StoreError};
 use tokio::sync::oneshot;
 
-pub use aggregate::{decode, encode, load, load_until, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate};
-pub use cache::CACHE_CAPACITY;
+pub use aggregate::{decode, encode, load, load_until, snapshot_if_due, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate};
 pub use context::{CommandContext, Executed, DEFAULT_BUDGET};
 pub use error::CommandError;
 pub use place_order::PlacedOrder;

@@ -2,7 +2,7 @@
 //! WebSocket alike, and the codes on every error it answers:
 //! 1. no string of the variables holds a NUL (`bad_text`);
 //! 2. the document parses (else GRAPHQL_PARSE_FAILED), and no inline argument holds a NUL;
-//! 3. an admin-only root field is refused unless the caller is an admin (`role_first`);
+//! 3. an admin-only root field is refused unless the caller is an admin (`admin_only`);
 //! 4. async-graphql validates and executes the parsed document;
 //! 5. errors without a code get one (`error::coded_response`), and the request is counted
 //!    (`operation_metrics`).
@@ -20,7 +20,7 @@ use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::{Data, Request, Response, ServerError};
 
 use super::operation_metrics::Seen;
-use super::{bad_text, role_first, Mutation, Query, Subscription};
+use super::{admin_only, bad_text, Mutation, Query, Subscription};
 use crate::auth::Principal;
 use crate::error::{code, coded_response, with_default_code};
 
@@ -33,7 +33,7 @@ fn admit(request: &mut Request, session: Option<&Data>) -> Result<Seen, ServerEr
     let name = request.operation_name.clone();
     let doc = request.parsed_query().map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))?;
     bad_text::check_document(doc)?;
-    role_first::check(doc, who.as_ref())?;
+    admin_only::check(doc, who.as_ref())?;
     Ok(Seen::of(doc, name.as_deref()))
 }
 

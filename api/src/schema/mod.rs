@@ -1,5 +1,5 @@
 //! The GraphQL schema of the contract (../shared/design/schema.graphql): queries read
-//! the projections (or the event store for replays and history), mutations go through
+//! the projections (or the event store for past states and history), mutations go through
 //! the write model in the `commands` crate, subscriptions follow the process's live
 //! feed ([`store::LiveFeed`]). The transport (HTTP, WebSocket, limits) lives elsewhere and hands
 //! each request the caller's [`Principal`] as request or connection data.
@@ -12,16 +12,17 @@
 //!   null, mutations and subscriptions NOT_FOUND. Admins may read, watch and cancel
 //!   any; cart changes are the owner's alone.
 
+mod admin_only;
 mod bad_text;
-pub mod connection;
+mod connection;
 mod gate;
 mod mutation;
+mod numbers;
 mod operation_metrics;
 mod query;
-mod role_first;
-pub mod scalars;
+mod scalars;
 mod subscription;
-pub mod types;
+mod types;
 
 use std::sync::Mutex;
 
@@ -124,17 +125,6 @@ pub(crate) fn may_see(who: &Principal, owner: &str) -> bool {
     who.is_admin() || who.id == owner
 }
 
-/// A GraphQL `Int` from a count or version (saturating: versions beyond 2^31 would
-/// need a contract change, not a panic).
-pub(crate) fn to_int(n: u64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-/// A version or quantity from the client: not negative.
-pub(crate) fn non_negative(name: &str, n: i32) -> Result<u64, ApiError> {
-    u64::try_from(n).map_err(|_| ApiError::BadUserInput(format!("{name} must not be negative (got {n})")))
-}
-
 /// `first` of a connection: absent or null means the field's default; 0 to [`MAX_PAGE`].
 pub(crate) fn page_size(first: Option<i32>, default: i32) -> Result<usize, ApiError> {
     let first = first.unwrap_or(default);
@@ -148,12 +138,6 @@ pub(crate) fn page_size(first: Option<i32>, default: i32) -> Result<usize, ApiEr
 pub(crate) fn page_cost(first: Option<i32>, default: i32, child_complexity: usize) -> usize {
     let first = first.unwrap_or(default).clamp(1, MAX_PAGE) as usize;
     first.saturating_mul(child_complexity).saturating_add(1)
-}
-
-pub(crate) fn parse_version_cursor(cursor: &str) -> Result<u64, ApiError> {
-    cursor
-        .parse::<u64>()
-        .map_err(|_| ApiError::BadUserInput("the `after` cursor is not one this server gave out".to_owned()))
 }
 
 /// Waits until the projection has applied `min` (when given), within the context's bound.
@@ -201,9 +185,10 @@ pub(crate) fn valid_idempotency_key(key: Option<String>) -> Result<Option<String
     }
 }
 
-/// Folds a stream from its first event while `keep` says yes (time travel), noting
+/// The state of a stream as of a point (time travel, or now with `|_| true`): folded
+/// from its first event while `keep` says yes, noting
 /// when the first and the last kept events were recorded.
-pub(crate) async fn replay<A: Aggregate>(
+pub(crate) async fn state_as_of<A: Aggregate>(
     api: &ApiContext,
     stream_id: &str,
     keep: impl Fn(&store::RecordedEvent) -> bool + Send + Sync,

@@ -12,11 +12,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use commands::{decode, CommandContext, Commands, Executed, OrderAggregate, ProductAggregate};
-use domain::{CartCommand, CartId, Money, OrderCommand, OrderId, ProductCommand, Sku};
+use domain::{CartCommand, CartId, OrderCommand, OrderId, ProductCommand, Sku};
 
+use super::numbers::{non_negative, price};
 use super::scalars::{Decimal, Position, UuidScalar};
 use super::types::{Cart, Order, Product, ProjectionStatus, Timestamps};
-use super::{admin, api, fingerprint, non_negative, principal, valid_idempotency_key};
+use super::{admin, api, fingerprint, principal, valid_idempotency_key};
 use crate::auth::Principal;
 use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
@@ -414,7 +415,7 @@ impl Mutation {
         let who = admin(ctx)?;
         let api = api(ctx)?;
         let sku = Sku::parse(&input.sku)?;
-        let price = Money::parse_decimal(&input.price.0)?;
+        let price = price(&input.price)?;
         let cmd = command_context(ctx, api, who, None, "registerProduct", serde_json::Value::Null)?;
         let command = ProductCommand::Register {
             sku: sku.clone(),
@@ -430,7 +431,7 @@ impl Mutation {
         let who = admin(ctx)?;
         let api = api(ctx)?;
         let sku = Sku::parse(&input.sku)?;
-        let price = Money::parse_decimal(&input.price.0)?;
+        let price = price(&input.price)?;
         let cmd = command_context(ctx, api, who, None, "changeProductPrice", serde_json::Value::Null)?;
         product_command(commands(ctx)?, &cmd, "changeProductPrice", &sku, ProductCommand::ChangePrice { price }).await
     }

@@ -1,14 +1,15 @@
 //! Queries: the read models for current state (optionally after waiting for a
-//! position), the event store for replays (`cartAt`) and history.
+//! position), the event store for past states (`cartAt`) and history.
 
 use async_graphql::{Context, Object};
 
 use commands::CartAggregate;
 
 use super::connection::{CartConnection, NotificationConnection, OrderConnection, ProductConnection};
+use super::numbers::non_negative;
 use super::scalars::{DateTime, Position, UuidScalar};
 use super::types::{Cart, CartStatus, Notification, Order, Product, ProjectionStatus};
-use super::{admin, api, may_see, non_negative, page_size, principal, replay, wait_for};
+use super::{admin, api, may_see, page_size, principal, state_as_of, wait_for};
 use crate::error::ApiError;
 
 pub struct Query;
@@ -41,9 +42,9 @@ impl Query {
         let (loaded, times) = match (version, at) {
             (Some(version), None) => {
                 let version = non_negative("version", version)?;
-                replay::<CartAggregate>(api, &stream_id, |e| e.version <= version).await?
+                state_as_of::<CartAggregate>(api, &stream_id, |e| e.version <= version).await?
             }
-            (None, Some(at)) => replay::<CartAggregate>(api, &stream_id, |e| e.recorded_at <= at.0).await?,
+            (None, Some(at)) => state_as_of::<CartAggregate>(api, &stream_id, |e| e.recorded_at <= at.0).await?,
             _ => return Err(ApiError::BadUserInput("give exactly one of version and at".to_owned())),
         };
         let Some(cart) = loaded.state.filter(|c| may_see(who, c.customer_id.as_str())) else {

@@ -130,12 +130,6 @@ fn is_decimal(s: &str) -> bool {
     digits(whole) && digits(fraction)
 }
 
-impl From<domain::Money> for Decimal {
-    fn from(m: domain::Money) -> Self {
-        Decimal(m.to_decimal_string())
-    }
-}
-
 /// Arbitrary JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Json(pub serde_json::Value);

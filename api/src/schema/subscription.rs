@@ -8,7 +8,7 @@
 //! from a state folded from the store at a known version and then applies the events
 //! of the live feed's stream subscription from exactly that version: every event after it
 //! arrives once, in order, whether it was committed before, during or after the
-//! replay, so there is no gap and no duplicate.
+//! catch-up, so there is no gap and no duplicate.
 
 use async_graphql::{Context, Subscription as SubscriptionMacro};
 use futures::stream::{self, BoxStream, StreamExt};
@@ -18,9 +18,10 @@ use commands::{decode, Aggregate, CartAggregate, OrderAggregate};
 use domain::{CartId, OrderId};
 
 use super::mutation::{cart_owner, order_owner};
+use super::numbers::non_negative;
 use super::scalars::{Position, UuidScalar};
 use super::types::{Cart, CartChange, CartEvent, EventMeta, Order, RecordedEvent, Timestamps};
-use super::{admin, api, may_see, non_negative, principal, replay};
+use super::{admin, api, may_see, principal, state_as_of};
 use crate::error::ApiError;
 
 pub struct Subscription;
@@ -82,7 +83,7 @@ impl Subscription {
         }
         let after = after_version.map(|v| non_negative("afterVersion", v)).transpose()?.unwrap_or(0);
         let stream_id = cart_id.stream_id();
-        let (loaded, times) = replay::<CartAggregate>(&api, &stream_id, |e| e.version <= after).await?;
+        let (loaded, times) = state_as_of::<CartAggregate>(&api, &stream_id, |e| e.version <= after).await?;
         if loaded.version < after {
             return Err(ApiError::BadUserInput(format!(
                 "afterVersion {after} is beyond the cart's version {}",
@@ -127,7 +128,7 @@ impl Subscription {
             _ => return Err(ApiError::NotFound("order".to_owned())),
         }
         let stream_id = order_id.stream_id();
-        let (loaded, times) = replay::<OrderAggregate>(&api, &stream_id, |_| true).await?;
+        let (loaded, times) = state_as_of::<OrderAggregate>(&api, &stream_id, |_| true).await?;
         let current = loaded.state.as_ref().ok_or_else(|| ApiError::NotFound("order".to_owned()))?;
         let first = Order::from_state(current, loaded.version, times);
         let follow = Follow {

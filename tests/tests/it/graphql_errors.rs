@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::{
     add_item, create_cart, eventually, gql_data, gql_error, gql_error_code, register_product, spawn_server, TestServer, TEST_SECRET,
 };
-use api::auth::{issue_expired_token, issue_token, Role};
+use api::auth::{issue_token, Role};
 use serde_json::json;
 
 const ADD: &str = "mutation($input: AddItemToCartInput!) { addItemToCart(input: $input) { cart { version } } }";
@@ -51,7 +51,7 @@ async fn authentication_codes(database_url: String) {
 
     // Bad tokens are refused, never treated as anonymous.
     let forged = issue_token("alice", Role::Admin, Duration::from_secs(60), b"not the server's secret").expect("token");
-    let expired = issue_expired_token("alice", Role::Customer, Duration::from_secs(600), TEST_SECRET.as_bytes()).expect("token");
+    let expired = crate::support::expired_token("alice", Role::Customer, Duration::from_secs(600), TEST_SECRET.as_bytes());
     let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0.";
     for token in [forged.as_str(), expired.as_str(), unsigned, "garbage"] {
         let error = gql_error(&server, Some(token), "{ product(sku: \"apple\") { sku } }", json!({})).await;

@@ -9,6 +9,19 @@ use api::{Application, Config};
 /// The signing secret every test server uses, so tests can mint tokens.
 pub const TEST_SECRET: &str = "cartsource-test-secret-0123456789abcdef";
 
+/// A token signed with `secret` that expired `ago` in the past (the server only issues
+/// valid ones, so the tests of expiry sign their own).
+pub fn expired_token(sub: &str, role: Role, ago: Duration, secret: &[u8]) -> String {
+    let exp = jsonwebtoken::get_current_timestamp().saturating_sub(ago.as_secs());
+    let claims = serde_json::json!({ "sub": sub, "role": role.as_str(), "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("sign an expired token")
+}
+
 /// A running server. It stops (gracefully) when dropped, or when the test's runtime ends.
 pub struct TestServer {
     pub base_url: String,

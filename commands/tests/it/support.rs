@@ -1,6 +1,5 @@
 //! Helpers for the commands tests: fresh databases on both backends, a counting store
 //! decorator, and shorthand for the commands the tests issue.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,14 +24,13 @@ pub async fn sqlite() -> Arc<dyn EventStore> {
 }
 
 /// Runs `async fn $name(store: Arc<dyn EventStore>)` against both backends.
-#[macro_export]
 macro_rules! backends {
     ($($name:ident),+ $(,)?) => {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name($crate::common::postgres().await).await;
+                    super::$name($crate::support::postgres().await).await;
                 }
             )+
         }
@@ -40,7 +38,7 @@ macro_rules! backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name($crate::common::sqlite().await).await;
+                    super::$name($crate::support::sqlite().await).await;
                 }
             )+
         }

@@ -1,8 +1,6 @@
 //! Loading aggregates (moved here from the store with the code): old schemas fold
 //! through the domain, snapshots are used only under the current state schema version.
 
-mod common;
-
 use std::sync::Arc;
 
 use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, Snapshot};
@@ -32,7 +30,7 @@ async fn seed_events_load_through_the_domain(store: Arc<dyn EventStore>) {
 /// Loading = the snapshot under the current state schema version + the events after it;
 /// a snapshot from another schema version, or one that no longer reads back, is skipped.
 async fn aggregates_load_from_a_valid_snapshot_and_skip_stale_ones(store: Arc<dyn EventStore>) {
-    use commands::aggregate::snapshot_if_due;
+    use commands::snapshot_if_due;
     use commands::{encode, load, CartAggregate};
     use domain::{cart, CartCommand, CartId, CustomerId, Money, Sku};
 

@@ -4,13 +4,11 @@
 //! queued together are appended together and keep their own outcomes, ownership is
 //! checked on the loaded state, placing orders re-decides on concurrent stock changes.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use commands::{load, CartAggregate, CommandContext, CommandError, Commands, ProductAggregate};
-use common::*;
 use domain::{CartCommand, CartId, DomainError, Money, OrderId, ProductCommand};
 use store::EventStore;
 use uuid::Uuid;

@@ -1,0 +1,8 @@
+//! The commands crate against real stores (PostgreSQL and SQLite). One test binary
+//! (each binary links the store and its drivers): a module per area.
+
+#[macro_use]
+mod support;
+
+mod aggregate;
+mod write_model;
