@@ -37,7 +37,7 @@ use crate::model::Model;
 use crate::progress::{self, Progress, WorkerCounters};
 use crate::publisher::{BusConfig, Publisher};
 use crate::reactors::Reactor;
-use crate::read::ReadModels;
+use crate::model::read_models::ReadModels;
 
 mod follow;
 mod steps;
