@@ -7,7 +7,7 @@
 
 mod query;
 
-pub use query::{NotificationView};
+pub use query::NotificationView;
 
 use std::collections::HashMap;
 

@@ -67,5 +67,4 @@ impl ReadModels {
             .collect();
         Ok(Page { items, has_next_page })
     }
-
 }

@@ -4,7 +4,7 @@
 
 mod query;
 
-pub use query::{ProductView};
+pub use query::ProductView;
 
 use std::collections::{BTreeMap, BTreeSet};
 
