@@ -7,6 +7,7 @@
 
 mod crud;
 mod driver;
+mod projections;
 mod report;
 mod token;
 mod workloads;
@@ -42,6 +43,8 @@ enum Command {
     Run(RunArgs),
     /// Serve the baseline (the driver starts it; useful alone to poke at).
     CrudServer(CrudArgs),
+    /// The read side alone, in-process on Postgres: rebuild throughput and commit-to-read-model lag.
+    Projections(projections::ProjectionsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::CrudServer(args)) => crud::serve(args.listen, &args.database_url, args.pool_size).await,
         Some(Command::Run(args)) => run(args).await,
+        Some(Command::Projections(args)) => projections::main(args).await.map_err(|e| anyhow::anyhow!(e)),
         None => run(cli.run).await,
     }
 }

@@ -46,13 +46,15 @@ mod model;
 mod progress;
 pub mod publisher;
 pub mod reactors;
-pub mod read;
 pub mod runner;
 
 pub use error::ProjectionError;
+pub use model::analytics::{AnalyticsView, DayStats, SkuStats};
+pub use model::carts::{CartLineView, CartView};
+pub use model::notifications::NotificationView;
+pub use model::orders::{OrderLineView, OrderView};
+pub use model::products::ProductView;
+pub use model::read_models::{Page, ReadModels};
 pub use model::Model;
 pub use progress::WorkerCounters;
-pub use read::{
-    AnalyticsView, CartLineView, CartView, DayStats, NotificationView, OrderLineView, OrderView, Page, ProductView, ReadModels, SkuStats,
-};
 pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, WaitError};

@@ -9,11 +9,17 @@
 //! event at or below it is skipped: applying a batch twice cannot double-count the entity
 //! models even without the checkpoint (which makes it impossible anyway).
 
+//!
+//! Each model is one folder: its rows and the statements that write them for both
+//! backends, its `write` (`mod.rs`), and its queries with the view the API renders
+//! (`query.rs`). What all queries share is in `read_models`.
+
 pub(crate) mod analytics;
 pub(crate) mod carts;
 pub(crate) mod notifications;
 pub(crate) mod orders;
 pub(crate) mod products;
+pub(crate) mod read_models;
 
 use std::fmt;
 

@@ -1,12 +1,10 @@
 //! The runner: read-your-writes, failures that stop one projection visibly and resume,
 //! background workers, and zero-downtime rebuilds that equal the incremental result.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use commands::{load, CartAggregate};
-use common::*;
 use domain::CartCommand;
 use projections::{ProjectionError, ProjectionState, Projections, ProjectionsConfig, WaitError};
 use store::{AppendRequest, Database, ExpectedVersion, Metadata, NewEvent, Position};

@@ -1,9 +1,7 @@
 //! Reactors act on orders, and act once: a replay from an earlier checkpoint, a crash
 //! between a command and its checkpoint, and two leaders at once all leave one effect.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use domain::OrderCommand;
 use projections::reactors::Reactor;
 use store::{Database, RecordedEvent};

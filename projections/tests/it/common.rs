@@ -1,5 +1,6 @@
 //! Helpers shared by the projections tests: fresh databases, commands through the one
 //! command loop, and a macro that runs a test against each backend.
+
 #![allow(dead_code)]
 
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //! total (the events carry the units each release or shipment takes), which is all readers
 //! need; the aggregate keeps them per order.
 
+mod query;
+
+pub use query::ProductView;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain::{AnyEvent, ProductEvent, StreamId};

@@ -2,11 +2,9 @@
 //! products with stock, notifications, analytics; newest-first pagination with opaque
 //! cursors; malformed cursors refused.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use domain::{CartCommand, CartStatus, OrderCommand, OrderStatus};
 use projections::ProjectionError;
 use store::Database;

@@ -3,12 +3,10 @@
 //! (a checkpoint older than what was published) produces no duplicate. Each test uses a
 //! stream and subject prefix of its own.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use async_nats::jetstream::{self, consumer};
-use common::*;
 use futures::StreamExt;
 use projections::{Projections, ProjectionsConfig};
 use store::{Database, Position, RecordedEvent};

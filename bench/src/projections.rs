@@ -8,21 +8,20 @@
 //!    for `--seconds`; for each, the time from the append's return to the carts read model
 //!    having applied its position (`Projections::wait_for`, woken by the worker's commit).
 //!
-//! `cargo run --release -p projections --bin projections-bench -- --database-url postgres://postgres@127.0.0.1:5432/postgres`
+//! `cargo run --release -p bench --features run -- projections --database-url postgres://postgres@127.0.0.1:5432/postgres`
 //! Works in a fresh database of its own, dropped at the end.
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use ::projections::{Projections, ProjectionsConfig};
 use commands::{encode, CartAggregate, CommandContext, Commands};
 use domain::{CartCommand, CartEvent, CartId, CustomerId, Money, Sku};
-use projections::{Projections, ProjectionsConfig};
 use sqlx::Connection;
 use store::{AppendRequest, Database, ExpectedVersion, Metadata};
 use uuid::Uuid;
 
-#[derive(Parser, Debug)]
-struct Args {
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProjectionsArgs {
     /// A Postgres server URL whose role may create databases.
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     database_url: String,
@@ -42,9 +41,8 @@ struct Args {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    let args = Args::parse();
+/// Runs both measurements in a database of its own.
+pub async fn main(args: ProjectionsArgs) -> Result<(), Error> {
     let (server, name) = create_database(&args.database_url).await?;
     let url = with_database(&args.database_url, &name);
     let result = run(&args, &url).await;
@@ -52,7 +50,7 @@ async fn main() -> Result<(), Error> {
     result
 }
 
-async fn run(args: &Args, url: &str) -> Result<(), Error> {
+async fn run(args: &ProjectionsArgs, url: &str) -> Result<(), Error> {
     let db = store::open(url).await?;
     let seeded = seed(&db, args.events).await?;
     println!("seeded {seeded} cart events");
@@ -125,7 +123,7 @@ async fn seed(db: &Database, events: usize) -> Result<usize, Error> {
     Ok(written)
 }
 
-async fn lag(args: &Args, db: &Database, config: ProjectionsConfig) -> Result<(), Error> {
+async fn lag(args: &ProjectionsArgs, db: &Database, config: ProjectionsConfig) -> Result<(), Error> {
     let projections = Projections::start(db.clone(), config, store::LiveFeed::start(db.store())).await?;
     let head = db.store().head_position().await?;
     projections.wait_for("carts", head, Duration::from_secs(120)).await?;

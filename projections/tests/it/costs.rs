@@ -4,12 +4,10 @@
 //! concerns and nothing at all for the others, a burst of commits costs an unconcerned
 //! worker nothing, and idle workers write nothing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use projections::{Projections, ProjectionsConfig, WorkerCounters};
 use store::{Database, LiveFeed, Position};
 use uuid::Uuid;

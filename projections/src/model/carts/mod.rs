@@ -1,6 +1,10 @@
 //! The carts read model: one row per cart and its lines, kept equal to the aggregate by
 //! folding with the domain's own `evolve`.
 
+mod query;
+
+pub use query::{CartLineView, CartView};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -42,7 +46,7 @@ pub(crate) struct CartLineRow {
 }
 
 /// The JSON object of a `carts c` row, per backend (macros, so `concat!` can build
-/// statements from them here and in `read.rs`).
+/// statements from them here and in `query.rs`).
 macro_rules! cart_json_pg {
     () => {
         "json_build_object('generation', c.generation, 'id', c.id, 'customer_id', c.customer_id, 'status', c.status, \

@@ -12,6 +12,10 @@
 //! A batch folds into in-memory deltas and adds them with one upsert per table; only the
 //! checkpoint (same transaction) keeps counters from counting an event twice.
 
+mod query;
+
+pub use query::{AnalyticsView, DayStats, SkuStats};
+
 use std::collections::BTreeMap;
 
 use domain::{AnyEvent, CartEvent, OrderEvent};

@@ -1,6 +1,10 @@
 //! The orders read model: one row per order (status, totals) and its lines, which never
 //! change after the order is placed.
 
+mod query;
+
+pub use query::{OrderLineView, OrderView};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain::{AnyEvent, OrderEvent, OrderStatus, StreamId};

@@ -2,11 +2,9 @@
 //! standby takes over within seconds when the leader's lock connection dies, and the deposed
 //! leader's fencing token can move the checkpoint neither forward nor back.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use projections::checkpoint;
 use projections::{ProjectionError, Projections, ProjectionsConfig};
 use store::{Database, Position};

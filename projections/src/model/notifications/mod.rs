@@ -5,6 +5,10 @@
 //! caused it and rows are inserted with `on conflict do nothing`, so even a replayed event
 //! (a reset checkpoint, two leaders for a moment) cannot notify twice.
 
+mod query;
+
+pub use query::NotificationView;
+
 use std::collections::HashMap;
 
 use domain::{AnyEvent, OrderEvent, StreamId};

@@ -1,0 +1,76 @@
+//! How the workers of a process are set up: batch sizes, intervals, the bus, which workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::model::Model;
+use crate::publisher::BusConfig;
+use crate::reactors::Reactor;
+
+#[derive(Clone, Debug)]
+pub struct ProjectionsConfig {
+    /// Run the fulfilment and inventory reactors (role worker/all).
+    pub run_reactors: bool,
+    /// Publish every event to NATS JetStream at this URL.
+    pub nats_url: Option<String>,
+    /// JetStream stream and subject prefix (tests use their own).
+    pub nats_stream: String,
+    pub nats_subject_prefix: String,
+    /// Names this process in leader locks and in the status.
+    pub worker_name: String,
+    /// Events per live batch.
+    pub batch_size: usize,
+    /// Events per rebuild batch (rebuilds favour throughput).
+    pub rebuild_batch_size: usize,
+    /// Events per reactor or publisher batch (each event is a command or a publish).
+    pub reactor_batch_size: usize,
+    /// A worker reading pages polls this often even without a doorbell (a lost
+    /// notification only delays); a worker following the live feed checks its lease this
+    /// often and re-reads its checkpoint row every `follow::RECHECK_TICKS` of these, to see
+    /// requests made by other processes.
+    pub poll_interval: Duration,
+    /// A standby tries to take the lead this often.
+    pub leader_retry: Duration,
+}
+
+impl Default for ProjectionsConfig {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cartsource".to_owned());
+        ProjectionsConfig {
+            run_reactors: true,
+            nats_url: None,
+            nats_stream: "CARTSOURCE".to_owned(),
+            nats_subject_prefix: "cartsource".to_owned(),
+            worker_name: format!("{host}-{}", std::process::id()),
+            batch_size: 500,
+            rebuild_batch_size: 5_000,
+            reactor_batch_size: 100,
+            poll_interval: store::live::POLL_INTERVAL,
+            leader_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ProjectionsConfig {
+    pub(super) fn bus(&self) -> Option<BusConfig> {
+        self.nats_url.as_ref().map(|url| BusConfig {
+            url: url.clone(),
+            stream: self.nats_stream.clone(),
+            subject_prefix: self.nats_subject_prefix.clone(),
+            ..BusConfig::new(url.clone())
+        })
+    }
+
+    /// The workers this configuration runs.
+    pub(super) fn workers(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = Model::ALL.into_iter().map(Kind::Model).collect();
+        if self.run_reactors {
+            kinds.extend(Reactor::ALL.into_iter().map(Kind::Reactor));
+        }
+        if let Some(bus) = self.bus() {
+            kinds.push(Kind::Publisher(Arc::new(bus)));
+        }
+        kinds
+    }
+}
