@@ -4,10 +4,14 @@
 //! HTTP and WebSocket from this process, and prints a Markdown report. It depends only
 //! on the public GraphQL contract and the `cartsource` binary's CLI and environment.
 //! The benchmark reports; tests assert behaviour.
+//!
+//! `cartsource-bench store` (`store_bench`) measures the event store library alone against
+//! raw SQL on the same server.
 
 mod crud;
 mod driver;
 mod report;
+mod store_bench;
 mod token;
 mod workloads;
 
@@ -42,6 +46,8 @@ enum Command {
     Run(RunArgs),
     /// Serve the baseline (the driver starts it; useful alone to poke at).
     CrudServer(CrudArgs),
+    /// The Postgres event store against a raw-SQL baseline (no server, no HTTP).
+    Store(store_bench::StoreArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::CrudServer(args)) => crud::serve(args.listen, &args.database_url, args.pool_size).await,
         Some(Command::Run(args)) => run(args).await,
+        Some(Command::Store(args)) => store_bench::main(args).await.map_err(|e| anyhow::anyhow!(e)),
         None => run(cli.run).await,
     }
 }
