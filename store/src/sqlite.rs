@@ -20,20 +20,15 @@
 //!   of Postgres' timestamptz), so text order is time order. `recorded_at` is taken inside
 //!   the write lock and never earlier than the previous event's: it never decreases with
 //!   position, which time travel (`recorded_at <= t`) relies on.
-//! * **Doorbell.** In-process: rung after each commit that wrote events. For
-//!   [`SqliteStore::append_in_transaction`], whose commit belongs to the caller, it rings
-//!   when the caller's transaction hands the writer connection back to its pool, which is
-//!   after the commit (or rollback).
+//! * **Doorbell.** In-process: rung after each commit that wrote events.
 //!
 //! Projections share the store's pools ([`SqliteStore::pool`]): they must write (read
-//! model, checkpoint, appends through `append_in_transaction`) in a transaction on the
-//! *writer* pool, ideally from [`SqliteStore::begin`], and never call
+//! model, checkpoint) in a transaction on the *writer* pool, ideally from [`SqliteStore::begin`], and never call
 //! [`EventStore::append`] while they hold that transaction: the writer pool has one
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +46,7 @@ use crate::error::StoreError;
 use crate::event::{
     category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome,
 };
-use crate::event_store::{Backend, EventStore};
+use crate::event_store::EventStore;
 use crate::upcast::upcast;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -93,31 +88,12 @@ pub struct SqlitePools {
     pub reader: SqlitePool,
 }
 
-/// Rung after commits that wrote events. `pending` carries "this transaction wrote events"
-/// from the append to whoever sees the commit: the append itself, or the writer pool when
-/// the caller's transaction gives the connection back.
-struct Doorbell {
-    sender: watch::Sender<u64>,
-    pending: AtomicBool,
-}
-
-impl Doorbell {
-    fn ring(&self) {
-        self.sender.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn ring_if_pending(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            self.ring();
-        }
-    }
-}
-
 /// The SQLite event store. Cheap to clone: clones share the pools and the doorbell.
 #[derive(Clone)]
 pub struct SqliteStore {
     pools: SqlitePools,
-    doorbell: Arc<Doorbell>,
+    /// Rung after commits that wrote events.
+    doorbell: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -146,11 +122,6 @@ impl SqliteStore {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .synchronous(SqliteSynchronous::Full);
-        let doorbell = Arc::new(Doorbell {
-            sender: watch::channel(0).0,
-            pending: AtomicBool::new(false),
-        });
-
         // Opened first: it creates the file, switches it to WAL (a lasting property of the
         // file, so the readers find it in WAL) and runs the migrations.
         let writer = SqlitePoolOptions::new()
@@ -159,15 +130,6 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(options.acquire_timeout)
-            .after_release({
-                let doorbell = doorbell.clone();
-                // The connection comes back after its transaction ended: a commit made by
-                // `append_in_transaction`'s caller is visible by now.
-                move |_, _| {
-                    doorbell.ring_if_pending();
-                    Box::pin(async { Ok(true) })
-                }
-            })
             .connect_with(base.clone().create_if_missing(true).read_only(false).journal_mode(SqliteJournalMode::Wal))
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -178,7 +140,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pools: SqlitePools { writer, reader },
-            doorbell,
+            doorbell: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -198,43 +160,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pools.reader.close().await;
         self.pools.writer.close().await;
-    }
-
-    /// Appends inside the caller's transaction (a projection or reactor that writes its
-    /// checkpoint with the events it causes): the same checks and outcome as
-    /// [`EventStore::append`], committed or rolled back with `tx`. `tx` must be a
-    /// transaction on `pool().writer`, best from [`begin`](Self::begin): the doorbell
-    /// rings when it gives the writer connection back, after the caller's commit.
-    ///
-    /// Runs in a savepoint, so an error (a `Conflict`, say) leaves the caller's transaction
-    /// as it was and usable.
-    #[tracing::instrument(name = "store.append_in_transaction", skip_all, fields(
-        backend = "sqlite",
-        streams = request.streams.len(),
-        events = request.event_count(),
-        stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
-    ))]
-    pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Sqlite>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        request.validate()?;
-        let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
-        match self.write(&mut savepoint, &request).await {
-            Ok(outcome) => {
-                savepoint.commit().await?;
-                Ok(outcome)
-            }
-            Err(e) => {
-                savepoint.rollback().await?;
-                Err(e)
-            }
-        }
-    }
-
-    /// Rings the doorbell now, as [`PgStore::notify_committed`](crate::PgStore::notify_committed)
-    /// does: for callers of [`append_in_transaction`](Self::append_in_transaction) written
-    /// against both backends. Here it is optional: the writer pool rings when the caller's
-    /// transaction hands the connection back.
-    pub fn notify_committed(&self) {
-        self.doorbell.ring();
     }
 
     /// The append proper, on a connection that holds the write lock (or will take it at
@@ -331,7 +256,6 @@ impl SqliteStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        self.doorbell.pending.store(true, Ordering::Release);
         Ok(outcome)
     }
 
@@ -488,10 +412,6 @@ fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
     #[tracing::instrument(name = "store.append", skip_all, fields(
         backend = "sqlite",
         streams = request.streams.len(),
@@ -505,7 +425,9 @@ impl EventStore for SqliteStore {
         let mut tx = self.begin().await?;
         let outcome = self.write(&mut tx, &request).await?;
         tx.commit().await?;
-        self.doorbell.ring_if_pending();
+        if !outcome.replayed {
+            self.doorbell.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(outcome)
     }
 
@@ -611,6 +533,6 @@ impl EventStore for SqliteStore {
     }
 
     fn doorbell(&self) -> watch::Receiver<u64> {
-        self.doorbell.sender.subscribe()
+        self.doorbell.subscribe()
     }
 }
