@@ -90,35 +90,29 @@ impl AppendStatements {
     }
 }
 
-/// A stream append of exactly one event: its columns bound as scalars.
-const ONE_EVENT: AppendStatements = AppendStatements {
-    fresh: append_sql!(one, "$3::bigint", ""),
-    exact: append_sql!(
-        one,
-        "$3::bigint",
-        "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)"
-    ),
-    any: append_sql!(
-        one,
-        "(select coalesce(max(version), 0) from events where stream_id = $1)",
-        "where $3::bigint < 0"
-    ),
-};
+/// The three statements of one shape (`one` or `many`, see `append_sql!`).
+macro_rules! append_statements {
+    ($shape:ident) => {
+        AppendStatements {
+            fresh: append_sql!($shape, "$3::bigint", ""),
+            exact: append_sql!(
+                $shape,
+                "$3::bigint",
+                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)"
+            ),
+            any: append_sql!(
+                $shape,
+                "(select coalesce(max(version), 0) from events where stream_id = $1)",
+                "where $3::bigint < 0"
+            ),
+        }
+    };
+}
 
+/// A stream append of exactly one event: its columns bound as scalars.
+const ONE_EVENT: AppendStatements = append_statements!(one);
 /// A stream append of several events: their columns bound as arrays and unnested.
-const SEVERAL_EVENTS: AppendStatements = AppendStatements {
-    fresh: append_sql!(many, "$3::bigint", ""),
-    exact: append_sql!(
-        many,
-        "$3::bigint",
-        "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)"
-    ),
-    any: append_sql!(
-        many,
-        "(select coalesce(max(version), 0) from events where stream_id = $1)",
-        "where $3::bigint < 0"
-    ),
-};
+const SEVERAL_EVENTS: AppendStatements = append_statements!(many);
 
 impl PgStore {
     /// [`EventStore::append`](crate::EventStore::append): one statement when it can be,

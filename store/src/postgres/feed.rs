@@ -136,12 +136,12 @@ impl FeedWait {
     }
 }
 
-/// A row of `EVENT_COLUMNS`.
+/// A row of the event columns, in `READ_STREAM_SQL`'s order.
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     decode_event_at(row, 0)
 }
 
-/// A row of a feed query: the horizon, then `EVENT_COLUMNS`, all null for an empty page.
+/// A row of a feed query: the horizon, then the event columns, all null for an empty page.
 fn decode_feed_row(row: &PgRow) -> Result<Option<RecordedEvent>, StoreError> {
     if row.try_get::<Option<i64>, _>(1)?.is_none() {
         return Ok(None);
@@ -149,7 +149,7 @@ fn decode_feed_row(row: &PgRow) -> Result<Option<RecordedEvent>, StoreError> {
     decode_event_at(row, 1).map(Some)
 }
 
-/// `EVENT_COLUMNS` starting at column `at`, upcast to the current schema.
+/// The event columns starting at column `at`, upcast to the current schema.
 fn decode_event_at(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
     let position = Position(to_u64(row.try_get(at)?, "position")?);
     let event_type: String = row.try_get(at + 4)?;

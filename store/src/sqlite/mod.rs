@@ -27,6 +27,8 @@
 //! [`EventStore::append`] while they hold that transaction: the writer pool has one
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
+//!
+//! `rows` holds how values are written as text and integers and read back.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,27 +37,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
-use time::format_description::well_known::Rfc3339;
-use time::format_description::FormatItem;
-use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamOutcome,
 };
 use crate::event_store::EventStore;
-use crate::upcast::upcast;
+
+mod rows;
+
+use rows::{clamp_i64, format_timestamp, from_i64, into_events, parse_outcome, parse_timestamp, to_i64, EventRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// SQLite's extended result code for a UNIQUE constraint (or unique index) violation.
 const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
-
-/// The one form times are stored in: fixed width, UTC, microseconds.
-const TIMESTAMP: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// Tuning for [`SqliteStore::connect_with`]; `Default` is what [`SqliteStore::connect`] uses.
 #[derive(Clone, Debug)]
@@ -326,68 +325,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE))
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidRequest(format!("{what} {value} is out of range")))
-}
-
-fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
-}
-
-/// For query bounds: a u64 beyond i64 is "beyond everything".
-fn clamp_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn format_timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
-    at.to_offset(UtcOffset::UTC)
-        .format(TIMESTAMP)
-        .map_err(|e| StoreError::InvalidRequest(format!("cannot store time {at}: {e}")))
-}
-
-fn parse_timestamp(text: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("stored time {text:?} is not RFC 3339: {e}")))
-}
-
-fn parse_outcome(text: &str) -> Result<AppendOutcome, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored append outcome: {e}")))
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    position: i64,
-    event_id: String,
-    stream_id: String,
-    version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: String,
-    metadata: String,
-    recorded_at: String,
-}
-
-impl EventRow {
-    fn into_event(self) -> Result<RecordedEvent, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event at position {}: {what}: {e}", self.position));
-        let event_id = Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?;
-        let data: serde_json::Value = serde_json::from_str(&self.data).map_err(|e| corrupt("data", &e))?;
-        let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", &e))?;
-        let recorded_at = parse_timestamp(&self.recorded_at)?;
-        let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
-        Ok(RecordedEvent {
-            position: Position(from_i64(self.position, "position")?),
-            stream_id: self.stream_id,
-            version: from_i64(self.version, "version")?,
-            event_id,
-            event_type: self.event_type,
-            schema_version,
-            data,
-            metadata,
-            recorded_at,
-        })
-    }
-}
-
 /// The feed filtered by `n` categories (bound as `?3`, `?4`, ...), one statement, so one
 /// snapshot. Each category is read on its own along `events_category_position_idx`, in
 /// position order and at most a page each, and the pages are merged: with
@@ -404,10 +341,6 @@ fn categories_feed_sql(n: usize) -> String {
     };
     let parts: Vec<String> = (0..n).map(one).collect();
     format!("{} order by position limit ?2", parts.join(" union all "))
-}
-
-fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.into_iter().map(EventRow::into_event).collect()
 }
 
 #[async_trait]
