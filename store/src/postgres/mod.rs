@@ -65,7 +65,7 @@ pub struct PgStoreOptions {
     pub feed_wait: Duration,
 }
 
-/// How the store's pool is built (`store-bench` builds its raw-SQL baseline's pool with it too).
+/// How the store's pool is built (`cartsource-bench store` builds its raw-SQL baseline's pool with it too).
 ///
 /// sqlx pings every connection it takes from the idle queue by default: a second round trip
 /// per append. The store pings only connections idle for `IDLE_PING_AFTER`, which catches
