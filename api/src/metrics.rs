@@ -143,10 +143,6 @@ impl MeteredStore {
 
 #[async_trait::async_trait]
 impl store::EventStore for MeteredStore {
-    fn backend(&self) -> store::Backend {
-        self.inner.backend()
-    }
-
     async fn append(&self, request: store::AppendRequest) -> Result<store::AppendOutcome, store::StoreError> {
         let started = std::time::Instant::now();
         let events = request.streams.iter().map(|s| s.events.len()).sum();

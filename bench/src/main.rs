@@ -4,11 +4,15 @@
 //! HTTP and WebSocket from this process, and prints a Markdown report. It depends only
 //! on the public GraphQL contract and the `cartsource` binary's CLI and environment.
 //! The benchmark reports; tests assert behaviour.
+//!
+//! `cartsource-bench store` (`store_bench`) measures the event store library alone against
+//! raw SQL on the same server.
 
 mod crud;
 mod driver;
 mod projections;
 mod report;
+mod store_bench;
 mod token;
 mod workloads;
 
@@ -45,6 +49,8 @@ enum Command {
     CrudServer(CrudArgs),
     /// The read side alone, in-process on Postgres: rebuild throughput and commit-to-read-model lag.
     Projections(projections::ProjectionsArgs),
+    /// The Postgres event store against a raw-SQL baseline (no server, no HTTP).
+    Store(store_bench::StoreArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::CrudServer(args)) => crud::serve(args.listen, &args.database_url, args.pool_size).await,
         Some(Command::Run(args)) => run(args).await,
         Some(Command::Projections(args)) => projections::main(args).await.map_err(|e| anyhow::anyhow!(e)),
+        Some(Command::Store(args)) => store_bench::main(args).await.map_err(|e| anyhow::anyhow!(e)),
         None => run(cli.run).await,
     }
 }

@@ -29,7 +29,7 @@ pub fn check_feed_categories(categories: Option<&[String]>) -> Result<(), StoreE
 }
 
 /// A place in the global log. Strictly increasing in the order readers receive events;
-/// not dense (Postgres positions encode the writing transaction, see `postgres.rs`).
+/// not dense (Postgres positions encode the writing transaction, see `postgres/mod.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Position(pub u64);
 

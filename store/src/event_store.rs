@@ -7,17 +7,8 @@ use tokio::sync::watch;
 use crate::error::StoreError;
 use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot};
 
-/// Which database is behind a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
-
     /// Appends to one or several streams atomically: every expectation holds and every event
     /// is written, or nothing is. With an idempotency key already used for the same request,
     /// returns the first call's outcome (`replayed = true`) and writes nothing.

@@ -7,7 +7,7 @@
 //!
 //! * [`PgStore`] (production): concurrent appends without a global lock; the global
 //!   feed is gap-free because readers only read below the oldest transaction still in
-//!   flight (see the reasoning in `postgres.rs`); LISTEN/NOTIFY rings the doorbell.
+//!   flight (see the reasoning in `postgres/mod.rs`); LISTEN/NOTIFY rings the doorbell.
 //! * [`SqliteStore`] (embedded default): one writer at a time, which makes the feed
 //!   gap-free by construction; the doorbell is in-process.
 //!
@@ -37,7 +37,7 @@ pub use event::{
     category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent,
     Snapshot, StreamAppend, StreamOutcome, MAX_FEED_CATEGORIES,
 };
-pub use event_store::{Backend, EventStore};
+pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};

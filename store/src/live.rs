@@ -1,5 +1,8 @@
 //! One live feed per process, shared by every subscriber.
 //!
+//! One file (about 580 lines): the hand-over below is a property of the reader task, the
+//! registry and the subscriber together, and its proof reads best next to all three.
+//!
 //! One reader task follows the store's committed events (`read_all`, woken by the store's
 //! doorbell, with a slow poll in case a ring is lost) and hands each event, in memory, to
 //! the subscribers of its stream and to the feed subscribers of its category. Subscribers

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use commands::{CommandContext, Commands, ProductAggregate};
 use domain::{CartCommand, CartId, CustomerId, Money, ProductCommand, Sku};
-use store::{AppendOutcome, AppendRequest, Backend, EventStore, Position, RecordedEvent, Snapshot, StoreError};
+use store::{AppendOutcome, AppendRequest, EventStore, Position, RecordedEvent, Snapshot, StoreError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -112,9 +112,6 @@ impl Counting {
 
 #[async_trait]
 impl EventStore for Counting {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         let _held = self.hold.read().await;

@@ -1,12 +1,10 @@
-//! Runs the behaviour suite in `contract/` against each backend: every test gets a fresh
+//! Runs the behaviour suite in `contract` against each backend: every test gets a fresh
 //! database of its own, so the suite runs in parallel.
-
-mod contract;
 
 macro_rules! suite {
     ($backend:ident, $fresh_url:expr) => {
         mod $backend {
-            use super::contract;
+            use crate::contract;
 
             macro_rules! case {
                 ($name:ident) => {

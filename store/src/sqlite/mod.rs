@@ -20,47 +20,41 @@
 //!   of Postgres' timestamptz), so text order is time order. `recorded_at` is taken inside
 //!   the write lock and never earlier than the previous event's: it never decreases with
 //!   position, which time travel (`recorded_at <= t`) relies on.
-//! * **Doorbell.** In-process: rung after each commit that wrote events. For
-//!   [`SqliteStore::append_in_transaction`], whose commit belongs to the caller, it rings
-//!   when the caller's transaction hands the writer connection back to its pool, which is
-//!   after the commit (or rollback).
+//! * **Doorbell.** In-process: rung after each commit that wrote events.
 //!
 //! Projections share the store's pools ([`SqliteStore::pool`]): they must write (read
-//! model, checkpoint, appends through `append_in_transaction`) in a transaction on the
-//! *writer* pool, ideally from [`SqliteStore::begin`], and never call
+//! model, checkpoint) in a transaction on the *writer* pool, ideally from [`SqliteStore::begin`], and never call
 //! [`EventStore::append`] while they hold that transaction: the writer pool has one
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
+//!
+//! `rows` holds how values are written as text and integers and read back.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
-use time::format_description::well_known::Rfc3339;
-use time::format_description::FormatItem;
-use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, RecordedEvent, Snapshot, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamOutcome,
 };
-use crate::event_store::{Backend, EventStore};
-use crate::upcast::upcast;
+use crate::event_store::EventStore;
+
+mod rows;
+
+use rows::{clamp_i64, format_timestamp, from_i64, into_events, parse_outcome, parse_timestamp, to_i64, EventRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// SQLite's extended result code for a UNIQUE constraint (or unique index) violation.
 const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
-
-/// The one form times are stored in: fixed width, UTC, microseconds.
-const TIMESTAMP: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// Tuning for [`SqliteStore::connect_with`]; `Default` is what [`SqliteStore::connect`] uses.
 #[derive(Clone, Debug)]
@@ -93,31 +87,12 @@ pub struct SqlitePools {
     pub reader: SqlitePool,
 }
 
-/// Rung after commits that wrote events. `pending` carries "this transaction wrote events"
-/// from the append to whoever sees the commit: the append itself, or the writer pool when
-/// the caller's transaction gives the connection back.
-struct Doorbell {
-    sender: watch::Sender<u64>,
-    pending: AtomicBool,
-}
-
-impl Doorbell {
-    fn ring(&self) {
-        self.sender.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn ring_if_pending(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            self.ring();
-        }
-    }
-}
-
 /// The SQLite event store. Cheap to clone: clones share the pools and the doorbell.
 #[derive(Clone)]
 pub struct SqliteStore {
     pools: SqlitePools,
-    doorbell: Arc<Doorbell>,
+    /// Rung after commits that wrote events.
+    doorbell: Arc<watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -146,11 +121,6 @@ impl SqliteStore {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .synchronous(SqliteSynchronous::Full);
-        let doorbell = Arc::new(Doorbell {
-            sender: watch::channel(0).0,
-            pending: AtomicBool::new(false),
-        });
-
         // Opened first: it creates the file, switches it to WAL (a lasting property of the
         // file, so the readers find it in WAL) and runs the migrations.
         let writer = SqlitePoolOptions::new()
@@ -159,15 +129,6 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(options.acquire_timeout)
-            .after_release({
-                let doorbell = doorbell.clone();
-                // The connection comes back after its transaction ended: a commit made by
-                // `append_in_transaction`'s caller is visible by now.
-                move |_, _| {
-                    doorbell.ring_if_pending();
-                    Box::pin(async { Ok(true) })
-                }
-            })
             .connect_with(base.clone().create_if_missing(true).read_only(false).journal_mode(SqliteJournalMode::Wal))
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -178,7 +139,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pools: SqlitePools { writer, reader },
-            doorbell,
+            doorbell: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -198,43 +159,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pools.reader.close().await;
         self.pools.writer.close().await;
-    }
-
-    /// Appends inside the caller's transaction (a projection or reactor that writes its
-    /// checkpoint with the events it causes): the same checks and outcome as
-    /// [`EventStore::append`], committed or rolled back with `tx`. `tx` must be a
-    /// transaction on `pool().writer`, best from [`begin`](Self::begin): the doorbell
-    /// rings when it gives the writer connection back, after the caller's commit.
-    ///
-    /// Runs in a savepoint, so an error (a `Conflict`, say) leaves the caller's transaction
-    /// as it was and usable.
-    #[tracing::instrument(name = "store.append_in_transaction", skip_all, fields(
-        backend = "sqlite",
-        streams = request.streams.len(),
-        events = request.event_count(),
-        stream = request.streams.first().map_or("", |s| s.stream_id.as_str()),
-    ))]
-    pub async fn append_in_transaction(&self, tx: &mut Transaction<'_, Sqlite>, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        request.validate()?;
-        let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
-        match self.write(&mut savepoint, &request).await {
-            Ok(outcome) => {
-                savepoint.commit().await?;
-                Ok(outcome)
-            }
-            Err(e) => {
-                savepoint.rollback().await?;
-                Err(e)
-            }
-        }
-    }
-
-    /// Rings the doorbell now, as [`PgStore::notify_committed`](crate::PgStore::notify_committed)
-    /// does: for callers of [`append_in_transaction`](Self::append_in_transaction) written
-    /// against both backends. Here it is optional: the writer pool rings when the caller's
-    /// transaction hands the connection back.
-    pub fn notify_committed(&self) {
-        self.doorbell.ring();
     }
 
     /// The append proper, on a connection that holds the write lock (or will take it at
@@ -331,7 +255,6 @@ impl SqliteStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        self.doorbell.pending.store(true, Ordering::Release);
         Ok(outcome)
     }
 
@@ -402,68 +325,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE))
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidRequest(format!("{what} {value} is out of range")))
-}
-
-fn from_i64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
-}
-
-/// For query bounds: a u64 beyond i64 is "beyond everything".
-fn clamp_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn format_timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
-    at.to_offset(UtcOffset::UTC)
-        .format(TIMESTAMP)
-        .map_err(|e| StoreError::InvalidRequest(format!("cannot store time {at}: {e}")))
-}
-
-fn parse_timestamp(text: &str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| StoreError::Corrupt(format!("stored time {text:?} is not RFC 3339: {e}")))
-}
-
-fn parse_outcome(text: &str) -> Result<AppendOutcome, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored append outcome: {e}")))
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    position: i64,
-    event_id: String,
-    stream_id: String,
-    version: i64,
-    event_type: String,
-    schema_version: i32,
-    data: String,
-    metadata: String,
-    recorded_at: String,
-}
-
-impl EventRow {
-    fn into_event(self) -> Result<RecordedEvent, StoreError> {
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event at position {}: {what}: {e}", self.position));
-        let event_id = Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?;
-        let data: serde_json::Value = serde_json::from_str(&self.data).map_err(|e| corrupt("data", &e))?;
-        let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", &e))?;
-        let recorded_at = parse_timestamp(&self.recorded_at)?;
-        let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
-        Ok(RecordedEvent {
-            position: Position(from_i64(self.position, "position")?),
-            stream_id: self.stream_id,
-            version: from_i64(self.version, "version")?,
-            event_id,
-            event_type: self.event_type,
-            schema_version,
-            data,
-            metadata,
-            recorded_at,
-        })
-    }
-}
-
 /// The feed filtered by `n` categories (bound as `?3`, `?4`, ...), one statement, so one
 /// snapshot. Each category is read on its own along `events_category_position_idx`, in
 /// position order and at most a page each, and the pages are merged: with
@@ -482,16 +343,8 @@ fn categories_feed_sql(n: usize) -> String {
     format!("{} order by position limit ?2", parts.join(" union all "))
 }
 
-fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.into_iter().map(EventRow::into_event).collect()
-}
-
 #[async_trait]
 impl EventStore for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
     #[tracing::instrument(name = "store.append", skip_all, fields(
         backend = "sqlite",
         streams = request.streams.len(),
@@ -505,7 +358,9 @@ impl EventStore for SqliteStore {
         let mut tx = self.begin().await?;
         let outcome = self.write(&mut tx, &request).await?;
         tx.commit().await?;
-        self.doorbell.ring_if_pending();
+        if !outcome.replayed {
+            self.doorbell.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(outcome)
     }
 
@@ -611,6 +466,6 @@ impl EventStore for SqliteStore {
     }
 
     fn doorbell(&self) -> watch::Receiver<u64> {
-        self.doorbell.sender.subscribe()
+        self.doorbell.subscribe()
     }
 }

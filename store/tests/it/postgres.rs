@@ -1,6 +1,6 @@
 //! Postgres-only behaviour: the gap-free feed under interleaved and concurrent
 //! transactions, LISTEN/NOTIFY across stores and after a killed listener, and the mapping
-//! of unique violations. The backend-agnostic contract is in `contract/` (`backends.rs`).
+//! of unique violations. The backend-agnostic contract is in `contract` (run by `backends`).
 //! Needs PostgreSQL: `DATABASE_URL=postgres://user@host/db` (see `store::testing`).
 
 use std::collections::HashSet;
@@ -59,7 +59,7 @@ async fn feed_holds_back_later_commits_until_earlier_transactions_end() {
     let a_events = events(1);
     let mut a = store.pool().begin().await.expect("begin A");
     let a_outcome = store
-        .append_in_transaction(&mut a, AppendRequest::single("cart-a", ExpectedVersion::NoStream, a_events.clone()))
+        .append_uncommitted(&mut a, AppendRequest::single("cart-a", ExpectedVersion::NoStream, a_events.clone()))
         .await
         .expect("append in A");
 
@@ -98,41 +98,6 @@ async fn feed_holds_back_later_commits_until_earlier_transactions_end() {
     assert_eq!(other_reader.head_position().await.expect("head"), b_outcome.positions[0]);
     // A reader that had checkpointed nothing past A finds nothing new after B.
     assert!(store.read_all(b_outcome.positions[0], 100, None).await.expect("read").is_empty());
-}
-
-/// Two appends in one transaction take consecutive ordinals of the same transaction id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_in_one_transaction_get_distinct_increasing_positions() {
-    let (store, _) = fresh_store(PgStoreOptions::default()).await;
-    let mut tx = store.pool().begin().await.expect("begin");
-    let first = store
-        .append_in_transaction(&mut tx, AppendRequest::single("cart-1", ExpectedVersion::NoStream, events(3)))
-        .await
-        .expect("first");
-    let second = store
-        .append_in_transaction(
-            &mut tx,
-            AppendRequest::single("cart-2", ExpectedVersion::NoStream, events(2)).with_stream("cart-1", ExpectedVersion::Exact(3), events(1)),
-        )
-        .await
-        .expect("second");
-    // A conflict inside the caller's transaction leaves it usable (the append runs in a savepoint).
-    let conflict = store
-        .append_in_transaction(&mut tx, AppendRequest::single("cart-1", ExpectedVersion::Exact(1), events(1)))
-        .await;
-    assert!(matches!(conflict, Err(StoreError::Conflict { actual: 4, .. })), "{conflict:?}");
-    tx.commit().await.expect("commit");
-    store.notify_committed(second.last_position());
-
-    let positions: Vec<Position> = first.positions.iter().chain(&second.positions).copied().collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
-    assert!(
-        positions.iter().all(|p| p.0 >> 20 == positions[0].0 >> 20),
-        "one transaction id: {positions:?}"
-    );
-    let feed = store.read_all(Position::START, 100, None).await.expect("read");
-    assert_eq!(feed.iter().map(|e| e.position).collect::<Vec<_>>(), positions);
-    assert_eq!(store.stream_version("cart-1").await.expect("version"), 4);
 }
 
 /// 16 writers, ~2,200 events, appends of every shape, some rolled back and some committed
@@ -224,7 +189,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
                             let batch = events(3);
                             let mut tx = store.pool().begin().await.expect("begin");
                             store
-                                .append_in_transaction(&mut tx, AppendRequest::single(&own, ExpectedVersion::Any, batch.clone()))
+                                .append_uncommitted(&mut tx, AppendRequest::single(&own, ExpectedVersion::Any, batch.clone()))
                                 .await
                                 .expect("append in tx");
                             tokio::time::sleep(Duration::from_millis(round % 5)).await;
@@ -236,7 +201,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
                             let batch = events(2);
                             let mut tx = store.pool().begin().await.expect("begin");
                             let outcome = store
-                                .append_in_transaction(&mut tx, AppendRequest::single(&own, ExpectedVersion::NoStream, batch.clone()))
+                                .append_uncommitted(&mut tx, AppendRequest::single(&own, ExpectedVersion::NoStream, batch.clone()))
                                 .await
                                 .expect("append in tx");
                             tokio::time::sleep(Duration::from_millis(5 + round % 10)).await;
@@ -430,7 +395,7 @@ async fn unique_violations_are_mapped_by_constraint_name() {
         let version = store.stream_version("cart-u").await.expect("version");
         let mut a = store.pool().begin().await.expect("begin A");
         let a_outcome = store
-            .append_in_transaction(&mut a, AppendRequest::single("cart-u", ExpectedVersion::Exact(version), events(1)))
+            .append_uncommitted(&mut a, AppendRequest::single("cart-u", ExpectedVersion::Exact(version), events(1)))
             .await
             .expect("A");
         let b_expected = if expected == ExpectedVersion::Any {

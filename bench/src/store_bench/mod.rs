@@ -1,7 +1,7 @@
-//! `store-bench`: the Postgres event store against a raw-SQL baseline measured in the same
-//! run, on the same server, with the same pool sizes.
+//! `cartsource-bench store`: the Postgres event store against a raw-SQL baseline measured
+//! in the same run, on the same server, with the same pool sizes.
 //!
-//!     cargo run --release -p store --bin store-bench -- --help
+//!     cargo run --release -p bench --features run -- store --help
 //!
 //! The baseline table `raw_events` is `create table ... (like events including all)`: the
 //! same columns, constraints and indexes. Its writes are plain single-row INSERTs in
@@ -13,21 +13,27 @@
 //! baseline at 8 writers); W3 loading a 1,000-event stream; W4 reading the whole global log
 //! in pages. A fresh database `cartsource_bench_<random>` is created and dropped.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use clap::Parser;
 use serde_json::json;
-use sqlx::postgres::PgPool;
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection};
 use store::postgres::PgStoreOptions;
 use store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, StoreError};
 use uuid::Uuid;
 
-#[derive(Parser, Debug, Clone)]
-#[command(name = "store-bench", about = "Benchmark the Postgres event store against raw SQL")]
-struct Args {
+mod measure;
+mod raw;
+mod report;
+
+use measure::compare;
+use raw::{raw_feed, raw_insert, raw_insert_batch, raw_stream};
+use report::{latency, median, percent, rate, Report};
+
+/// The options of `cartsource-bench store`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
     /// Server to benchmark; a fresh database is created on it and dropped at the end.
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     url: String,
@@ -63,11 +69,10 @@ struct Args {
     keep: bool,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let args = Args::parse();
+/// Creates the benchmark database, runs the workloads, prints the report, drops the database.
+pub async fn main(args: StoreArgs) -> Result<(), BoxError> {
     let (prefix, query) = split_url(&args.url);
     let name = format!("cartsource_bench_{}", &Uuid::new_v4().simple().to_string()[..10]);
     let mut admin = PgConnection::connect(&args.url).await?;
@@ -96,69 +101,7 @@ fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
-struct Report {
-    rows: Vec<Row4>,
-}
-
-struct Row4 {
-    workload: String,
-    store: String,
-    raw: String,
-    ratio: String,
-    target: String,
-}
-
-impl Report {
-    fn add(&mut self, workload: impl Into<String>, store: String, raw: String, ratio: String, target: &str) {
-        self.rows.push(Row4 {
-            workload: workload.into(),
-            store,
-            raw,
-            ratio,
-            target: target.into(),
-        });
-    }
-
-    fn print(&self) {
-        let header = Row4 {
-            workload: "workload".into(),
-            store: "cartsource store".into(),
-            raw: "raw SQL baseline".into(),
-            ratio: "store/raw".into(),
-            target: "target".into(),
-        };
-        let rows: Vec<&Row4> = std::iter::once(&header).chain(&self.rows).collect();
-        let w = |f: fn(&Row4) -> &str| rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0);
-        let widths = [w(|r| &r.workload), w(|r| &r.store), w(|r| &r.raw), w(|r| &r.ratio), w(|r| &r.target)];
-        for (i, r) in rows.iter().enumerate() {
-            println!(
-                "| {:<a$} | {:>b$} | {:>c$} | {:>d$} | {:<e$} |",
-                r.workload,
-                r.store,
-                r.raw,
-                r.ratio,
-                r.target,
-                a = widths[0],
-                b = widths[1],
-                c = widths[2],
-                d = widths[3],
-                e = widths[4]
-            );
-            if i == 0 {
-                println!(
-                    "|{}|{}|{}|{}|{}|",
-                    "-".repeat(widths[0] + 2),
-                    "-".repeat(widths[1] + 2),
-                    "-".repeat(widths[2] + 2),
-                    "-".repeat(widths[3] + 2),
-                    "-".repeat(widths[4] + 2)
-                );
-            }
-        }
-    }
-}
-
-async fn run(args: &Args, url: &str) -> Result<(), BoxError> {
+async fn run(args: &StoreArgs, url: &str) -> Result<(), BoxError> {
     let max_writers = args.w1_writers.iter().copied().chain([args.w2_writers]).max().unwrap_or(1).max(1);
     let pool_size = u32::try_from(max_writers).unwrap_or(u32::MAX);
     let options = PgStoreOptions {
@@ -189,7 +132,7 @@ async fn run(args: &Args, url: &str) -> Result<(), BoxError> {
         args.warmup
     );
 
-    let mut report = Report { rows: Vec::new() };
+    let mut report = Report::default();
     let raw_position = Arc::new(AtomicI64::new(0));
 
     // W1: single-event appends to new streams.
@@ -386,7 +329,7 @@ async fn run(args: &Args, url: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn new_event(n: u64) -> NewEvent {
+pub(super) fn new_event(n: u64) -> NewEvent {
     NewEvent::new(
         "ItemAddedToCart",
         2,
@@ -398,243 +341,4 @@ fn new_event(n: u64) -> NewEvent {
             idempotency_key: None,
         },
     )
-}
-
-/// The baseline write: one row, autocommit, no checks.
-async fn raw_insert(pool: &PgPool, position: &AtomicI64, event: &NewEvent) -> Result<(), StoreError> {
-    let position = position.fetch_add(1, Ordering::Relaxed) + 1;
-    let stream_id = format!("cart-{}", Uuid::new_v4());
-    sqlx::query(
-        "insert into raw_events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(position)
-    .bind(event.event_id)
-    .bind(&stream_id)
-    .bind("cart")
-    .bind(1i64)
-    .bind(&event.event_type)
-    .bind(event.schema_version)
-    .bind(&event.data)
-    .bind(sqlx::types::Json(&event.metadata))
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The same batch as one plain multi-row INSERT, for scale.
-async fn raw_insert_batch(pool: &PgPool, position: &AtomicI64, events: &[NewEvent]) -> Result<(), StoreError> {
-    let first = position.fetch_add(events.len() as i64, Ordering::Relaxed) + 1;
-    let stream_id = format!("order-{}", Uuid::new_v4());
-    let mut sql =
-        String::from("insert into raw_events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata) values ");
-    for i in 0..events.len() {
-        let p = i * 9;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9
-        ));
-    }
-    let mut query = sqlx::query(&sql);
-    for (i, event) in events.iter().enumerate() {
-        query = query
-            .bind(first + i as i64)
-            .bind(event.event_id)
-            .bind(&stream_id)
-            .bind("order")
-            .bind(i as i64 + 1)
-            .bind(&event.event_type)
-            .bind(event.schema_version)
-            .bind(&event.data)
-            .bind(sqlx::types::Json(&event.metadata));
-    }
-    query.execute(pool).await?;
-    Ok(())
-}
-
-const RAW_COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at";
-
-/// One baseline row decoded into the types a reader needs.
-type RawRow = (
-    i64,
-    String,
-    i64,
-    Uuid,
-    String,
-    i32,
-    serde_json::Value,
-    serde_json::Value,
-    time::OffsetDateTime,
-);
-
-fn decode_raw(row: &sqlx::postgres::PgRow) -> Result<RawRow, sqlx::Error> {
-    Ok((
-        row.try_get(0)?,
-        row.try_get(1)?,
-        row.try_get(2)?,
-        row.try_get(3)?,
-        row.try_get(4)?,
-        row.try_get(5)?,
-        row.try_get(6)?,
-        row.try_get(7)?,
-        row.try_get(8)?,
-    ))
-}
-
-async fn raw_stream(pool: &PgPool, stream_id: &str) -> Result<usize, BoxError> {
-    let rows = sqlx::query(&format!("select {RAW_COLUMNS} from raw_events where stream_id = $1 order by version"))
-        .bind(stream_id)
-        .fetch_all(pool)
-        .await?;
-    let decoded = rows.iter().map(decode_raw).collect::<Result<Vec<_>, _>>()?;
-    Ok(decoded.len())
-}
-
-async fn raw_feed(pool: &PgPool, page: usize) -> Result<usize, BoxError> {
-    let sql = format!("select {RAW_COLUMNS} from raw_events where position > $1 order by position limit $2");
-    let mut after = 0i64;
-    let mut read = 0;
-    loop {
-        let rows = sqlx::query(&sql).bind(after).bind(page as i64).fetch_all(pool).await?;
-        let decoded = rows.iter().map(decode_raw).collect::<Result<Vec<_>, _>>()?;
-        let Some(last) = decoded.last() else { break };
-        after = last.0;
-        read += decoded.len();
-    }
-    Ok(read)
-}
-
-/// What one write measurement saw.
-#[derive(Clone, Default)]
-struct Measured {
-    events: u64,
-    elapsed: Duration,
-    /// Per operation, sorted.
-    latencies: Vec<Duration>,
-}
-
-impl Measured {
-    fn absorb(&mut self, other: Measured) {
-        self.events += other.events;
-        self.elapsed += other.elapsed;
-        self.latencies.extend(other.latencies);
-    }
-
-    fn rate(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index.min(self.latencies.len() - 1)]
-    }
-}
-
-/// Runs `writers` concurrent loops of `op` (which returns the events it wrote): a warm-up,
-/// then `measure` of counted operations.
-async fn drive<F, Fut>(writers: usize, warmup: Duration, measure: Duration, op: F) -> Result<Measured, BoxError>
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
-{
-    let start = Instant::now() + warmup;
-    let end = start + measure;
-    let tasks: Vec<_> = (0..writers)
-        .map(|writer| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut events = 0u64;
-                let mut latencies = Vec::new();
-                loop {
-                    let began = Instant::now();
-                    if began >= end {
-                        break;
-                    }
-                    let wrote = op(writer).await?;
-                    if began >= start {
-                        latencies.push(began.elapsed());
-                        events += wrote;
-                    }
-                }
-                Ok::<_, StoreError>((events, latencies))
-            })
-        })
-        .collect();
-    let mut measured = Measured {
-        events: 0,
-        elapsed: measure,
-        latencies: Vec::new(),
-    };
-    for task in tasks {
-        let (events, latencies) = task.await??;
-        measured.events += events;
-        measured.latencies.extend(latencies);
-    }
-    // The last operations may end a little after `end`: count the time they took.
-    measured.elapsed = Instant::now().saturating_duration_since(start).max(measure);
-    Ok(measured)
-}
-
-/// Measures the store and the baseline in alternating slices (`--rounds` of each, the order
-/// swapped every round), so that other load on the machine falls on both alike.
-async fn compare<O, OF, R, RF>(writers: usize, args: &Args, ours: O, raw: R) -> Result<(Measured, Measured), BoxError>
-where
-    O: Fn(usize) -> OF + Send + Sync + Clone + 'static,
-    OF: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
-    R: Fn(usize) -> RF + Send + Sync + Clone + 'static,
-    RF: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
-{
-    let rounds = args.rounds.max(1);
-    let slice = Duration::from_secs_f64(args.seconds / rounds as f64);
-    let warmup = Duration::from_secs_f64(args.warmup);
-    let mut ours_total = Measured::default();
-    let mut raw_total = Measured::default();
-    for round in 0..rounds {
-        let warm = if round == 0 { warmup } else { Duration::ZERO };
-        if round % 2 == 0 {
-            raw_total.absorb(drive(writers, warm, slice, raw.clone()).await?);
-            ours_total.absorb(drive(writers, warm, slice, ours.clone()).await?);
-        } else {
-            ours_total.absorb(drive(writers, warm, slice, ours.clone()).await?);
-            raw_total.absorb(drive(writers, warm, slice, raw.clone()).await?);
-        }
-    }
-    ours_total.latencies.sort();
-    raw_total.latencies.sort();
-    Ok((ours_total, raw_total))
-}
-
-fn rate(m: &Measured) -> String {
-    format!("{:.0}", m.rate())
-}
-
-fn latency(m: &Measured) -> String {
-    format!(
-        "{:.2} / {:.2}",
-        m.percentile(0.50).as_secs_f64() * 1e3,
-        m.percentile(0.99).as_secs_f64() * 1e3
-    )
-}
-
-fn percent(ratio: f64) -> String {
-    format!("{:.0}%", ratio * 100.0)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -1,0 +1,173 @@
+//! Reading: the global feed below the horizon (and the wait that gives read-your-writes on
+//! it), the head, and one stream's events. Why reading only below the horizon makes the
+//! feed gap-free is explained next to the SQL in `migrations/postgres/0001_event_store.sql`.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::Row;
+
+use super::{to_i64, to_u64, PgStore};
+use crate::error::StoreError;
+use crate::event::{check_feed_categories, Metadata, Position, RecordedEvent};
+use crate::upcast::upcast;
+
+/// Columns in the order `decode_event_at` reads them.
+const READ_STREAM_SQL: &str = "select position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at
+  from events where stream_id = $1 and version >= $2 order by version limit $3";
+
+/// The feed below the horizon of this statement's own snapshot (see the migration), with
+/// that horizon in every row (one row of nulls when the page is empty), so the reader knows
+/// how far the page is complete.
+const READ_ALL_SQL: &str =
+    "select h.horizon, e.position, e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
+  from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h
+  left join lateral (
+        select * from events
+         where position > $1 and position < h.horizon
+         order by position
+         limit $2) e on true
+ order by e.position";
+
+/// The same, filtered by category. Each category is read on its own, in position order
+/// along `events_category_position_idx`, at most a page each, and the pages are merged:
+/// `category = any($3) order by position limit $2` made the planner fetch every matching
+/// event after `$1` and sort them for each page, so a rebuild from position 0 got slower
+/// with every page (130 ms per page of 5,000 over 200,000 cart events, 12 ms this way).
+const READ_ALL_CATEGORIES_SQL: &str =
+    "select h.horizon, e.position, e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
+  from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h
+  left join lateral (
+        select f.* from (select distinct unnest($3::text[])) as c(category)
+         cross join lateral (
+               select * from events
+                where category = c.category and position > $1 and position < h.horizon
+                order by position
+                limit $2) f
+         order by f.position
+         limit $2) e on true
+ order by e.position";
+
+const HEAD_SQL: &str = "select h.horizon, coalesce((select max(position) from events where position < h.horizon), 0)
+  from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h";
+
+impl PgStore {
+    pub(super) async fn read_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(READ_STREAM_SQL)
+            .bind(stream_id)
+            .bind(to_i64(from_version))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
+        check_feed_categories(categories)?;
+        let after = to_i64(after.0);
+        let mut wait = self.feed_wait();
+        loop {
+            let (horizon, events) = self.read_page(after, limit, categories).await?;
+            if events.len() >= limit || !wait.again(horizon, after).await {
+                return Ok(events);
+            }
+        }
+    }
+
+    pub(super) async fn feed_head(&self) -> Result<Position, StoreError> {
+        let mut wait = self.feed_wait();
+        loop {
+            let (horizon, head): (i64, i64) = sqlx::query_as(HEAD_SQL).fetch_one(&self.inner.pool).await?;
+            if !wait.again(horizon, 0).await {
+                return Ok(Position(to_u64(head, "position")?));
+            }
+        }
+    }
+
+    /// Starts waiting for the newest commit this store knows of to reach the feed.
+    fn feed_wait(&self) -> FeedWait {
+        FeedWait {
+            target: to_i64(self.inner.wakeups.newest_known()),
+            deadline: tokio::time::Instant::now() + self.inner.feed_wait,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// One page of the feed below the horizon, and that horizon.
+    async fn read_page(&self, after: i64, limit: usize, categories: Option<&[String]>) -> Result<(i64, Vec<RecordedEvent>), StoreError> {
+        let query = match categories {
+            None => sqlx::query(READ_ALL_SQL).bind(after).bind(to_i64(limit as u64)),
+            Some(categories) => sqlx::query(READ_ALL_CATEGORIES_SQL)
+                .bind(after)
+                .bind(to_i64(limit as u64))
+                .bind(categories),
+        };
+        let rows = query.fetch_all(&self.inner.pool).await?;
+        let horizon: i64 = rows.first().map(|row| row.try_get(0)).transpose()?.unwrap_or_default();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(event) = decode_feed_row(row)? {
+                events.push(event);
+            }
+        }
+        Ok((horizon, events))
+    }
+}
+
+/// Read-your-writes on the feed: a reader whose page is not full waits (up to `feed_wait`)
+/// until the horizon passes `target`, the newest commit known when the read began.
+struct FeedWait {
+    target: i64,
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl FeedWait {
+    /// After a read below `horizon` that was not a full page: pauses and says true when
+    /// reading again may return more.
+    async fn again(&mut self, horizon: i64, after: i64) -> bool {
+        if horizon > self.target || after >= self.target || tokio::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(20));
+        true
+    }
+}
+
+/// A row of the event columns, in `READ_STREAM_SQL`'s order.
+fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    decode_event_at(row, 0)
+}
+
+/// A row of a feed query: the horizon, then the event columns, all null for an empty page.
+fn decode_feed_row(row: &PgRow) -> Result<Option<RecordedEvent>, StoreError> {
+    if row.try_get::<Option<i64>, _>(1)?.is_none() {
+        return Ok(None);
+    }
+    decode_event_at(row, 1).map(Some)
+}
+
+/// The event columns starting at column `at`, upcast to the current schema.
+fn decode_event_at(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
+    let position = Position(to_u64(row.try_get(at)?, "position")?);
+    let event_type: String = row.try_get(at + 4)?;
+    let stored_schema: i32 = row.try_get(at + 5)?;
+    let data: serde_json::Value = row.try_get(at + 6)?;
+    let metadata: Json<&serde_json::value::RawValue> = row.try_get(at + 7)?;
+    let metadata: Metadata =
+        serde_json::from_str(metadata.0.get()).map_err(|e| StoreError::Corrupt(format!("metadata of event at position {position}: {e}")))?;
+    let (schema_version, data) = upcast(&event_type, stored_schema, data)?;
+    Ok(RecordedEvent {
+        position,
+        stream_id: row.try_get(at + 1)?,
+        version: to_u64(row.try_get(at + 2)?, "version")?,
+        event_id: row.try_get(at + 3)?,
+        event_type,
+        schema_version,
+        data,
+        metadata,
+        recorded_at: row.try_get(at + 8)?,
+    })
+}
