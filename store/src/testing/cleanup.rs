@@ -82,20 +82,28 @@ extern "C" fn at_exit() {
     }
 }
 
+/// Drops several at a time: each DROP DATABASE waits for a checkpoint, and concurrent
+/// drops share one, so a process that made 80 databases spent 40 s here one by one.
 async fn drop_databases(databases: Vec<(String, String)>) {
+    use futures::StreamExt;
     use sqlx::Connection;
-    for (admin_url, name) in databases {
-        match sqlx::PgConnection::connect(&admin_url).await {
-            Ok(mut admin) => {
-                if let Err(e) = drop_database(&mut admin, &name).await {
-                    eprintln!("cannot drop test database {name}: {e}");
+    futures::stream::iter(databases)
+        .for_each_concurrent(DROPS_AT_ONCE, |(admin_url, name)| async move {
+            match sqlx::PgConnection::connect(&admin_url).await {
+                Ok(mut admin) => {
+                    if let Err(e) = drop_database(&mut admin, &name).await {
+                        eprintln!("cannot drop test database {name}: {e}");
+                    }
+                    let _ = admin.close().await;
                 }
-                let _ = admin.close().await;
+                Err(e) => eprintln!("cannot drop test database {name}: {e}"),
             }
-            Err(e) => eprintln!("cannot drop test database {name}: {e}"),
-        }
-    }
+        })
+        .await;
 }
+
+/// Connections the clean-up opens at once (the server's default limit is 100).
+const DROPS_AT_ONCE: usize = 16;
 
 pub(crate) async fn drop_database(admin: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
     // `name` is one of ours (prefix, pid, hex); identifiers cannot be bound as parameters.
