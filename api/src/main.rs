@@ -39,7 +39,13 @@ fn release_thread_cache() {
         last.set(Some(now));
         // SAFETY: "thread.tcache.flush" reads and writes nothing (all pointers null, length 0).
         unsafe {
-            tikv_jemalloc_sys::mallctl(c"thread.tcache.flush".as_ptr(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), 0);
+            tikv_jemalloc_sys::mallctl(
+                c"thread.tcache.flush".as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            );
         }
     });
 }
