@@ -50,11 +50,11 @@ pub mod runner;
 
 pub use error::ProjectionError;
 pub use model::analytics::{AnalyticsView, DayStats, SkuStats};
-pub use model::carts::{CartLineView, CartView};
+pub use model::carts::CartView;
 pub use model::notifications::NotificationView;
-pub use model::orders::{OrderLineView, OrderView};
+pub use model::orders::OrderView;
 pub use model::products::ProductView;
-pub use model::read_models::{Page, ReadModels};
+pub use model::read_models::{LineView, Page, ReadModels};
 pub use model::Model;
 pub use progress::WorkerCounters;
 pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, WaitError};

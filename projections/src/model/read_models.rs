@@ -18,6 +18,19 @@ use store::Database;
 use crate::db::ReadConn;
 use crate::error::ProjectionError;
 
+/// A line of a cart or of an order as the API renders it (the two have the same shape:
+/// an order's lines are the cart's, priced when it was placed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineView {
+    pub sku: String,
+    pub name: String,
+    pub quantity: u32,
+    /// Minor units.
+    pub unit_price: i64,
+    /// Minor units.
+    pub line_total: i64,
+}
+
 /// One page of a list: each item with the cursor that continues after it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {

@@ -3,7 +3,7 @@
 
 mod query;
 
-pub use query::{CartLineView, CartView};
+pub use query::CartView;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{cart_json_lite, cart_json_pg, parse_status, status_str, CartLineRow, CartRow, LINES_BY_CARTS};
 use crate::db::{Arg, Conn, Sql};
 use crate::error::ProjectionError;
-use crate::model::read_models::{decode_position_cursor, encode_cursor, limit, serving, u64_of, Page, ReadModels};
+use crate::model::read_models::{decode_position_cursor, encode_cursor, limit, serving, u64_of, LineView, Page, ReadModels};
 use crate::model::{ids_arg, to_u32};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -19,21 +19,12 @@ pub struct CartView {
     pub status: CartStatus,
     /// Number of events in the cart's stream.
     pub version: u64,
-    pub lines: Vec<CartLineView>,
+    pub lines: Vec<LineView>,
     pub item_count: u32,
     pub subtotal: i64,
     pub order_id: Option<Uuid>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CartLineView {
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: i64,
-    pub line_total: i64,
 }
 
 /// `cart(id)` on SQLite: the cart's object with a `lines` array, which `CartWithLines`
@@ -196,7 +187,7 @@ fn cart_view(row: CartRow, lines: Vec<CartLineRow>) -> Result<CartView, Projecti
     let lines = lines
         .into_iter()
         .map(|line| {
-            Ok(CartLineView {
+            Ok(LineView {
                 sku: line.sku,
                 name: line.name,
                 quantity: to_u32(line.quantity, "quantity")?,

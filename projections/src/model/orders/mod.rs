@@ -3,7 +3,7 @@
 
 mod query;
 
-pub use query::{OrderLineView, OrderView};
+pub use query::OrderView;
 
 use std::collections::{BTreeMap, BTreeSet};
 

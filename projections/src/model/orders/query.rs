@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{order_json_lite, order_json_pg, parse_status, OrderLineRow, OrderRow, LINES_BY_ORDERS};
 use crate::db::{Arg, Conn, Sql};
 use crate::error::ProjectionError;
-use crate::model::read_models::{decode_position_cursor, encode_cursor, limit, serving, u64_of, Page, ReadModels};
+use crate::model::read_models::{decode_position_cursor, encode_cursor, limit, serving, u64_of, LineView, Page, ReadModels};
 use crate::model::{ids_arg, to_u32};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -18,22 +18,13 @@ pub struct OrderView {
     pub cart_id: Uuid,
     pub customer_id: String,
     pub status: OrderStatus,
-    pub lines: Vec<OrderLineView>,
+    pub lines: Vec<LineView>,
     pub total: i64,
     pub version: u64,
     pub placed_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     /// The reason given when the order was cancelled, if any.
     pub cancel_reason: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct OrderLineView {
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: i64,
-    pub line_total: i64,
 }
 
 const ORDER_BY_ID: Sql = Sql {
@@ -104,9 +95,9 @@ async fn order_views(conn: &mut Conn<'_>, rows: Vec<OrderRow>) -> Result<Vec<Ord
     let lines: Vec<OrderLineRow> = conn
         .json_rows(LINES_BY_ORDERS, &[Arg::Int(generation), ids_arg(rows.iter().map(|r| r.id))?])
         .await?;
-    let mut by_order: HashMap<Uuid, Vec<OrderLineView>> = HashMap::new();
+    let mut by_order: HashMap<Uuid, Vec<LineView>> = HashMap::new();
     for line in lines {
-        by_order.entry(line.order_id).or_default().push(OrderLineView {
+        by_order.entry(line.order_id).or_default().push(LineView {
             sku: line.sku,
             name: line.name,
             quantity: to_u32(line.quantity, "quantity")?,
