@@ -202,7 +202,8 @@ fn to_domain(row: &CartRow, lines: &[CartLineRow]) -> Result<Cart, ProjectionErr
     })
 }
 
-/// Lines held by [`WrittenLines`] at most (about 150 bytes each).
+/// What [`WrittenLines`] holds at most: a line (about 150 bytes) weighs 1, and so does each
+/// cart, so that carts without lines cannot pile up without bound.
 const WRITTEN_LINES_BUDGET: usize = 50_000;
 
 /// The lines this process last wrote for each cart, with the cart version they belong to,
@@ -212,8 +213,8 @@ const WRITTEN_LINES_BUDGET: usize = 50_000;
 /// stored row has the very version they were written with, and a cart's lines at a version
 /// are a pure function of its events up to it, so whoever wrote that version (another
 /// leader, an earlier attempt of a rolled-back batch) wrote these lines. Keyed by
-/// generation too: a rebuild never sees the serving generation's lines. Bounded by lines,
-/// first in first out.
+/// generation too: a rebuild never sees the serving generation's lines. Bounded by lines
+/// and carts, first in first out.
 #[derive(Default)]
 pub(crate) struct WrittenLines {
     inner: Mutex<Written>,
@@ -224,7 +225,8 @@ struct Written {
     /// (generation, cart) -> (version, lines); version -1 while a batch has taken them.
     entries: HashMap<(i64, Uuid), (i64, Vec<CartLineRow>)>,
     order: VecDeque<(i64, Uuid)>,
-    lines: usize,
+    /// Entries plus the lines they hold (see [`WRITTEN_LINES_BUDGET`]).
+    weight: usize,
 }
 
 impl WrittenLines {
@@ -242,22 +244,22 @@ impl WrittenLines {
         }
         *at = -1;
         let lines = std::mem::take(lines);
-        written.lines -= lines.len();
+        written.weight -= lines.len();
         Some(lines)
     }
 
     fn put(&self, generation: i64, id: Uuid, version: i64, lines: Vec<CartLineRow>) {
         let mut written = self.lock();
-        written.lines += lines.len();
+        written.weight += 1 + lines.len();
         let key = (generation, id);
         match written.entries.insert(key, (version, lines)) {
-            Some((_, replaced)) => written.lines -= replaced.len(),
+            Some((_, replaced)) => written.weight -= 1 + replaced.len(),
             None => written.order.push_back(key),
         }
-        while written.lines > WRITTEN_LINES_BUDGET {
+        while written.weight > WRITTEN_LINES_BUDGET {
             let Some(oldest) = written.order.pop_front() else { break };
             if let Some((_, evicted)) = written.entries.remove(&oldest) {
-                written.lines -= evicted.len();
+                written.weight -= 1 + evicted.len();
             }
         }
     }
@@ -442,7 +444,7 @@ mod tests {
         assert_eq!(written.take(1, cart, 3), None, "taken: a failed batch leaves nothing behind");
         written.put(1, cart, 4, lines(cart, 3));
         assert_eq!(written.take(1, cart, 4), Some(lines(cart, 3)));
-        assert_eq!(written.lock().lines, 0);
+        assert_eq!(written.lock().weight, 1, "the taken entry's lines are gone, its key stays");
     }
 
     #[test]
@@ -450,9 +452,9 @@ mod tests {
         let written = WrittenLines::default();
         let carts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
         for cart in &carts {
-            written.put(1, *cart, 1, lines(*cart, WRITTEN_LINES_BUDGET / 2));
+            written.put(1, *cart, 1, lines(*cart, WRITTEN_LINES_BUDGET / 2 - 1));
         }
-        assert!(written.lock().lines <= WRITTEN_LINES_BUDGET);
+        assert!(written.lock().weight <= WRITTEN_LINES_BUDGET);
         assert_eq!(written.take(1, carts[0], 1), None, "the oldest went first");
         assert!(written.take(1, carts[2], 1).is_some());
         // Taking and putting back the same cart does not grow the eviction order.
@@ -461,5 +463,16 @@ mod tests {
             assert!(written.take(1, carts[2], version).is_some());
         }
         assert!(written.lock().order.len() <= 3);
+    }
+
+    #[test]
+    fn carts_without_lines_are_bounded_too() {
+        let written = WrittenLines::default();
+        for _ in 0..WRITTEN_LINES_BUDGET + 10 {
+            written.put(1, Uuid::now_v7(), 1, Vec::new());
+        }
+        let written = written.lock();
+        assert_eq!(written.entries.len(), WRITTEN_LINES_BUDGET);
+        assert_eq!(written.order.len(), WRITTEN_LINES_BUDGET);
     }
 }
