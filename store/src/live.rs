@@ -138,8 +138,9 @@ impl LiveFeed {
     }
 
     /// Catch-up-then-live for one stream: every event with version > after_version, once,
-    /// in order.
-    pub fn stream(&self, stream_id: &str, after_version: u64) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    /// in order. Live events are shared, not copied: every subscriber of a stream gets the
+    /// same `Arc` (so work derived from an event can be shared too).
+    pub fn stream(&self, stream_id: &str, after_version: u64) -> BoxStream<'static, Result<Arc<RecordedEvent>, StoreError>> {
         self.subscribe(Cursor::Stream {
             stream_id: stream_id.to_owned(),
             version: after_version,
@@ -148,7 +149,7 @@ impl LiveFeed {
 
     /// Catch-up-then-live for the global log after `after`, optionally only these
     /// categories: every event once, in position order.
-    pub fn all(&self, after: Position, categories: Option<Vec<String>>) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    pub fn all(&self, after: Position, categories: Option<Vec<String>>) -> BoxStream<'static, Result<Arc<RecordedEvent>, StoreError>> {
         let categories = categories.map(|mut c| {
             c.sort_unstable();
             c.dedup();
@@ -173,7 +174,7 @@ impl LiveFeed {
         self.shared.lock().members.len()
     }
 
-    fn subscribe(&self, cursor: Cursor) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+    fn subscribe(&self, cursor: Cursor) -> BoxStream<'static, Result<Arc<RecordedEvent>, StoreError>> {
         // Registered now, before anything is read: see the module's hand-over argument.
         let registration = Shared::register(&self.shared, cursor.interest());
         let subscriber = Subscriber {
@@ -502,14 +503,14 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
+    async fn next(&mut self) -> Option<Result<Arc<RecordedEvent>, StoreError>> {
         if self.done {
             return None;
         }
         loop {
             if let Some(event) = self.page.next() {
                 self.cursor.advance(&event);
-                return Some(Ok(event));
+                return Some(Ok(Arc::new(event)));
             }
             self.page = Vec::new().into_iter();
             if self.catching_up {
@@ -523,7 +524,7 @@ impl Subscriber {
                 Some(event) => match self.cursor.verdict(&event) {
                     Verdict::Deliver => {
                         self.cursor.advance(&event);
-                        return Some(Ok(Arc::unwrap_or_clone(event)));
+                        return Some(Ok(event));
                     }
                     Verdict::Skip => {}
                     Verdict::Gap => self.catching_up = true,
@@ -543,7 +544,7 @@ impl Subscriber {
         }
     }
 
-    fn end(&mut self, error: Option<StoreError>) -> Option<Result<RecordedEvent, StoreError>> {
+    fn end(&mut self, error: Option<StoreError>) -> Option<Result<Arc<RecordedEvent>, StoreError>> {
         self.done = true;
         error.map(Err)
     }

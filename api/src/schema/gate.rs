@@ -1,11 +1,15 @@
 //! What every operation passes once before async-graphql executes it, over HTTP and
 //! WebSocket alike, and the codes on every error it answers:
 //! 1. no string of the variables holds a NUL (`bad_text`);
-//! 2. the document parses (else GRAPHQL_PARSE_FAILED), and no inline argument holds a NUL;
+//! 2. the document parses (else GRAPHQL_PARSE_FAILED; parsed documents are reused by text,
+//!    see `documents`), and no inline argument holds a NUL;
 //! 3. an admin-only root field is refused unless the caller is an admin (`admin_only`);
 //! 4. async-graphql validates and executes the parsed document;
 //! 5. errors without a code get one (`error::coded_response`), and the request is counted
 //!    (`operation_metrics`).
+//!
+//! A subscription also gets its [`DocumentKey`], so that subscribers with the same document
+//! share the rendering of each change (`shared_changes`).
 //!
 //! These were async-graphql extensions. An extension of any kind, even one with no
 //! `resolve` hook, makes async-graphql wrap the resolution of every field of every
@@ -20,18 +24,20 @@ use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
 use async_graphql::{Data, Request, Response, ServerError};
 
 use super::operation_metrics::Seen;
-use super::{admin_only, bad_text, Mutation, Query, Subscription};
+use super::shared_changes::DocumentKey;
+use super::{admin_only, bad_text, AppSchema};
 use crate::auth::Principal;
 use crate::error::{code, coded_response, with_default_code};
 
-type Inner = async_graphql::Schema<Query, Mutation, Subscription>;
-
 /// Steps 1-3: refused, or what the document holds (for the metrics).
-fn admit(request: &mut Request, session: Option<&Data>) -> Result<Seen, ServerError> {
+fn admit(schema: &AppSchema, request: &mut Request, session: Option<&Data>) -> Result<Seen, ServerError> {
     bad_text::check_variables(&request.variables)?;
     let who = principal_in(&request.data).or_else(|| session.and_then(principal_in)).cloned();
     let name = request.operation_name.clone();
-    let doc = request.parsed_query().map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))?;
+    let doc = schema
+        .documents
+        .parse(request)
+        .map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))?;
     bad_text::check_document(doc)?;
     admin_only::check(doc, who.as_ref())?;
     Ok(Seen::of(doc, name.as_deref()))
@@ -42,22 +48,28 @@ fn principal_in(data: &Data) -> Option<&Principal> {
     data.get(&std::any::TypeId::of::<Principal>())?.downcast_ref()
 }
 
-pub(super) async fn execute(schema: &Inner, mut request: Request) -> Response {
+pub(super) async fn execute(schema: &AppSchema, mut request: Request) -> Response {
     let started = Instant::now();
-    let (response, seen) = match admit(&mut request, None) {
-        Ok(seen) => (schema.execute(request).await, Some(seen)),
+    let (response, seen) = match admit(schema, &mut request, None) {
+        Ok(seen) => (schema.schema.execute(request).await, Some(seen)),
         Err(refusal) => (Response::from_errors(vec![refusal]), None),
     };
     Seen::record(seen.as_ref(), &response, started.elapsed());
     coded_response(response)
 }
 
-pub(super) fn execute_stream(schema: &Inner, mut request: Request, session: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-    match admit(&mut request, session.as_deref()) {
-        Ok(_) => schema
-            .execute_stream_with_session_data(request, session.unwrap_or_default())
-            .map(coded_response)
-            .boxed(),
+pub(super) fn execute_stream(schema: &AppSchema, mut request: Request, session: Option<Arc<Data>>) -> BoxStream<'static, Response> {
+    match admit(schema, &mut request, session.as_deref()) {
+        Ok(_) => {
+            if let Some(key) = DocumentKey::of(&request) {
+                request.data.insert(key);
+            }
+            schema
+                .schema
+                .execute_stream_with_session_data(request, session.unwrap_or_default())
+                .map(coded_response)
+                .boxed()
+        }
         Err(refusal) => stream::once(async move { coded_response(Response::from_errors(vec![refusal])) }).boxed(),
     }
 }

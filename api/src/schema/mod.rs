@@ -15,12 +15,14 @@
 mod admin_only;
 mod bad_text;
 mod connection;
+mod documents;
 mod gate;
 mod mutation;
 mod numbers;
 mod operation_metrics;
 mod query;
 mod scalars;
+mod shared_changes;
 mod subscription;
 mod types;
 
@@ -42,17 +44,20 @@ use types::Timestamps;
 
 /// The executable schema: async-graphql's, behind the [`gate`] every operation passes.
 #[derive(Clone)]
-pub struct AppSchema(Schema<Query, Mutation, Subscription>);
+pub struct AppSchema {
+    schema: Schema<Query, Mutation, Subscription>,
+    documents: std::sync::Arc<documents::Documents>,
+}
 
 impl AppSchema {
     pub async fn execute(&self, request: impl Into<async_graphql::Request>) -> async_graphql::Response {
-        gate::execute(&self.0, request.into()).await
+        gate::execute(self, request.into()).await
     }
 }
 
 impl async_graphql::Executor for AppSchema {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        gate::execute(&self.0, request).await
+        gate::execute(self, request).await
     }
 
     fn execute_stream(
@@ -60,7 +65,7 @@ impl async_graphql::Executor for AppSchema {
         request: async_graphql::Request,
         session_data: Option<std::sync::Arc<async_graphql::Data>>,
     ) -> async_graphql::futures_util::stream::BoxStream<'static, async_graphql::Response> {
-        gate::execute_stream(&self.0, request, session_data)
+        gate::execute_stream(self, request, session_data)
     }
 }
 
@@ -90,7 +95,12 @@ pub fn build_schema(ctx: ApiContext) -> AppSchema {
     // One write model per schema (= per process): its mailboxes and cache are shared by
     // every mutation.
     let commands = commands::Commands::new(ctx.store.clone());
-    AppSchema(builder().data(ctx).data(history).data(commands).finish())
+    // One per schema too: the subscribers of a cart share each change's fold and rendering.
+    let cart_changes = subscription::CartChanges::default();
+    AppSchema {
+        schema: builder().data(ctx).data(history).data(commands).data(cart_changes).finish(),
+        documents: Default::default(),
+    }
 }
 
 /// The schema's SDL, as kept in `api/schema.graphql` (`cartsource schema`).

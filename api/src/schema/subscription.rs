@@ -8,18 +8,22 @@
 //! from a state folded from the store at a known version and then applies the events
 //! of the live feed's stream subscription from exactly that version: every event after it
 //! arrives once, in order, whether it was committed before, during or after the
-//! catch-up, so there is no gap and no duplicate.
+//! catch-up, so there is no gap and no duplicate. The subscribers of one cart share the
+//! fold and the rendering of each change ([`super::shared_changes`]).
+
+use std::sync::Arc;
 
 use async_graphql::{Context, Subscription as SubscriptionMacro};
 use futures::stream::{self, BoxStream, StreamExt};
 use time::OffsetDateTime;
 
 use commands::{decode, Aggregate, CartAggregate, OrderAggregate};
-use domain::{CartId, OrderId};
+use domain::{CartId, CartState, OrderId};
 
 use super::mutation::{cart_owner, order_owner};
 use super::numbers::non_negative;
 use super::scalars::{Position, UuidScalar};
+use super::shared_changes::{Folded, Shared, SharedChanges};
 use super::types::{Cart, CartChange, CartEvent, EventMeta, Order, RecordedEvent, Timestamps};
 use super::{admin, api, may_see, principal, state_as_of};
 use crate::error::ApiError;
@@ -28,39 +32,64 @@ pub struct Subscription;
 
 /// An aggregate's state as it follows a stream.
 struct Follow<S> {
-    events: BoxStream<'static, Result<store::RecordedEvent, store::StoreError>>,
-    state: S,
+    events: BoxStream<'static, Result<Arc<store::RecordedEvent>, store::StoreError>>,
+    state: Arc<S>,
     created: Option<OffsetDateTime>,
     failed: bool,
 }
 
-impl<S> Follow<S> {
-    /// The next event folded onto the state: `Some(Ok((event, domain event)))`, or one
-    /// error after which the stream ends.
-    async fn next<A: Aggregate<State = S>>(&mut self) -> Option<Result<(store::RecordedEvent, A::Event), ApiError>>
-    where
-        S: Clone,
-    {
+impl<S: Clone> Follow<S> {
+    /// The next event, or one error after which the stream ends.
+    async fn next_event(&mut self) -> Option<Result<Arc<store::RecordedEvent>, ApiError>> {
         if self.failed {
             return None;
         }
-        let outcome = match self.events.next().await? {
-            Ok(recorded) => decode::<A::Event>(&recorded).map(|event| (recorded, event)).map_err(ApiError::from),
-            Err(e) => Err(e.into()),
-        };
-        match outcome {
-            Ok((recorded, event)) => {
+        match self.events.next().await? {
+            Ok(recorded) => {
                 self.created.get_or_insert(recorded.recorded_at);
-                self.state = A::evolve(self.state.clone(), &event);
-                Some(Ok((recorded, event)))
+                Some(Ok(recorded))
             }
             Err(e) => {
                 self.failed = true;
-                Some(Err(e))
+                Some(Err(e.into()))
             }
         }
     }
+
+    /// Folds an event onto the state; an error ends the stream after it is delivered.
+    fn fold<A: Aggregate<State = S>>(&mut self, recorded: &store::RecordedEvent) -> Result<A::Event, ApiError> {
+        let event = decode::<A::Event>(recorded).map_err(|e| {
+            self.failed = true;
+            ApiError::from(e)
+        })?;
+        self.state = Arc::new(A::evolve(S::clone(&self.state), &event));
+        Ok(event)
+    }
+
+    fn times(&self, recorded: &store::RecordedEvent) -> Timestamps {
+        Timestamps {
+            created: self.created,
+            updated: Some(recorded.recorded_at),
+        }
+    }
 }
+
+/// The cart after one event, as `cartChanged` yields it.
+fn cart_change(follow: &mut Follow<CartState>, recorded: &store::RecordedEvent) -> Result<Folded<CartState, CartChange>, ApiError> {
+    let event = follow.fold::<CartAggregate>(recorded)?;
+    let Some(cart) = follow.state.as_ref() else {
+        follow.failed = true;
+        return Err(ApiError::internal(format!("{} has events before CartCreated", recorded.stream_id)));
+    };
+    let item = CartChange {
+        cart: Cart::from_state(cart, recorded.version, follow.times(recorded)),
+        event: CartEvent::new(EventMeta::of(recorded), event),
+    };
+    Ok(Folded::new(follow.state.clone(), item))
+}
+
+/// What the subscribers of one cart share (see [`super::shared_changes`]).
+pub type CartChanges = SharedChanges<CartState, CartChange>;
 
 #[SubscriptionMacro]
 impl Subscription {
@@ -73,7 +102,7 @@ impl Subscription {
         ctx: &Context<'_>,
         cart_id: UuidScalar,
         after_version: Option<i32>,
-    ) -> Result<BoxStream<'static, Result<CartChange, ApiError>>, ApiError> {
+    ) -> Result<BoxStream<'static, Result<Shared<CartState, CartChange>, ApiError>>, ApiError> {
         let who = principal(ctx)?;
         let api = api(ctx)?.clone();
         let cart_id = CartId::from_uuid(cart_id.0);
@@ -92,27 +121,32 @@ impl Subscription {
         }
         let follow = Follow {
             events: api.live.stream(&stream_id, after),
-            state: loaded.state,
+            state: Arc::new(loaded.state),
             created: times.created,
             failed: false,
         };
-        Ok(stream::unfold(follow, |mut follow| async move {
-            let item = follow.next::<CartAggregate>().await?;
-            let change = item.and_then(|(recorded, event)| {
-                let cart = follow
-                    .state
-                    .as_ref()
-                    .ok_or_else(|| ApiError::internal(format!("{} has events before CartCreated", recorded.stream_id)))?;
-                let times = Timestamps {
-                    created: follow.created,
-                    updated: Some(recorded.recorded_at),
-                };
-                Ok(CartChange {
-                    cart: Cart::from_state(cart, recorded.version, times),
-                    event: CartEvent::new(EventMeta::of(&recorded), event),
-                })
-            });
-            Some((change, follow))
+        let shared = ctx
+            .data_opt::<CartChanges>()
+            .ok_or_else(|| ApiError::internal("the schema was built without its CartChanges"))?
+            .of(&stream_id);
+        Ok(stream::unfold((follow, shared), |(mut follow, shared)| async move {
+            let recorded = match follow.next_event().await? {
+                Ok(recorded) => recorded,
+                Err(e) => return Some((Err(e), (follow, shared))),
+            };
+            let folded = match shared.take(recorded.event_id) {
+                Some(folded) => {
+                    follow.state = folded.state.clone();
+                    Ok(folded)
+                }
+                None => cart_change(&mut follow, &recorded).map(|folded| {
+                    let folded = Arc::new(folded);
+                    shared.keep(recorded.event_id, &folded);
+                    folded
+                }),
+            };
+            let item = folded.map(Shared);
+            Some((item, (follow, shared)))
         })
         .boxed())
     }
@@ -133,23 +167,25 @@ impl Subscription {
         let first = Order::from_state(current, loaded.version, times);
         let follow = Follow {
             events: api.live.stream(&stream_id, loaded.version),
-            state: loaded.state,
+            state: Arc::new(loaded.state),
             created: times.created,
             failed: false,
         };
         let changes = stream::unfold(follow, |mut follow| async move {
-            let item = follow.next::<OrderAggregate>().await?;
-            let order = item.and_then(|(recorded, _)| {
-                let order = follow
-                    .state
-                    .as_ref()
-                    .ok_or_else(|| ApiError::internal(format!("{} has events before OrderPlaced", recorded.stream_id)))?;
-                let times = Timestamps {
-                    created: follow.created,
-                    updated: Some(recorded.recorded_at),
-                };
-                Ok(Order::from_state(order, recorded.version, times))
-            });
+            let recorded = match follow.next_event().await? {
+                Ok(recorded) => recorded,
+                Err(e) => return Some((Err(e), follow)),
+            };
+            let order = match follow.fold::<OrderAggregate>(&recorded) {
+                Err(e) => Err(e),
+                Ok(_) => match follow.state.as_ref() {
+                    Some(order) => Ok(Order::from_state(order, recorded.version, follow.times(&recorded))),
+                    None => {
+                        follow.failed = true;
+                        Err(ApiError::internal(format!("{} has events before OrderPlaced", recorded.stream_id)))
+                    }
+                },
+            };
             Some((order, follow))
         });
         Ok(stream::once(async move { Ok(first) }).chain(changes).boxed())
@@ -176,7 +212,7 @@ impl Subscription {
         let events = api
             .live
             .all(after, categories)
-            .map(|item| item.map(RecordedEvent).map_err(ApiError::from));
+            .map(|item| item.map(|e| RecordedEvent(Arc::unwrap_or_clone(e))).map_err(ApiError::from));
         Ok(events.boxed())
     }
 }

@@ -12,6 +12,8 @@
 //! change made elsewhere: another leader's token, a rebuild or a failure. Fencing is
 //! unchanged: every write still names the token, generation and position it started from.
 
+use std::sync::Arc;
+
 use futures::{FutureExt, StreamExt};
 use store::{LiveFeed, RecordedEvent, StoreError};
 use tokio::sync::watch;
@@ -124,15 +126,16 @@ impl Worker {
 
 /// `first` and whatever else the feed has ready, up to `batch` events; an error that was
 /// ready comes back apart, after the events before it.
+/// The feed's events are shared with every other consumer; a batch takes its own copies.
 fn drain_ready(
-    feed: &mut futures::stream::BoxStream<'static, Result<RecordedEvent, StoreError>>,
-    first: RecordedEvent,
+    feed: &mut futures::stream::BoxStream<'static, Result<Arc<RecordedEvent>, StoreError>>,
+    first: Arc<RecordedEvent>,
     batch: usize,
 ) -> (Vec<RecordedEvent>, Option<StoreError>) {
-    let mut events = vec![first];
+    let mut events = vec![Arc::unwrap_or_clone(first)];
     while events.len() < batch {
         match feed.next().now_or_never() {
-            Some(Some(Ok(event))) => events.push(event),
+            Some(Some(Ok(event))) => events.push(Arc::unwrap_or_clone(event)),
             Some(Some(Err(e))) => return (events, Some(e)),
             Some(None) | None => break,
         }

@@ -402,7 +402,9 @@ pub async fn global_feed_is_ordered_pageable_and_filterable(url: &str) {
     ));
 }
 
-async fn next_event(stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>) -> store::RecordedEvent {
+async fn next_event(
+    stream: &mut futures::stream::BoxStream<'static, Result<std::sync::Arc<store::RecordedEvent>, StoreError>>,
+) -> std::sync::Arc<store::RecordedEvent> {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("an event within 10 s")

@@ -272,7 +272,7 @@ async fn concurrent_writers_and_a_tailing_reader_agree_exactly() {
 
 /// Stops a subscription after `count` events or fails after `timeout`.
 async fn take_events(
-    stream: &mut futures::stream::BoxStream<'static, Result<store::RecordedEvent, StoreError>>,
+    stream: &mut futures::stream::BoxStream<'static, Result<std::sync::Arc<store::RecordedEvent>, StoreError>>,
     count: usize,
     timeout: Duration,
 ) -> Vec<store::RecordedEvent> {
@@ -280,7 +280,7 @@ async fn take_events(
     let deadline = tokio::time::Instant::now() + timeout;
     while taken.len() < count {
         match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(event))) => taken.push(event),
+            Ok(Some(Ok(event))) => taken.push(std::sync::Arc::unwrap_or_clone(event)),
             Ok(Some(Err(e))) => panic!("subscription error: {e:?}"),
             Ok(None) => panic!("subscription ended"),
             Err(_) => panic!("only {} of {count} events within {timeout:?}", taken.len()),

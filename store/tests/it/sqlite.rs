@@ -304,7 +304,7 @@ async fn subscriber_sees_every_event_once_in_order_under_concurrent_writers() {
             .expect("an event within 10 s")
             .expect("open subscription")
             .expect("no error");
-        received.push(event);
+        received.push(Arc::unwrap_or_clone(event));
     }
     assert!(
         tokio::time::timeout(Duration::from_millis(700), subscription.next()).await.is_err(),

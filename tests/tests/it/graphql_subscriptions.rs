@@ -107,6 +107,56 @@ async fn cart_changes_have_no_gap_and_no_duplicate(database_url: String) {
     server.stop().await;
 }
 
+/// The subscribers of one cart share the work of each change (its fold and, per document,
+/// its rendering): each must still get exactly its own selection and variables.
+async fn subscribers_of_one_cart_each_get_their_own_selection(database_url: String) {
+    let server = spawn_server(database_url).await;
+    let admin = server.token("ops", Role::Admin);
+    let alice = server.token("alice", Role::Customer);
+    register_product(&server, &admin, "apple", "Apple", "0.50", 1000).await;
+    register_product(&server, &admin, "pear", "Pear", "0.75", 1000).await;
+    let cart = create_cart(&server, &alice).await;
+    add_item(&server, &alice, &cart, "apple", 1).await;
+
+    const SMALL: &str = "subscription($id: UUID!, $after: Int, $lines: Boolean!) {
+        cartChanged(cartId: $id, afterVersion: $after) { cart { version subtotal { amount } lines @include(if: $lines) { sku } } } }";
+    let mut full = [
+        subscribe(&server, &alice, CART_CHANGED, json!({"id": cart, "after": 2})).await,
+        subscribe(&server, &admin, CART_CHANGED, json!({"id": cart, "after": 2})).await,
+    ];
+    // One document, three sets of variables: two render alike, one with lines, and one
+    // that replays from version 1 first.
+    let mut small = subscribe(&server, &alice, SMALL, json!({"id": cart, "after": 2, "lines": false})).await;
+    let mut with_lines = subscribe(&server, &alice, SMALL, json!({"id": cart, "after": 2, "lines": true})).await;
+    let mut from_start = subscribe(&server, &alice, SMALL, json!({"id": cart, "after": 0, "lines": false})).await;
+    for _ in 0..3 {
+        add_item(&server, &alice, &cart, "pear", 2).await;
+    }
+
+    let full_changes = [read_changes(&mut full[0], 3, 5).await, read_changes(&mut full[1], 3, 5).await];
+    assert_eq!(full_changes[0], full_changes[1], "the same document and variables render alike");
+    for (i, change) in full_changes[0].iter().enumerate() {
+        assert_eq!(change["event"]["sku"], "pear", "{change}");
+        assert_eq!(change["cart"]["lines"][1], json!({"sku": "pear", "quantity": 2 * (i + 1)}));
+    }
+    for version in 1..=5i64 {
+        let message = from_start.next(WAIT).await;
+        assert_eq!(message["data"]["cartChanged"]["cart"]["version"], version, "{message}");
+        if version >= 3 {
+            let cents = 50 + 150 * (version - 2);
+            let amount = format!("{}.{:02}", cents / 100, cents % 100);
+            let cart = json!({"version": version, "subtotal": {"amount": amount}});
+            assert_eq!(message["data"]["cartChanged"], json!({"cart": cart}), "only its own selection");
+            assert_eq!(small.next(WAIT).await, message, "another subscriber of the same selection");
+            let mut cart = cart;
+            cart["lines"] = json!([{"sku": "apple"}, {"sku": "pear"}]);
+            let message = with_lines.next(WAIT).await;
+            assert_eq!(message["data"]["cartChanged"], json!({"cart": cart}), "its own variables");
+        }
+    }
+    server.stop().await;
+}
+
 async fn order_changes_start_with_the_current_state(database_url: String) {
     let server = spawn_server(database_url).await;
     let admin = server.token("ops", Role::Admin);
@@ -192,6 +242,7 @@ async fn the_log_follows_the_store(database_url: String) {
 
 on_both_backends!(
     cart_changes_have_no_gap_and_no_duplicate,
+    subscribers_of_one_cart_each_get_their_own_selection,
     order_changes_start_with_the_current_state,
     the_log_follows_the_store
 );
