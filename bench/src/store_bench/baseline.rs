@@ -103,6 +103,24 @@ impl Conn {
     }
 }
 
+/// The W3 query and decoding through sqlx instead (to choose the client): `data` read as
+/// the same jsonb bytes.
+pub(super) async fn load_with_sqlx(pool: &sqlx::PgPool, stream_id: &str) -> Result<usize, BoxError> {
+    use sqlx::{Row, ValueRef};
+    let rows = sqlx::query(BY_STREAM).bind(stream_id).fetch_all(pool).await?;
+    let mut loaded = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let raw = row.try_get_raw(3)?;
+        let data = match raw.as_bytes()?.split_first() {
+            Some((1, json)) if !raw.is_null() => json,
+            _ => return Err("unsupported jsonb format version".into()),
+        };
+        let event: CartEvent = typed(row.try_get(2)?, data)?;
+        loaded.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?, event));
+    }
+    Ok(loaded.len())
+}
+
 /// The text of a jsonb value as sent in binary format (a version byte, then JSON text).
 struct JsonbBytes<'a>(&'a [u8]);
 

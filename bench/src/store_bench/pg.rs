@@ -209,6 +209,43 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         report.time(format!("W3 load a {events}-event stream: ms"), &ours, &base, Target::AtMost(1.5));
     }
 
+    // Which client the baseline should use: its W3 query through sqlx (the store's pool)
+    // against tokio-postgres, the same decoding.
+    let timed = |samples: &mut Vec<f64>, started: Instant, n: usize| {
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        if n == 1000 {
+            Ok(())
+        } else {
+            Err(BoxError::from(format!("loaded {n} events, expected 1000")))
+        }
+    };
+    let (with_sqlx, with_tokio_postgres) = alternate(
+        args.passes,
+        || async {
+            let mut ms = Vec::new();
+            for _ in 0..args.w3_rounds {
+                let started = Instant::now();
+                timed(&mut ms, started, baseline::load_with_sqlx(&pool, &long).await?)?;
+            }
+            Ok(median(&mut ms))
+        },
+        || async {
+            let mut ms = Vec::new();
+            for _ in 0..args.w3_rounds {
+                let started = Instant::now();
+                timed(&mut ms, started, conns[reader].load(&long).await?.len())?;
+            }
+            Ok(median(&mut ms))
+        },
+    )
+    .await?;
+    report.time(
+        "(client choice) the baseline's W3 1,000-event load through sqlx (store column) vs tokio-postgres (baseline column): ms",
+        &with_sqlx,
+        &with_tokio_postgres,
+        Target::None,
+    );
+
     // W4: the whole global log in pages of 1,000.
     let total: i64 = sqlx::query_scalar("select count(*) from events").fetch_one(&pool).await?;
     let whole_log = |read: usize, started: Instant| {
