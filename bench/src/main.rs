@@ -6,7 +6,7 @@
 //! The benchmark reports; tests assert behaviour.
 //!
 //! `cartsource-bench store` (`store_bench`) measures the event store library alone against
-//! raw SQL on the same server.
+//! a minimal SQL baseline on the same server (and SQLite against a minimal SQLite one).
 
 mod crud;
 mod driver;
@@ -49,7 +49,7 @@ enum Command {
     CrudServer(CrudArgs),
     /// The read side alone, in-process on Postgres: rebuild throughput and commit-to-read-model lag.
     Projections(projections::ProjectionsArgs),
-    /// The Postgres event store against a raw-SQL baseline (no server, no HTTP).
+    /// The event store (Postgres and SQLite) against a minimal baseline, issue #11 (no server, no HTTP).
     Store(store_bench::StoreArgs),
 }
 

@@ -1,46 +1,17 @@
-//! Driving concurrent writers and measuring what they did.
+//! Measuring: closed-loop writers, the live tail, and medians over passes.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use store::StoreError;
+use super::BoxError;
 
-use super::{BoxError, StoreArgs};
-
-/// What one write measurement saw.
-#[derive(Clone, Default)]
-pub(super) struct Measured {
-    events: u64,
-    elapsed: Duration,
-    /// Per operation, sorted.
-    latencies: Vec<Duration>,
-}
-
-impl Measured {
-    pub(super) fn absorb(&mut self, other: Measured) {
-        self.events += other.events;
-        self.elapsed += other.elapsed;
-        self.latencies.extend(other.latencies);
-    }
-
-    pub(super) fn rate(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    pub(super) fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index.min(self.latencies.len() - 1)]
-    }
-}
-
-/// Runs `writers` concurrent loops of `op` (which returns the events it wrote): a warm-up,
-/// then `measure` of counted operations.
-pub(super) async fn drive<F, Fut>(writers: usize, warmup: Duration, measure: Duration, op: F) -> Result<Measured, BoxError>
+/// Runs `writers` concurrent loops of `op(writer)` (which returns the events it wrote):
+/// `warmup` unmeasured, then `measure`. Returns events per second in the measured window.
+pub(super) async fn drive<F, Fut>(writers: usize, warmup: Duration, measure: Duration, op: F) -> Result<f64, BoxError>
 where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
+    Fut: Future<Output = Result<u64, BoxError>> + Send + 'static,
 {
     let start = Instant::now() + warmup;
     let end = start + measure;
@@ -49,62 +20,144 @@ where
             let op = op.clone();
             tokio::spawn(async move {
                 let mut events = 0u64;
-                let mut latencies = Vec::new();
-                loop {
+                while Instant::now() < end {
                     let began = Instant::now();
-                    if began >= end {
-                        break;
-                    }
                     let wrote = op(writer).await?;
                     if began >= start {
-                        latencies.push(began.elapsed());
                         events += wrote;
                     }
                 }
-                Ok::<_, StoreError>((events, latencies))
+                Ok::<_, BoxError>(events)
             })
         })
         .collect();
-    let mut measured = Measured {
-        events: 0,
-        elapsed: measure,
-        latencies: Vec::new(),
-    };
+    let mut events = 0;
     for task in tasks {
-        let (events, latencies) = task.await??;
-        measured.events += events;
-        measured.latencies.extend(latencies);
+        events += task.await??;
     }
     // The last operations may end a little after `end`: count the time they took.
-    measured.elapsed = Instant::now().saturating_duration_since(start).max(measure);
-    Ok(measured)
+    let elapsed = Instant::now().saturating_duration_since(start).max(measure);
+    Ok(events as f64 / elapsed.as_secs_f64())
 }
 
-/// Measures the store and the baseline in alternating slices (`--rounds` of each, the order
-/// swapped every round), so that other load on the machine falls on both alike.
-pub(super) async fn compare<O, OF, R, RF>(writers: usize, args: &StoreArgs, ours: O, raw: R) -> Result<(Measured, Measured), BoxError>
+/// What a tail of the global log saw while writers appended.
+#[derive(Default, Debug, Clone, Copy)]
+pub(super) struct Tailed {
+    /// Distinct events the tail received while the writers ran, per second.
+    pub rate: f64,
+    /// Events committed after the tail started that it never received.
+    pub skipped: u64,
+    /// Events received more than once.
+    pub duplicated: u64,
+}
+
+/// Follows the log from `after` (`page(after)` returns the positions of the next page) while
+/// `writers` loops of `op` append for `measure`, then until it has caught up with
+/// `committed()` (every position written after `after`, read when the writers are done).
+pub(super) async fn tail<P, PF, F, Fut, C, CF>(
+    writers: usize,
+    measure: Duration,
+    after: i64,
+    page: P,
+    op: F,
+    committed: C,
+) -> Result<Tailed, BoxError>
 where
-    O: Fn(usize) -> OF + Send + Sync + Clone + 'static,
-    OF: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
-    R: Fn(usize) -> RF + Send + Sync + Clone + 'static,
-    RF: std::future::Future<Output = Result<u64, StoreError>> + Send + 'static,
+    P: Fn(i64) -> PF,
+    PF: Future<Output = Result<Vec<i64>, BoxError>>,
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<u64, BoxError>> + Send + 'static,
+    C: FnOnce() -> CF,
+    CF: Future<Output = Result<Vec<i64>, BoxError>>,
 {
-    let rounds = args.rounds.max(1);
-    let slice = Duration::from_secs_f64(args.seconds / rounds as f64);
-    let warmup = Duration::from_secs_f64(args.warmup);
-    let mut ours_total = Measured::default();
-    let mut raw_total = Measured::default();
-    for round in 0..rounds {
-        let warm = if round == 0 { warmup } else { Duration::ZERO };
-        if round % 2 == 0 {
-            raw_total.absorb(drive(writers, warm, slice, raw.clone()).await?);
-            ours_total.absorb(drive(writers, warm, slice, ours.clone()).await?);
-        } else {
-            ours_total.absorb(drive(writers, warm, slice, ours.clone()).await?);
-            raw_total.absorb(drive(writers, warm, slice, raw.clone()).await?);
+    let writing = tokio::spawn(drive(writers, Duration::ZERO, measure, op));
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    let mut duplicated = 0u64;
+    let mut checkpoint = after;
+    let mut in_window = 0usize;
+    let mut catching_up_since: Option<Instant> = None;
+    loop {
+        let positions = page(checkpoint).await?;
+        for &p in &positions {
+            if !seen.insert(p) {
+                duplicated += 1;
+            }
+            checkpoint = checkpoint.max(p);
+        }
+        if writing.is_finished() {
+            if catching_up_since.is_none() {
+                catching_up_since = Some(Instant::now());
+                in_window = seen.len();
+            }
+            // Caught up: an empty page after the writers stopped (both sides' pages wait
+            // for nothing here: every append has returned).
+            if positions.is_empty() {
+                break;
+            }
+        } else if positions.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    ours_total.latencies.sort();
-    raw_total.latencies.sort();
-    Ok((ours_total, raw_total))
+    let window = catching_up_since.unwrap_or_else(Instant::now).duration_since(started);
+    writing.await??;
+    let committed = committed().await?;
+    let skipped = committed.iter().filter(|p| !seen.contains(p)).count() as u64;
+    Ok(Tailed {
+        rate: in_window as f64 / window.as_secs_f64(),
+        skipped,
+        duplicated,
+    })
+}
+
+/// One side's value per pass.
+#[derive(Default, Debug, Clone)]
+pub(super) struct Samples(pub Vec<f64>);
+
+impl Samples {
+    pub(super) fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    pub(super) fn min(&self) -> f64 {
+        self.0.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    pub(super) fn max(&self) -> f64 {
+        self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// The median of `values` (for the 50 loads of W3 within one pass).
+pub(super) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Pass `pass` runs the store first when odd, the baseline first when even.
+pub(super) fn store_first(pass: usize) -> bool {
+    pass % 2 == 1
+}
+
+/// Runs `store` and `baseline` once per pass, alternating which goes first; one sample each.
+pub(super) async fn alternate<S, SF, B, BF>(passes: usize, store: S, baseline: B) -> Result<(Samples, Samples), BoxError>
+where
+    S: Fn() -> SF,
+    SF: Future<Output = Result<f64, BoxError>>,
+    B: Fn() -> BF,
+    BF: Future<Output = Result<f64, BoxError>>,
+{
+    let (mut ours, mut base) = (Samples::default(), Samples::default());
+    for pass in 0..passes {
+        if store_first(pass) {
+            ours.0.push(store().await?);
+            base.0.push(baseline().await?);
+        } else {
+            base.0.push(baseline().await?);
+            ours.0.push(store().await?);
+        }
+    }
+    Ok((ours, base))
 }

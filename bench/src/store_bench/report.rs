@@ -1,87 +1,126 @@
 //! The Markdown table `cartsource-bench store` prints, and how its cells are written.
 
-use super::measure::Measured;
+use super::measure::Samples;
+
+/// What a row's target is about.
+#[derive(Clone, Copy)]
+pub(super) enum Target {
+    /// No target: for information.
+    None,
+    /// Store / baseline at least this share (throughput).
+    AtLeast(f64),
+    /// Store / baseline at most this factor (time).
+    AtMost(f64),
+    /// The store's value (a count) is exactly this.
+    Exactly(f64),
+}
+
+pub(super) struct Row {
+    workload: String,
+    store: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: &'static str,
+}
 
 #[derive(Default)]
 pub(super) struct Report {
-    rows: Vec<Row4>,
-}
-
-struct Row4 {
-    workload: String,
-    store: String,
-    raw: String,
-    ratio: String,
-    target: String,
+    rows: Vec<Row>,
 }
 
 impl Report {
-    pub(super) fn add(&mut self, workload: impl Into<String>, store: String, raw: String, ratio: String, target: &str) {
-        self.rows.push(Row4 {
+    /// A throughput row (higher is better): medians (min-max), store/baseline as a share.
+    pub(super) fn rate(&mut self, workload: impl Into<String>, store: &Samples, baseline: &Samples, target: Target) {
+        let ratio = store.median() / baseline.median();
+        self.push(
+            workload,
+            cell(store, 0),
+            cell(baseline, 0),
+            format!("{:.0}%", ratio * 100.0),
+            ratio,
+            target,
+        );
+    }
+
+    /// A time row (lower is better): medians (min-max) in ms, store/baseline as a factor.
+    pub(super) fn time(&mut self, workload: impl Into<String>, store: &Samples, baseline: &Samples, target: Target) {
+        let ratio = store.median() / baseline.median();
+        self.push(workload, cell(store, 2), cell(baseline, 2), format!("{ratio:.2}x"), ratio, target);
+    }
+
+    /// A count row (skipped, duplicated): the sum over passes for each side.
+    pub(super) fn count(&mut self, workload: impl Into<String>, store: &Samples, baseline: &Samples, target: Target) {
+        let (ours, base): (f64, f64) = (store.0.iter().sum(), baseline.0.iter().sum());
+        self.push(workload, format!("{ours:.0}"), format!("{base:.0}"), String::new(), ours, target);
+    }
+
+    fn push(&mut self, workload: impl Into<String>, store: String, baseline: String, ratio: String, value: f64, target: Target) {
+        let (target, met) = match target {
+            Target::None => (String::new(), ""),
+            Target::AtLeast(t) => (format!(">= {:.0}%", t * 100.0), yes(value >= t)),
+            Target::AtMost(t) => (format!("<= {t:.1}x"), yes(value <= t)),
+            Target::Exactly(t) => (format!("{t:.0}"), yes(value == t)),
+        };
+        self.rows.push(Row {
             workload: workload.into(),
             store,
-            raw,
+            baseline,
             ratio,
-            target: target.into(),
+            target,
+            met,
         });
     }
 
     pub(super) fn print(&self) {
-        let header = Row4 {
-            workload: "workload".into(),
-            store: "cartsource store".into(),
-            raw: "raw SQL baseline".into(),
-            ratio: "store/raw".into(),
-            target: "target".into(),
-        };
-        let rows: Vec<&Row4> = std::iter::once(&header).chain(&self.rows).collect();
-        let w = |f: fn(&Row4) -> &str| rows.iter().map(|r| f(r).chars().count()).max().unwrap_or(0);
-        let widths = [w(|r| &r.workload), w(|r| &r.store), w(|r| &r.raw), w(|r| &r.ratio), w(|r| &r.target)];
-        for (i, r) in rows.iter().enumerate() {
+        println!("| workload | cartsource store | minimal baseline | store/baseline | target | met |");
+        println!("|---|---:|---:|---:|---|---|");
+        for r in &self.rows {
             println!(
-                "| {:<a$} | {:>b$} | {:>c$} | {:>d$} | {:<e$} |",
-                r.workload,
-                r.store,
-                r.raw,
-                r.ratio,
-                r.target,
-                a = widths[0],
-                b = widths[1],
-                c = widths[2],
-                d = widths[3],
-                e = widths[4]
+                "| {} | {} | {} | {} | {} | {} |",
+                r.workload, r.store, r.baseline, r.ratio, r.target, r.met
             );
-            if i == 0 {
-                println!(
-                    "|{}|{}|{}|{}|{}|",
-                    "-".repeat(widths[0] + 2),
-                    "-".repeat(widths[1] + 2),
-                    "-".repeat(widths[2] + 2),
-                    "-".repeat(widths[3] + 2),
-                    "-".repeat(widths[4] + 2)
-                );
-            }
         }
     }
 }
 
-pub(super) fn rate(m: &Measured) -> String {
-    format!("{:.0}", m.rate())
+fn yes(met: bool) -> &'static str {
+    if met {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
-pub(super) fn latency(m: &Measured) -> String {
-    format!(
-        "{:.2} / {:.2}",
-        m.percentile(0.50).as_secs_f64() * 1e3,
-        m.percentile(0.99).as_secs_f64() * 1e3
-    )
+/// `median (min-max)` with thousands separators when `decimals` is 0.
+fn cell(samples: &Samples, decimals: usize) -> String {
+    let f = |v: f64| {
+        if decimals == 0 {
+            thousands(v)
+        } else {
+            format!("{v:.decimals$}")
+        }
+    };
+    if samples.0.len() < 2 {
+        return f(samples.median());
+    }
+    format!("{} ({}-{})", f(samples.median()), f(samples.min()), f(samples.max()))
 }
 
-pub(super) fn percent(ratio: f64) -> String {
-    format!("{:.0}%", ratio * 100.0)
-}
-
-pub(super) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 {
+        out.insert(0, '-');
+    }
+    out
 }

@@ -65,13 +65,13 @@ pub struct PgStoreOptions {
     pub feed_wait: Duration,
 }
 
-/// How the store's pool is built (`cartsource-bench store` builds its raw-SQL baseline's pool with it too).
+/// How the store's pool is built.
 ///
 /// sqlx pings every connection it takes from the idle queue by default: a second round trip
 /// per append. The store pings only connections idle for `IDLE_PING_AFTER`, which catches
 /// the connections a restarted server or a firewall dropped; a connection that dies in use
 /// fails that one call with an I/O error, which `StoreError::is_transient` marks retryable.
-pub fn pool_options(options: &PgStoreOptions) -> PgPoolOptions {
+fn pool_options(options: &PgStoreOptions) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(options.max_connections)
         .min_connections(options.min_connections)

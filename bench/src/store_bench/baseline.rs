@@ -1,0 +1,154 @@
+//! The minimal Postgres baseline of issue #11: a six-column table, tokio-postgres (the
+//! leaner client: no pool, binary rows, statements prepared once per connection), one
+//! connection per writer, no checks beyond the table's unique key.
+//!
+//! W1 is one INSERT per append; W2 one `INSERT ... SELECT FROM unnest(arrays)` per 10-event
+//! append (versions after the expected one; the unique key turns a stale expectation into
+//! an error); W3 one SELECT by stream ordered by version; W4 pages of 1,000 by position.
+//! Rows decode `data` straight from the jsonb bytes into the typed event.
+
+use std::sync::Arc;
+
+use domain::{CartEvent, Event};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::BoxError;
+
+/// The table exactly as the issue defines it.
+pub(super) const TABLE: &str = "create table raw_events (global_position bigserial primary key, stream_id text, version bigint, \
+     type text, data jsonb, created_at timestamptz default now(), unique (stream_id, version))";
+
+const INSERT_ONE: &str = "insert into raw_events (stream_id, version, type, data) values ($1, $2, $3, $4)";
+const INSERT_MANY: &str = "insert into raw_events (stream_id, version, type, data)
+     select $1, $2 + e.ordinal, e.type, e.data from unnest($3::text[], $4::jsonb[]) with ordinality as e(type, data, ordinal)";
+const BY_STREAM: &str = "select global_position, version, type, data from raw_events where stream_id = $1 order by version";
+const PAGE: &str =
+    "select global_position, stream_id, version, type, data, created_at from raw_events where global_position > $1 order by global_position limit $2";
+
+/// One connection and its prepared statements.
+pub(super) struct Conn {
+    client: Client,
+    insert_one: Statement,
+    insert_many: Statement,
+    by_stream: Statement,
+    page: Statement,
+}
+
+/// `n` connections, one per writer.
+pub(super) async fn connect(url: &str, n: usize) -> Result<Arc<Vec<Conn>>, BoxError> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("baseline connection: {e}");
+            }
+        });
+        conns.push(Conn {
+            insert_one: client.prepare(INSERT_ONE).await?,
+            insert_many: client.prepare(INSERT_MANY).await?,
+            by_stream: client.prepare(BY_STREAM).await?,
+            page: client.prepare(PAGE).await?,
+            client,
+        });
+    }
+    Ok(Arc::new(conns))
+}
+
+impl Conn {
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// W1: one event as version 1 of a new stream.
+    pub(super) async fn insert_one(&self, stream_id: &str, event_type: &str, data: &Value) -> Result<u64, BoxError> {
+        Ok(self.client.execute(&self.insert_one, &[&stream_id, &1i64, &event_type, data]).await?)
+    }
+
+    /// W2: events after version `expected` of a stream, in one statement.
+    pub(super) async fn insert_many(&self, stream_id: &str, expected: i64, types: &[&str], data: &[Value]) -> Result<u64, BoxError> {
+        Ok(self.client.execute(&self.insert_many, &[&stream_id, &expected, &types, &data]).await?)
+    }
+
+    /// W3: a stream's events, decoded into typed events.
+    pub(super) async fn load(&self, stream_id: &str) -> Result<Vec<(i64, i64, CartEvent)>, BoxError> {
+        let rows = self.client.query(&self.by_stream, &[&stream_id]).await?;
+        rows.iter()
+            .map(|row| {
+                let data: JsonbBytes = row.try_get(3)?;
+                Ok((row.try_get(0)?, row.try_get(1)?, typed(row.try_get(2)?, data.0)?))
+            })
+            .collect()
+    }
+
+    /// W4: the page after `after`; the positions, the rows decoded.
+    pub(super) async fn page(&self, after: i64, limit: i64) -> Result<Vec<i64>, BoxError> {
+        let rows = self.client.query(&self.page, &[&after, &limit]).await?;
+        let mut positions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let data: JsonbBytes = row.try_get(4)?;
+            let decoded: (i64, &str, i64, CartEvent, OffsetDateTime) = (
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                typed(row.try_get(3)?, data.0)?,
+                row.try_get(5)?,
+            );
+            positions.push(decoded.0);
+        }
+        Ok(positions)
+    }
+}
+
+/// The W3 query and decoding through sqlx instead (to choose the client): `data` read as
+/// the same jsonb bytes.
+pub(super) async fn load_with_sqlx(pool: &sqlx::PgPool, stream_id: &str) -> Result<usize, BoxError> {
+    use sqlx::{Row, ValueRef};
+    let rows = sqlx::query(BY_STREAM).bind(stream_id).fetch_all(pool).await?;
+    let mut loaded = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let raw = row.try_get_raw(3)?;
+        let data = match raw.as_bytes()?.split_first() {
+            Some((1, json)) if !raw.is_null() => json,
+            _ => return Err("unsupported jsonb format version".into()),
+        };
+        let event: CartEvent = typed(row.try_get(2)?, data)?;
+        loaded.push((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?, event));
+    }
+    Ok(loaded.len())
+}
+
+/// The text of a jsonb value as sent in binary format (a version byte, then JSON text).
+struct JsonbBytes<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for JsonbBytes<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        match raw.split_first() {
+            Some((1, json)) => Ok(JsonbBytes(json)),
+            _ => Err("unsupported jsonb format version".into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+}
+
+/// Decodes an event's `data` (JSON text) straight into the typed event, without an
+/// intermediate `serde_json::Value`: the adjacently tagged form `{"type": .., "data": ..}`
+/// with the tag first, which serde reads without buffering.
+pub(super) fn typed<E: Event>(event_type: &str, data: &[u8]) -> Result<E, BoxError> {
+    if E::current_schema_version(event_type).is_none() {
+        return Err(format!("unknown event type {event_type:?}").into());
+    }
+    let mut tagged = Vec::with_capacity(data.len() + event_type.len() + 20);
+    tagged.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut tagged, event_type)?;
+    tagged.extend_from_slice(b",\"data\":");
+    tagged.extend_from_slice(data);
+    tagged.push(b'}');
+    Ok(serde_json::from_slice(&tagged)?)
+}
