@@ -339,6 +339,7 @@ pub(super) fn new_event(n: u64) -> NewEvent {
             causation_id: None,
             actor: "bench".into(),
             idempotency_key: None,
+            trace: None,
         },
     )
 }
