@@ -39,8 +39,8 @@ use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
 use crate::telemetry::ReceivedTrace;
 use crate::ws::{self, WsHub, WsSettings};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::{metrics, playground, seed};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -128,7 +128,8 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            let span = tracing::info_span!("request", otel.kind = "server", method = %request.method(), path = %request.uri().path(), request_id = %id);
+            let span =
+                tracing::info_span!("request", otel.kind = "server", method = %request.method(), path = %request.uri().path(), request_id = %id);
             if let Some(received) = ReceivedTrace::from_headers(request.headers()) {
                 // Err only when no layer exports spans.
                 let _ = span.set_parent(received.context);

@@ -47,7 +47,11 @@ impl ReceivedTrace {
     /// From a WebSocket `connection_init` payload: `traceparent` at the top or under
     /// `headers`, as clients put their token.
     pub fn from_payload(payload: &serde_json::Value) -> Option<ReceivedTrace> {
-        let fields = if payload.get("traceparent").is_some() { payload } else { payload.get("headers")? };
+        let fields = if payload.get("traceparent").is_some() {
+            payload
+        } else {
+            payload.get("headers")?
+        };
         ReceivedTrace::extract(&JsonCarrier(fields))
     }
 
@@ -175,10 +179,16 @@ mod tests {
     fn export_only_when_the_standard_variables_ask_for_it() {
         assert!(!export_requested(env(&[])));
         assert!(export_requested(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")])));
-        assert!(export_requested(env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces")])));
+        assert!(export_requested(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://c:4318/v1/traces"
+        )])));
         assert!(export_requested(env(&[("OTEL_TRACES_EXPORTER", "otlp")])));
         assert!(!export_requested(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])));
-        assert!(!export_requested(env(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")])));
+        assert!(!export_requested(env(&[
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")
+        ])));
         assert!(!export_requested(env(&[("OTEL_SDK_DISABLED", "true"), ("OTEL_TRACES_EXPORTER", "otlp")])));
     }
 

@@ -22,8 +22,8 @@ use async_graphql::{Data, Request, Response, ServerError};
 use super::operation_metrics::Seen;
 use super::{admin_only, bad_text, Mutation, Query, Subscription};
 use crate::auth::Principal;
-use crate::telemetry::ReceivedTrace;
 use crate::error::{code, coded_response, with_default_code};
+use crate::telemetry::ReceivedTrace;
 
 type Inner = async_graphql::Schema<Query, Mutation, Subscription>;
 

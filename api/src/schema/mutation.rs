@@ -20,8 +20,8 @@ use super::types::{Cart, Order, Product, ProjectionStatus, Timestamps};
 use super::{admin, api, fingerprint, principal, valid_idempotency_key};
 use crate::auth::Principal;
 use crate::context::{ApiContext, RequestId};
-use crate::telemetry::ReceivedTrace;
 use crate::error::ApiError;
+use crate::telemetry::ReceivedTrace;
 
 pub struct Mutation;
 

@@ -119,7 +119,13 @@ impl Worker {
         self.apply_live_in_span(target, from, events, to).instrument(span).await
     }
 
-    async fn apply_live_in_span(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<Option<Step>, ProjectionError> {
+    async fn apply_live_in_span(
+        &self,
+        target: &Target,
+        from: Position,
+        events: &[RecordedEvent],
+        to: Position,
+    ) -> Result<Option<Step>, ProjectionError> {
         let error = match self.apply_batch(target, from, events, to).await {
             Ok(()) => return Ok(None),
             Err(e) if e.is_transient() || matches!(e, ProjectionError::Deposed(_)) => return Err(e),

@@ -62,9 +62,20 @@ impl Recorder {
                 let seen: Vec<_> = self
                     .spans()
                     .iter()
-                    .map(|s| format!("{} {}/{} <- {}", s.name, s.span_context.trace_id(), s.span_context.span_id(), s.parent_span_id))
+                    .map(|s| {
+                        format!(
+                            "{} {}/{} <- {}",
+                            s.name,
+                            s.span_context.trace_id(),
+                            s.span_context.span_id(),
+                            s.parent_span_id
+                        )
+                    })
                     .collect();
-                panic!("no `{name}` span in trace {trace} under {parent:?} with {with:?} within 20 s; finished spans:\n{}", seen.join("\n"));
+                panic!(
+                    "no `{name}` span in trace {trace} under {parent:?} with {with:?} within 20 s; finished spans:\n{}",
+                    seen.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -97,13 +108,18 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
         .await
         .expect("POST");
     let body: Value = response.json().await.expect("JSON");
-    let order_id = body["data"]["placeOrder"]["order"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+    let order_id = body["data"]["placeOrder"]["order"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
 
     let trace = TraceId::from_hex(TRACE).expect("trace id");
     let caller = SpanId::from_hex(CALLER_SPAN).expect("span id");
     let request = recorder.span("request", trace, Some(caller), None).await;
     assert!(request.parent_span_is_remote, "the caller's span is the request's parent");
-    let command = recorder.span("command", trace, Some(request.span_context.span_id()), Some(("mutation", "placeOrder"))).await;
+    let command = recorder
+        .span("command", trace, Some(request.span_context.span_id()), Some(("mutation", "placeOrder")))
+        .await;
     let command_id = command.span_context.span_id();
 
     // The events: the command's span as their trace context, the trace id as correlation id.
@@ -121,14 +137,20 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     let projected = recorder.span("project", trace, Some(command_id), Some(("worker", "orders"))).await;
     assert!(projected.parent_span_is_remote, "{projected:?}");
     let reaction = recorder.span("react", trace, Some(command_id), Some(("worker", "fulfilment"))).await;
-    recorder.span("project", trace, Some(reaction.span_context.span_id()), Some(("worker", "orders"))).await;
+    recorder
+        .span("project", trace, Some(reaction.span_context.span_id()), Some(("worker", "orders")))
+        .await;
     let started = eventually(Duration::from_secs(20), "the reaction's event", || async {
         let events = db.read_stream(&format!("order-{order_id}"), 2, 10).await.ok()?;
         events.into_iter().next()
     })
     .await;
     assert_eq!(started.metadata.correlation_id, placed.metadata.correlation_id);
-    assert!(started.metadata.trace.as_ref().is_some_and(|t| t.traceparent.contains(TRACE)), "{:?}", started.metadata);
+    assert!(
+        started.metadata.trace.as_ref().is_some_and(|t| t.traceparent.contains(TRACE)),
+        "{:?}",
+        started.metadata
+    );
 
     // Requests without a traceparent start traces of their own, which their events record;
     // their correlation id stays the request id.
@@ -137,7 +159,10 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     let own = created[0].metadata.trace.as_ref().expect("the cart's trace");
     assert!(!own.traceparent.contains(TRACE), "{own:?}");
     let own_trace = own.traceparent.split('-').nth(1).expect("a trace id");
-    assert_ne!(created[0].metadata.correlation_id.map(|c| c.simple().to_string()).as_deref(), Some(own_trace));
+    assert_ne!(
+        created[0].metadata.correlation_id.map(|c| c.simple().to_string()).as_deref(),
+        Some(own_trace)
+    );
     server.stop().await;
 }
 
@@ -154,9 +179,13 @@ async fn a_traceparent_in_connection_init_parents_websocket_operations(url: Stri
     assert!(answer["payload"]["data"]["registerProduct"]["position"].is_string(), "{answer}");
 
     let trace = TraceId::from_hex(TRACE).expect("trace id");
-    let operation = recorder.span("operation", trace, Some(SpanId::from_hex(CALLER_SPAN).expect("span id")), None).await;
+    let operation = recorder
+        .span("operation", trace, Some(SpanId::from_hex(CALLER_SPAN).expect("span id")), None)
+        .await;
     let command = recorder.span("command", trace, Some(operation.span_context.span_id()), None).await;
-    recorder.span("project", trace, Some(command.span_context.span_id()), Some(("worker", "products"))).await;
+    recorder
+        .span("project", trace, Some(command.span_context.span_id()), Some(("worker", "products")))
+        .await;
 
     let db = store::connect(&url).await.expect("open the store");
     let events = db.read_stream("product-pear", 1, 10).await.expect("read the product");
