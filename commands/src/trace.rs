@@ -64,17 +64,17 @@ pub fn carrier(cx: &Context) -> Option<TraceContext> {
     (!carrier.traceparent.is_empty()).then_some(carrier)
 }
 
-/// Makes a (not yet entered) span continue the traces of the events it handles. All
-/// from one trace (a mutation's events, the usual live batch): the span's parent is the
-/// first event's span, so the trace shows it under the command. From several traces (a
-/// catch-up batch): parenting on one would misattribute the others' work, so the span
-/// starts its own trace and links to each (at most [`MAX_LINKS`]), as OpenTelemetry's
-/// messaging conventions do for batch consumers.
-pub fn follow<'a>(span: &tracing::Span, metadata: impl IntoIterator<Item = &'a Metadata>) {
+/// Makes a (not yet entered) span continue the traces of the events (or commands) it
+/// handles. All from one trace (a mutation's events, the usual live batch): the span's
+/// parent is the first one's span, so the trace shows it under the command. From several
+/// traces (a catch-up batch, a group commit): parenting on one would misattribute the
+/// others' work, so the span starts its own trace and links to each (at most
+/// [`MAX_LINKS`]), as OpenTelemetry's messaging conventions do for batch consumers.
+pub fn follow<'a>(span: &tracing::Span, traces: impl IntoIterator<Item = &'a TraceContext>) {
     let mut first: Option<Context> = None;
     let mut links: Vec<SpanContext> = Vec::new();
     let mut one_trace = true;
-    for cx in metadata.into_iter().filter_map(remote) {
+    for cx in traces.into_iter().filter_map(|trace| extract(&Carrier(trace))) {
         let sc = cx.span().span_context().clone();
         one_trace &= links.first().is_none_or(|l| l.trace_id() == sc.trace_id());
         if links.len() < MAX_LINKS && !links.iter().any(|l| l.trace_id() == sc.trace_id() && l.span_id() == sc.span_id()) {

@@ -115,7 +115,7 @@ impl Worker {
     /// `commands::trace::follow`); a rebuild's batches replay history and get none.
     async fn apply_live(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<Option<Step>, ProjectionError> {
         let span = tracing::info_span!("project", worker = self.name, events = events.len(), from = %from, to = %to);
-        commands::trace::follow(&span, events.iter().map(|e| &e.metadata));
+        commands::trace::follow(&span, events.iter().filter_map(|e| e.metadata.trace.as_ref()));
         self.apply_live_in_span(target, from, events, to).instrument(span).await
     }
 
@@ -307,7 +307,7 @@ impl Worker {
                 Effect::Reactor(reactor) => {
                     // One span per event: a reaction belongs to the trace of the event it handles.
                     let span = tracing::info_span!("react", worker = self.name, position = %event.position, event_type = %event.event_type);
-                    commands::trace::follow(&span, [&event.metadata]);
+                    commands::trace::follow(&span, event.metadata.trace.as_ref());
                     reactor.react(&self.shared.store, event).instrument(span).await
                 }
                 Effect::Publish => match self.publisher.as_ref() {

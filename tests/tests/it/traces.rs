@@ -137,9 +137,10 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     let projected = recorder.span("project", trace, Some(command_id), Some(("worker", "orders"))).await;
     assert!(projected.parent_span_is_remote, "{projected:?}");
     let reaction = recorder.span("react", trace, Some(command_id), Some(("worker", "fulfilment"))).await;
-    recorder
-        .span("project", trace, Some(reaction.span_context.span_id()), Some(("worker", "orders")))
-        .await;
+    let reaction_id = reaction.span_context.span_id();
+    let commit = recorder.span("mailbox.commit", trace, Some(reaction_id), None).await;
+    recorder.span("store.append", trace, Some(commit.span_context.span_id()), None).await;
+    recorder.span("project", trace, Some(reaction_id), Some(("worker", "orders"))).await;
     let started = eventually(Duration::from_secs(20), "the reaction's event", || async {
         let events = db.read_stream(&format!("order-{order_id}"), 2, 10).await.ok()?;
         events.into_iter().next()
@@ -183,6 +184,8 @@ async fn a_traceparent_in_connection_init_parents_websocket_operations(url: Stri
         .span("operation", trace, Some(SpanId::from_hex(CALLER_SPAN).expect("span id")), None)
         .await;
     let command = recorder.span("command", trace, Some(operation.span_context.span_id()), None).await;
+    let commit = recorder.span("mailbox.commit", trace, Some(command.span_context.span_id()), None).await;
+    recorder.span("store.append", trace, Some(commit.span_context.span_id()), None).await;
     recorder
         .span("project", trace, Some(command.span_context.span_id()), Some(("worker", "products")))
         .await;
