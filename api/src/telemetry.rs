@@ -80,12 +80,14 @@ impl Extractor for JsonCarrier<'_> {
 }
 
 /// The layer that turns `tracing` spans into OpenTelemetry spans of `provider` (the binary
-/// and the tests use the same). Spans of `info` and above whatever `RUST_LOG` says, so
+/// and the tests use the same); building it turns on the continuation of events' traces
+/// (`commands::trace::enable`). Spans of `info` and above whatever `RUST_LOG` says, so
 /// quieter logs do not thin out traces.
 pub fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
 {
+    commands::trace::enable();
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(SERVICE_NAME))
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO)

@@ -8,9 +8,11 @@
 //! is opentelemetry_sdk's `TraceContextPropagator` (the reference implementation), used
 //! here as a parser only; exporting is the binary's business (`api::telemetry`).
 //!
-//! Everything here works on `tracing` spans through `tracing-opentelemetry`: when the
-//! process installs no OpenTelemetry layer, reading a span's context yields nothing and
-//! setting a parent is a no-op, so the cost without export is a failed downcast.
+//! Everything here works on `tracing` spans through `tracing-opentelemetry`. Until the
+//! process installs its OpenTelemetry layer (and says so with [`enable`]), events' traces
+//! are only copied along, never parsed: without export this costs nothing measurable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
@@ -19,6 +21,18 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use store::{Metadata, TraceContext};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Says that spans are exported from now on (`api::telemetry` calls it when it builds its
+/// layer): [`current`] then reads the current span and [`follow`] parses events' traces.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Most links one span gets from a batch of events of different traces.
 pub const MAX_LINKS: usize = 32;
@@ -50,6 +64,9 @@ pub fn trace_uuid(cx: &Context) -> Uuid {
 /// operation arrived with, passed on unchanged so the trace crosses a process that does
 /// not export (W3C asks every participant to propagate).
 pub fn current(received: Option<&TraceContext>) -> Option<TraceContext> {
+    if !enabled() {
+        return received.cloned();
+    }
     let own = tracing::Span::current().context();
     if !own.span().span_context().is_valid() {
         return received.cloned();
@@ -71,6 +88,9 @@ pub fn carrier(cx: &Context) -> Option<TraceContext> {
 /// others' work, so the span starts its own trace and links to each (at most
 /// [`MAX_LINKS`]), as OpenTelemetry's messaging conventions do for batch consumers.
 pub fn follow<'a>(span: &tracing::Span, traces: impl IntoIterator<Item = &'a TraceContext>) {
+    if !enabled() || span.is_disabled() {
+        return;
+    }
     let mut first: Option<Context> = None;
     let mut links: Vec<SpanContext> = Vec::new();
     let mut one_trace = true;

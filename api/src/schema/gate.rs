@@ -78,7 +78,6 @@ fn operation_span(session: Option<&Data>) -> tracing::Span {
         let trace_id = |cx: &opentelemetry::Context| cx.span().span_context().trace_id();
         if trace_id(&tracing::Span::current().context()) != trace_id(&received.context) {
             // Err only when no layer exports spans.
-            // Err only when no layer exports spans.
             let _ = span.set_parent(received.context.clone());
         }
     }

@@ -16,4 +16,3 @@ mod graphql_write_path;
 mod health;
 mod server_http;
 mod server_ws;
-mod traces;

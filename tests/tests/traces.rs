@@ -4,10 +4,18 @@
 //! correlation id), and the workers' spans continue it.
 //!
 //! Spans go to an in-memory exporter through the same layer the binary installs
-//! (`api::telemetry::layer`), as this test's thread-local default subscriber: the test runs
-//! on a current-thread runtime, so the server's tasks (HTTP, projections, reactors) run on
-//! this thread and report here, and tests on other threads do not.
+//! (`api::telemetry::layer`), installed as this process's global subscriber, as the binary
+//! does: a thread-local one would miss spans that other threads enter and leave (SQLite's
+//! connection threads enter the caller's span; the registry then closes it through the
+//! exiting thread's default subscriber, so it would never end). Hence a test binary of its
+//! own. Each test uses a trace id of its own, so tests running at once do not mix.
 
+#[macro_use]
+#[allow(dead_code)]
+#[path = "it/support.rs"]
+mod support;
+
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use api::auth::Role;
@@ -18,25 +26,32 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::support::*;
 
-/// A caller's span in its own trace (the W3C specification's example ids).
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The caller's span (the W3C specification's example id), in a trace of each test's own.
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 struct Recorder {
     exporter: InMemorySpanExporter,
     _provider: SdkTracerProvider,
-    _default: tracing::subscriber::DefaultGuard,
 }
 
-fn record_spans() -> Recorder {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber = tracing_subscriber::registry().with(api::telemetry::layer(&provider));
-    Recorder {
-        _default: tracing::subscriber::set_default(subscriber),
-        exporter,
-        _provider: provider,
-    }
+/// The process's recorder, installed once as the global subscriber.
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber = tracing_subscriber::registry().with(api::telemetry::layer(&provider));
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber of this test binary");
+        Recorder {
+            exporter,
+            _provider: provider,
+        }
+    })
+}
+
+/// A trace id no other test uses.
+fn new_trace() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Recorder {
@@ -86,12 +101,13 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
 }
 
-fn traceparent() -> String {
-    format!("00-{TRACE}-{CALLER_SPAN}-01")
+fn traceparent(trace: &str) -> String {
+    format!("00-{trace}-{CALLER_SPAN}-01")
 }
 
 async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_projections(url: String) {
-    let recorder = record_spans();
+    let recorder = recorder();
+    let trace_hex = new_trace();
     let server = spawn_server(url.clone()).await;
     let (admin, alice) = (server.token("ops", Role::Admin), server.token("alice", Role::Customer));
     register_product(&server, &admin, "apple", "Apple", "0.50", 10).await;
@@ -101,7 +117,7 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     let response = reqwest::Client::new()
         .post(format!("{}/graphql", server.base_url))
         .bearer_auth(&alice)
-        .header("traceparent", traceparent())
+        .header("traceparent", traceparent(&trace_hex))
         .header("tracestate", "congo=t61rcWkgMzE")
         .json(&json!({"query": "mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { order { id } } }", "variables": {"input": {"cartId": cart_id}}}))
         .send()
@@ -113,7 +129,7 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
 
-    let trace = TraceId::from_hex(TRACE).expect("trace id");
+    let trace = TraceId::from_hex(&trace_hex).expect("trace id");
     let caller = SpanId::from_hex(CALLER_SPAN).expect("span id");
     let request = recorder.span("request", trace, Some(caller), None).await;
     assert!(request.parent_span_is_remote, "the caller's span is the request's parent");
@@ -126,9 +142,9 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     let db = store::connect(&url).await.expect("open the store");
     let events = db.read_stream(&format!("order-{order_id}"), 1, 10).await.expect("read the order");
     let placed = events.first().expect("OrderPlaced");
-    assert_eq!(placed.metadata.correlation_id, Some(uuid::Uuid::parse_str(TRACE).expect("uuid")));
+    assert_eq!(placed.metadata.correlation_id, Some(uuid::Uuid::parse_str(&trace_hex).expect("uuid")));
     let carried = placed.metadata.trace.as_ref().expect("the event carries its trace");
-    assert_eq!(carried.traceparent, format!("00-{TRACE}-{command_id}-01"));
+    assert_eq!(carried.traceparent, format!("00-{trace_hex}-{command_id}-01"));
     assert_eq!(carried.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
 
     // The workers continue it: projections of the order's events and the fulfilment
@@ -148,7 +164,7 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     .await;
     assert_eq!(started.metadata.correlation_id, placed.metadata.correlation_id);
     assert!(
-        started.metadata.trace.as_ref().is_some_and(|t| t.traceparent.contains(TRACE)),
+        started.metadata.trace.as_ref().is_some_and(|t| t.traceparent.contains(&trace_hex)),
         "{:?}",
         started.metadata
     );
@@ -158,7 +174,7 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
     assert!(recorder.spans().iter().any(|s| s.name == "request" && s.span_context.trace_id() != trace));
     let created = db.read_stream(&format!("cart-{cart_id}"), 1, 1).await.expect("read the cart");
     let own = created[0].metadata.trace.as_ref().expect("the cart's trace");
-    assert!(!own.traceparent.contains(TRACE), "{own:?}");
+    assert!(!own.traceparent.contains(&trace_hex), "{own:?}");
     let own_trace = own.traceparent.split('-').nth(1).expect("a trace id");
     assert_ne!(
         created[0].metadata.correlation_id.map(|c| c.simple().to_string()).as_deref(),
@@ -168,10 +184,11 @@ async fn a_traced_http_mutation_is_one_trace_with_its_events_reactions_and_proje
 }
 
 async fn a_traceparent_in_connection_init_parents_websocket_operations(url: String) {
-    let recorder = record_spans();
+    let recorder = recorder();
+    let trace_hex = new_trace();
     let server = spawn_server(url.clone()).await;
     let mut ws = ws_connect(&server, "graphql-transport-ws", None).await.expect("connect");
-    let payload = json!({"token": server.token("ops", Role::Admin), "traceparent": traceparent()});
+    let payload = json!({"token": server.token("ops", Role::Admin), "traceparent": traceparent(&trace_hex)});
     ws_send(&mut ws, json!({"type": "connection_init", "payload": payload})).await;
     assert_eq!(ws_next_json(&mut ws, Duration::from_secs(10)).await["type"], "connection_ack");
     let query = "mutation { registerProduct(input: {sku: \"pear\", name: \"Pear\", price: \"1.00\"}) { position } }";
@@ -179,7 +196,7 @@ async fn a_traceparent_in_connection_init_parents_websocket_operations(url: Stri
     let answer = ws_next_json(&mut ws, Duration::from_secs(10)).await;
     assert!(answer["payload"]["data"]["registerProduct"]["position"].is_string(), "{answer}");
 
-    let trace = TraceId::from_hex(TRACE).expect("trace id");
+    let trace = TraceId::from_hex(&trace_hex).expect("trace id");
     let operation = recorder
         .span("operation", trace, Some(SpanId::from_hex(CALLER_SPAN).expect("span id")), None)
         .await;
@@ -192,7 +209,7 @@ async fn a_traceparent_in_connection_init_parents_websocket_operations(url: Stri
 
     let db = store::connect(&url).await.expect("open the store");
     let events = db.read_stream("product-pear", 1, 10).await.expect("read the product");
-    assert_eq!(events[0].metadata.correlation_id, Some(uuid::Uuid::parse_str(TRACE).expect("uuid")));
+    assert_eq!(events[0].metadata.correlation_id, Some(uuid::Uuid::parse_str(&trace_hex).expect("uuid")));
     server.stop().await;
 }
 
