@@ -6,7 +6,7 @@
 //!   the projections, subscriptions follow the event store.
 //! * `server`: routes, middleware, start-up per role, graceful shutdown; `ws` the
 //!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits;
-//!   `metrics` Prometheus; `config` flags and environment; `seed` the demo catalog.
+//!   `metrics` Prometheus; `telemetry` logs, traces and their propagation; `config` flags and environment; `seed` the demo catalog.
 //!
 //! `main.rs` stays thin: tests drive the same `Application` users run.
 
@@ -23,6 +23,7 @@ mod playground;
 pub mod schema;
 pub mod seed;
 pub mod server;
+pub mod telemetry;
 mod ws;
 
 pub use config::{Cli, Command, Config};

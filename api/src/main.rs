@@ -98,7 +98,16 @@ fn token(args: &TokenArgs) -> ExitCode {
 }
 
 async fn serve(config: api::Config) -> ExitCode {
-    api::server::init_tracing(&config);
+    let telemetry = api::telemetry::init(&config);
+    let code = serve_traced(config).await;
+    // The exporter's shutdown blocks until the last spans are sent (bounded).
+    if let Err(e) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+        eprintln!("cartsource: flushing traces failed: {e}");
+    }
+    code
+}
+
+async fn serve_traced(config: api::Config) -> ExitCode {
     let signal = api::server::shutdown_signal();
     let app = match api::Application::build(&config).await {
         Ok(app) => app,

@@ -8,7 +8,8 @@
 //!
 //! Every request gets an `x-request-id` (kept from the client or a new UUID), echoed in
 //! the response and recorded on the request's span, which encloses the resolver, the
-//! command and the store's append.
+//! command and the store's append. A W3C `traceparent` makes that span part of the
+//! caller's trace (`telemetry`).
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -36,8 +37,10 @@ use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
 use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
+use crate::telemetry::ReceivedTrace;
 use crate::ws::{self, WsHub, WsSettings};
 use crate::{metrics, playground, seed};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -125,7 +128,13 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            let span =
+                tracing::info_span!("request", otel.kind = "server", method = %request.method(), path = %request.uri().path(), request_id = %id);
+            if let Some(received) = ReceivedTrace::from_headers(request.headers()) {
+                // Err only when no layer exports spans.
+                let _ = span.set_parent(received.context);
+            }
+            span
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -202,6 +211,9 @@ async fn graphql_post<E: Executor>(
             .and_then(|v| uuid::Uuid::parse_str(v).ok())
             .unwrap_or_else(uuid::Uuid::new_v4);
         request = request.data(RequestId(id));
+    }
+    if let Some(received) = ReceivedTrace::from_headers(&headers) {
+        request = request.data(received);
     }
     http_response::graphql(state.executor.execute(request).await, MediaType::accepted(&headers))
 }
@@ -433,19 +445,6 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         let terminate = std::future::pending::<()>();
         tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
         tracing::info!("shutdown signal received");
-    }
-}
-
-/// Logging for the binary: pretty for people, JSON for log shippers.
-pub fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match config.log_format {
-        crate::config::LogFormat::Pretty => builder.try_init(),
-        crate::config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-    };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
     }
 }
 

@@ -15,6 +15,10 @@
 //! * Keep-alive: a WebSocket ping every interval (plus `ka` for legacy clients); a peer
 //!   silent for three intervals is dropped.
 //! * Shutdown: every socket gets a close frame (1001 going away) before the process exits.
+//! * Traces: a `traceparent` on the upgrade request is the parent of the connection's span;
+//!   one in the `connection_init` payload (browsers cannot set upgrade headers) is the
+//!   parent of each operation's span (`schema::gate`). Either correlates the events of the
+//!   connection's mutations.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -39,6 +43,8 @@ use crate::auth::{authenticate, Principal};
 use crate::error::ApiError;
 use crate::limits::{error_response, RateLimit};
 use crate::metrics;
+use crate::telemetry::ReceivedTrace;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Close codes of graphql-transport-ws (and reused for the legacy protocol).
 pub mod close {
@@ -123,7 +129,12 @@ pub async fn upgrade<E: Executor>(
         return error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::RateLimited);
     };
     let legacy = negotiated(&headers) == WebSocketProtocols::SubscriptionsTransportWS;
-    let span = tracing::info_span!("websocket", %peer, legacy, caller = principal.as_ref().map(|p| p.id.as_str()));
+    let span = tracing::info_span!("websocket", otel.kind = "server", %peer, legacy, caller = principal.as_ref().map(|p| p.id.as_str()));
+    let header_trace = ReceivedTrace::from_headers(&headers);
+    if let Some(received) = &header_trace {
+        // Err only when no layer exports spans.
+        let _ = span.set_parent(received.context.clone());
+    }
     let tracker = hub.tracker.clone();
     let size = hub.settings.max_message_bytes;
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -138,6 +149,7 @@ pub async fn upgrade<E: Executor>(
                     protocol,
                     legacy,
                     header_principal: principal,
+                    header_trace,
                     _permit: permit,
                 }
                 .serve(socket, executor)
@@ -161,6 +173,7 @@ struct Connection {
     protocol: GraphQLProtocol,
     legacy: bool,
     header_principal: Option<Principal>,
+    header_trace: Option<ReceivedTrace>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -181,6 +194,8 @@ struct Pump {
     header_principal: Option<Principal>,
     /// Filled by a verified connection_init, read by async-graphql's init callback.
     principal_slot: Arc<std::sync::Mutex<Option<Principal>>>,
+    /// The upgrade's trace, else connection_init's; handed over with the principal.
+    trace_slot: Arc<std::sync::Mutex<Option<ReceivedTrace>>>,
     init_received: bool,
     active: HashSet<String>,
 }
@@ -198,6 +213,11 @@ impl Pump {
                     Ok(principal) => {
                         if let Ok(mut slot) = self.principal_slot.lock() {
                             *slot = principal;
+                        }
+                        if let Ok(mut slot) = self.trace_slot.lock() {
+                            if slot.is_none() {
+                                *slot = message.get("payload").and_then(ReceivedTrace::from_payload);
+                            }
                         }
                         Verdict::Forward
                     }
@@ -302,6 +322,7 @@ impl Connection {
             secret: self.hub.secret.clone(),
             header_principal: self.header_principal.clone(),
             principal_slot: Arc::new(std::sync::Mutex::new(None)),
+            trace_slot: Arc::new(std::sync::Mutex::new(self.header_trace.clone())),
             init_received: false,
             active: HashSet::new(),
         };
@@ -309,11 +330,15 @@ impl Connection {
         let (mut to_engine, engine_rx) = futures::channel::mpsc::channel::<Result<Message, axum::Error>>(16);
         let (engine_tx, mut from_engine) = futures::channel::mpsc::channel::<Message>(16);
         let slot = pump.principal_slot.clone();
+        let trace_slot = pump.trace_slot.clone();
         let engine = GraphQLWebSocket::new_with_pair(engine_tx, engine_rx, executor, self.protocol)
             .on_connection_init(move |_payload| async move {
                 let mut data = Data::default();
                 if let Some(principal) = slot.lock().ok().and_then(|mut s| s.take()) {
                     data.insert(principal);
+                }
+                if let Some(trace) = trace_slot.lock().ok().and_then(|mut s| s.take()) {
+                    data.insert(trace);
                 }
                 Ok(data)
             })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use store::{IdempotencyKey, Metadata, Position};
+use store::{IdempotencyKey, Metadata, Position, TraceContext};
 use uuid::Uuid;
 
 /// How long a command may keep retrying after conflicts when its caller gives no budget
@@ -24,6 +24,9 @@ pub struct CommandContext {
     /// Retries after conflicts stop when this runs out: the command answers
     /// [`crate::CommandError::Timeout`]. [`DEFAULT_BUDGET`] when absent.
     pub budget: Option<Duration>,
+    /// The distributed trace the command arrived in. Its events record the span the command
+    /// is issued in instead, when spans are exported (see [`crate::trace::current`]).
+    pub trace: Option<TraceContext>,
 }
 
 impl CommandContext {
@@ -33,6 +36,16 @@ impl CommandContext {
             causation_id: self.causation_id,
             actor: self.actor.clone(),
             idempotency_key: self.idempotency_key.clone(),
+            trace: self.trace.clone(),
+        }
+    }
+
+    /// The context with the trace its events record, resolved where the command is issued
+    /// (in the caller's span: a mailbox applies it in a task of its own).
+    pub(crate) fn traced(&self) -> CommandContext {
+        CommandContext {
+            trace: crate::trace::current(self.trace.as_ref()),
+            ..self.clone()
         }
     }
 

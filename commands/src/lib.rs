@@ -28,6 +28,7 @@ mod idempotency;
 mod mailbox;
 mod place_order;
 mod retry;
+pub mod trace;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -107,7 +108,7 @@ impl Commands {
         self.lane::<A>().submit(
             stream_id,
             Job {
-                ctx: ctx.clone(),
+                ctx: ctx.traced(),
                 expected,
                 decide: Box::new(move |state| decide(state).map_err(Into::into)),
                 deadline: ctx.deadline(),

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::aggregate::{encode, fold_after, load, snapshot_if_due, Aggregate, Loaded};
 use crate::cache::{StateCache, CACHE_CAPACITY};
@@ -110,7 +111,10 @@ impl<A: Aggregate> Lane<A> {
                 }
             };
             for group in groups(batch) {
-                self.commit(&stream_id, group).await;
+                // This task serves many callers: the commit continues their traces.
+                let span = tracing::info_span!("mailbox.commit", stream_id = %stream_id, commands = group.len());
+                crate::trace::follow(&span, group.iter().filter_map(|job| job.ctx.trace.as_ref()));
+                self.commit(&stream_id, group).instrument(span).await;
             }
         }
     }

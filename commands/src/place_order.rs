@@ -50,6 +50,7 @@ impl Commands {
             return Ok(PlacedOrder { order, cart });
         }
         let deadline = ctx.deadline();
+        let ctx = &ctx.traced();
         let mut backoff = Backoff::new();
         loop {
             let cart = self.current::<CartAggregate>(&cart_stream).await?;

@@ -46,7 +46,8 @@ impl Reactor {
     }
 
     /// The command context for one command caused by `event` on `stream`: the same event
-    /// and stream always give the same idempotency key.
+    /// and stream always give the same idempotency key. The command continues the event's
+    /// trace (under the reaction's span when spans are exported).
     pub fn context(self, event: &RecordedEvent, stream: &str) -> CommandContext {
         let key = format!("{}:{stream}", event.event_id);
         CommandContext {
@@ -56,6 +57,7 @@ impl Reactor {
             idempotency_key: Some(key.clone()),
             fingerprint: key,
             budget: None,
+            trace: event.metadata.trace.clone(),
         }
     }
 

@@ -80,6 +80,19 @@ pub struct Metadata {
     /// The command's idempotency key, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The distributed trace the event was appended in, so the workers that consume it
+    /// continue that trace (added later: older events have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C Trace Context (<https://www.w3.org/TR/trace-context/>) as its two headers would
+/// carry it. The store keeps the text as given; the `commands` crate reads and writes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub traceparent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// An event to append.

@@ -28,6 +28,7 @@ use super::shared_changes::DocumentKey;
 use super::{admin_only, bad_text, AppSchema};
 use crate::auth::Principal;
 use crate::error::{code, coded_response, with_default_code};
+use crate::telemetry::ReceivedTrace;
 
 /// Steps 1-3: refused, or what the document holds (for the metrics).
 fn admit(schema: &AppSchema, request: &mut Request, session: Option<&Data>) -> Result<Seen, ServerError> {
@@ -59,7 +60,9 @@ pub(super) async fn execute(schema: &AppSchema, mut request: Request) -> Respons
 }
 
 pub(super) fn execute_stream(schema: &AppSchema, mut request: Request, session: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-    match admit(schema, &mut request, session.as_deref()) {
+    let span = operation_span(session.as_deref());
+    let _entered = span.enter();
+    let responses = match admit(schema, &mut request, session.as_deref()) {
         Ok(_) => {
             if let Some(key) = DocumentKey::of(&request) {
                 request.data.insert(key);
@@ -71,5 +74,40 @@ pub(super) fn execute_stream(schema: &AppSchema, mut request: Request, session: 
                 .boxed()
         }
         Err(refusal) => stream::once(async move { coded_response(Response::from_errors(vec![refusal])) }).boxed(),
+    };
+    drop(_entered);
+    InSpan { span, inner: responses }.boxed()
+}
+
+/// A WebSocket operation's span: under the connection's, or, when the trace came with
+/// `connection_init` (after the connection's span began), under that trace.
+fn operation_span(session: Option<&Data>) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let received = session.and_then(|data| data.get(&std::any::TypeId::of::<ReceivedTrace>())?.downcast_ref::<ReceivedTrace>());
+    let span = tracing::info_span!("operation", transport = "websocket");
+    if let Some(received) = received {
+        let trace_id = |cx: &opentelemetry::Context| cx.span().span_context().trace_id();
+        if trace_id(&tracing::Span::current().context()) != trace_id(&received.context) {
+            // Err only when no layer exports spans.
+            let _ = span.set_parent(received.context.clone());
+        }
+    }
+    span
+}
+
+/// Polls a stream of responses in a span (the resolvers run while it is polled).
+struct InSpan {
+    span: tracing::Span,
+    inner: BoxStream<'static, Response>,
+}
+
+impl async_graphql::futures_util::Stream for InSpan {
+    type Item = Response;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Response>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.inner.poll_next_unpin(cx)
     }
 }

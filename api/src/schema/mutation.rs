@@ -21,6 +21,7 @@ use super::{admin, api, fingerprint, principal, valid_idempotency_key};
 use crate::auth::Principal;
 use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
+use crate::telemetry::ReceivedTrace;
 
 pub struct Mutation;
 
@@ -193,7 +194,8 @@ fn commands<'a>(ctx: &Context<'a>) -> Result<&'a Commands, ApiError> {
 // ------------------------------------------------------------------ running commands
 
 /// The command's context: the caller is the actor (so an idempotency key is theirs
-/// alone), the request id correlates its events.
+/// alone); the trace id of a received `traceparent` correlates its events, else the
+/// request id (a trace id crosses services; both are 16 bytes).
 fn command_context(
     ctx: &Context<'_>,
     api: &ApiContext,
@@ -203,13 +205,19 @@ fn command_context(
     input: serde_json::Value,
 ) -> Result<CommandContext, ApiError> {
     let key = valid_idempotency_key(key)?;
+    let received = ctx.data_opt::<ReceivedTrace>();
     Ok(CommandContext {
         actor: who.id.clone(),
-        correlation_id: Some(ctx.data_opt::<RequestId>().map_or_else(Uuid::now_v7, |r| r.0)),
+        correlation_id: Some(match (received, ctx.data_opt::<RequestId>()) {
+            (Some(trace), _) => trace.correlation_id(),
+            (None, Some(id)) => id.0,
+            (None, None) => Uuid::now_v7(),
+        }),
         causation_id: None,
         fingerprint: if key.is_some() { fingerprint(mutation, &input) } else { String::new() },
         idempotency_key: key,
         budget: Some(api.command_budget),
+        trace: received.map(|r| r.carried.clone()),
     })
 }
 

@@ -22,6 +22,7 @@ pub(super) fn metadata() -> Metadata {
         causation_id: None,
         actor: Uuid::new_v4().to_string(),
         idempotency_key: None,
+        trace: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use store::{EventStore, Position, RecordedEvent};
+use tracing::Instrument;
 
 use super::{Kind, ProjectionState, Step, Term, Worker, CLEANUP_DELAY};
 use crate::checkpoint::{self, Checkpoint};
@@ -110,8 +111,21 @@ impl Worker {
 
     /// Applies a non-empty batch up to its last event `to`: one transaction, or, when that
     /// fails, one per event to find the one that cannot be applied. `Some(Step::Failed)` when
-    /// an event cannot be applied (recorded).
+    /// an event cannot be applied (recorded). Its span continues the events' trace (see
+    /// `commands::trace::follow`); a rebuild's batches replay history and get none.
     async fn apply_live(&self, target: &Target, from: Position, events: &[RecordedEvent], to: Position) -> Result<Option<Step>, ProjectionError> {
+        let span = tracing::info_span!("project", worker = self.name, events = events.len(), from = %from, to = %to);
+        commands::trace::follow(&span, events.iter().filter_map(|e| e.metadata.trace.as_ref()));
+        self.apply_live_in_span(target, from, events, to).instrument(span).await
+    }
+
+    async fn apply_live_in_span(
+        &self,
+        target: &Target,
+        from: Position,
+        events: &[RecordedEvent],
+        to: Position,
+    ) -> Result<Option<Step>, ProjectionError> {
         let error = match self.apply_batch(target, from, events, to).await {
             Ok(()) => return Ok(None),
             Err(e) if e.is_transient() || matches!(e, ProjectionError::Deposed(_)) => return Err(e),
@@ -290,7 +304,12 @@ impl Worker {
         let mut done = from;
         for event in events {
             let result = match effect {
-                Effect::Reactor(reactor) => reactor.react(&self.shared.store, event).await,
+                Effect::Reactor(reactor) => {
+                    // One span per event: a reaction belongs to the trace of the event it handles.
+                    let span = tracing::info_span!("react", worker = self.name, position = %event.position, event_type = %event.event_type);
+                    commands::trace::follow(&span, event.metadata.trace.as_ref());
+                    reactor.react(&self.shared.store, event).instrument(span).await
+                }
                 Effect::Publish => match self.publisher.as_ref() {
                     Some(publisher) => publisher.publish(event).await,
                     None => Err(ProjectionError::Bus("not connected".into())),

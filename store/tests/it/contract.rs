@@ -60,6 +60,10 @@ pub async fn appends_and_reads_a_stream(url: &str) {
         causation_id: Some(uuid::Uuid::new_v4()),
         actor: "alice".into(),
         idempotency_key: Some("k1".into()),
+        trace: Some(store::TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: Some("congo=t61rcWkgMzE".into()),
+        }),
     };
     let first = NewEvent::new("CartCreated", 1, json!({"customer_id": "alice"}), metadata.clone());
     let outcome = store
