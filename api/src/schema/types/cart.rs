@@ -1,4 +1,4 @@
-//! `Cart` and its lines: from the carts read model, a command's outcome or a past
+//! `Cart`: from the carts read model, a command's outcome or a past
 //! version of the stream; `history` reads the cart's events through the
 //! [`HistoryLoader`](super::HistoryLoader).
 
@@ -6,6 +6,7 @@ use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
 use super::history_loader::{history_loader, HistoryKey};
+use super::line::CartLine;
 use super::{recorded_at, CartEvent, Money, Timestamps};
 use crate::error::ApiError;
 use crate::schema::connection::{CartEventConnection, CartEventEdge, PageInfo};
@@ -39,38 +40,6 @@ impl From<CartStatus> for domain::CartStatus {
 }
 
 #[derive(Clone, Debug)]
-pub struct CartLine {
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: i64,
-}
-
-#[Object]
-impl CartLine {
-    async fn sku(&self) -> &str {
-        &self.sku
-    }
-
-    async fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn quantity(&self) -> i32 {
-        to_int(self.quantity)
-    }
-
-    /// Price of one unit when it was put in the cart.
-    async fn unit_price(&self) -> Money {
-        Money(self.unit_price)
-    }
-
-    async fn line_total(&self) -> Money {
-        Money(line_total(self.unit_price, self.quantity))
-    }
-}
-
-#[derive(Clone, Debug)]
 pub struct Cart {
     pub id: Uuid,
     pub customer_id: String,
@@ -89,16 +58,7 @@ impl Cart {
             customer_id: cart.customer_id.as_str().to_owned(),
             status: cart.status,
             version,
-            lines: cart
-                .lines
-                .iter()
-                .map(|l| CartLine {
-                    sku: l.sku.as_str().to_owned(),
-                    name: l.name.clone(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price.minor_units(),
-                })
-                .collect(),
+            lines: cart.lines.iter().map(CartLine::from).collect(),
             order_id: cart.order_id.map(|o| *o.as_uuid()),
             times,
         }
@@ -116,16 +76,7 @@ impl From<projections::CartView> for Cart {
             customer_id: v.customer_id,
             status: v.status,
             version: v.version,
-            lines: v
-                .lines
-                .into_iter()
-                .map(|l| CartLine {
-                    sku: l.sku,
-                    name: l.name,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                })
-                .collect(),
+            lines: v.lines.into_iter().map(CartLine::from).collect(),
             order_id: v.order_id,
             times: Timestamps::known(v.created_at, v.updated_at),
         }

@@ -5,6 +5,7 @@
 mod cart;
 mod cart_event;
 mod history_loader;
+mod line;
 mod money;
 mod notification;
 mod operations;

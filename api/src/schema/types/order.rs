@@ -1,11 +1,12 @@
-//! `Order` and its lines: from the orders read model or an order's state.
+//! `Order`: from the orders read model or an order's state.
 
 use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
+use super::line::OrderLine;
 use super::{recorded_at, Money, Timestamps};
 use crate::error::ApiError;
-use crate::schema::numbers::{line_total, to_int};
+use crate::schema::numbers::to_int;
 use crate::schema::scalars::{DateTime, UuidScalar};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
@@ -32,37 +33,6 @@ impl From<domain::OrderStatus> for OrderStatus {
 }
 
 #[derive(Clone, Debug)]
-pub struct OrderLine {
-    pub sku: String,
-    pub name: String,
-    pub quantity: u32,
-    pub unit_price: i64,
-}
-
-#[Object]
-impl OrderLine {
-    async fn sku(&self) -> &str {
-        &self.sku
-    }
-
-    async fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn quantity(&self) -> i32 {
-        to_int(self.quantity)
-    }
-
-    async fn unit_price(&self) -> Money {
-        Money(self.unit_price)
-    }
-
-    async fn line_total(&self) -> Money {
-        Money(line_total(self.unit_price, self.quantity))
-    }
-}
-
-#[derive(Clone, Debug)]
 pub struct Order {
     pub id: Uuid,
     pub cart_id: Uuid,
@@ -81,16 +51,7 @@ impl Order {
             cart_id: *order.cart_id.as_uuid(),
             customer_id: order.customer_id.as_str().to_owned(),
             status: order.status,
-            lines: order
-                .lines
-                .iter()
-                .map(|l| OrderLine {
-                    sku: l.sku.as_str().to_owned(),
-                    name: l.name.clone(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price.minor_units(),
-                })
-                .collect(),
+            lines: order.lines.iter().map(OrderLine::from).collect(),
             total: order.total.minor_units(),
             version,
             times,
@@ -109,16 +70,7 @@ impl From<projections::OrderView> for Order {
             cart_id: v.cart_id,
             customer_id: v.customer_id,
             status: v.status,
-            lines: v
-                .lines
-                .into_iter()
-                .map(|l| OrderLine {
-                    sku: l.sku,
-                    name: l.name,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                })
-                .collect(),
+            lines: v.lines.into_iter().map(OrderLine::from).collect(),
             total: v.total,
             version: v.version,
             times: Timestamps::known(v.placed_at, v.updated_at),
