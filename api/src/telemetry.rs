@@ -146,7 +146,15 @@ pub fn init(config: &Config) -> Telemetry {
         eprintln!("logging already initialised: {e}");
     }
     match (&provider, failure) {
-        (Some(_), _) => tracing::info!("exporting traces with OTLP (OTEL_* variables)"),
+        (Some(_), _) => {
+            tracing::info!("exporting traces with OTLP (OTEL_* variables)");
+            // Only OTLP over HTTP with protobuf is built in: say so rather than ignore it.
+            for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+                if let Some(protocol) = std::env::var(var).ok().filter(|p| p != "http/protobuf") {
+                    tracing::warn!(%var, %protocol, "this build exports traces with http/protobuf only; point the endpoint at an OTLP/HTTP receiver (usually port 4318)");
+                }
+            }
+        }
         (None, Some(e)) => tracing::error!(error = %e, "cannot export traces with OTLP; check the OTEL_EXPORTER_OTLP_* variables"),
         (None, None) => {}
     }
