@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::DomainError;
 use crate::event::{Event, EventType};
 use crate::ids::{CartId, CustomerId, OrderId, Sku, CART_CATEGORY};
+use crate::line::Line;
 use crate::money::Money;
 
 /// Bump when the shape of [`Cart`] changes, so that old snapshots are ignored
@@ -30,25 +31,6 @@ pub enum CartStatus {
     CheckedOut,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CartLine {
-    pub sku: Sku,
-    /// The product's name when the line was added.
-    pub name: String,
-    pub quantity: u32,
-    /// The product's price when the line was added; later price changes do
-    /// not touch it.
-    pub unit_price: Money,
-}
-
-impl CartLine {
-    /// Cannot overflow: the unit price is at most [`Money::MAX_PRICE`] and
-    /// the quantity at most 999; saturating only keeps it total.
-    pub fn line_total(&self) -> Money {
-        self.unit_price.checked_mul(self.quantity).unwrap_or(Money::from_minor(i64::MAX))
-    }
-}
-
 /// A cart that exists (its stream has at least `CartCreated`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
@@ -56,13 +38,13 @@ pub struct Cart {
     pub customer_id: CustomerId,
     pub status: CartStatus,
     /// In the order the skus were first added.
-    pub lines: Vec<CartLine>,
+    pub lines: Vec<Line>,
     /// Set by checkout.
     pub order_id: Option<OrderId>,
 }
 
 impl Cart {
-    pub fn line(&self, sku: &Sku) -> Option<&CartLine> {
+    pub fn line(&self, sku: &Sku) -> Option<&Line> {
         self.lines.iter().find(|line| &line.sku == sku)
     }
 
@@ -71,9 +53,9 @@ impl Cart {
         self.lines.iter().map(|line| line.quantity).sum()
     }
 
-    /// Sum of the line totals; cannot overflow (see [`CartLine::line_total`]).
+    /// Sum of the line totals; cannot overflow (see [`Line::line_total`]).
     pub fn subtotal(&self) -> Money {
-        Money::checked_sum(self.lines.iter().map(CartLine::line_total)).unwrap_or(Money::from_minor(i64::MAX))
+        Money::checked_sum(self.lines.iter().map(Line::line_total)).unwrap_or(Money::from_minor(i64::MAX))
     }
 
     pub fn is_open(&self) -> bool {
@@ -308,7 +290,7 @@ pub fn evolve(state: CartState, event: &CartEvent) -> CartState {
             unit_price,
         } => match cart.lines.iter_mut().find(|line| &line.sku == sku) {
             Some(line) => line.quantity = line.quantity.saturating_add(*quantity),
-            None => cart.lines.push(CartLine {
+            None => cart.lines.push(Line {
                 sku: sku.clone(),
                 name: name.clone(),
                 quantity: *quantity,

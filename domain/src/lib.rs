@@ -20,6 +20,7 @@ pub mod cart;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod line;
 pub mod money;
 pub mod order;
 pub mod place_order;
@@ -28,11 +29,12 @@ pub mod product;
 #[cfg(test)]
 mod testing;
 
-pub use cart::{Cart, CartCommand, CartEvent, CartLine, CartState, CartStatus};
+pub use cart::{Cart, CartCommand, CartEvent, CartState, CartStatus};
 pub use error::DomainError;
 pub use event::{AnyEvent, DecodeError, Event, EventType};
 pub use ids::{CartId, CustomerId, OrderId, Sku, StreamId};
+pub use line::Line;
 pub use money::{Money, CURRENCY_CODE};
-pub use order::{Order, OrderAction, OrderCommand, OrderEvent, OrderLine, OrderState, OrderStatus};
+pub use order::{Order, OrderAction, OrderCommand, OrderEvent, OrderState, OrderStatus};
 pub use place_order::{decide_inventory_commands, decide_place_order, PlacedOrder};
 pub use product::{Product, ProductCommand, ProductEvent, ProductState};

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 use crate::event::{Event, EventType};
-use crate::ids::{CartId, CustomerId, OrderId, Sku, ORDER_CATEGORY};
+use crate::ids::{CartId, CustomerId, OrderId, ORDER_CATEGORY};
+use crate::line::Line;
 use crate::money::Money;
 
 /// Bump when the shape of [`Order`] changes, so that old snapshots are
@@ -81,23 +82,6 @@ impl fmt::Display for OrderAction {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderLine {
-    pub sku: Sku,
-    pub name: String,
-    pub quantity: u32,
-    /// The cart line's unit price: what the customer saw when adding it.
-    pub unit_price: Money,
-}
-
-impl OrderLine {
-    /// Cannot overflow (prices are bounded by [`Money::MAX_PRICE`] and
-    /// quantities by 999); saturating only keeps it total.
-    pub fn line_total(&self) -> Money {
-        self.unit_price.checked_mul(self.quantity).unwrap_or(Money::from_minor(i64::MAX))
-    }
-}
-
 /// An order that exists (its stream has `OrderPlaced`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -105,7 +89,7 @@ pub struct Order {
     pub cart_id: CartId,
     pub customer_id: CustomerId,
     pub status: OrderStatus,
-    pub lines: Vec<OrderLine>,
+    pub lines: Vec<Line>,
     pub total: Money,
     /// Set when cancelled with a reason.
     pub cancel_reason: Option<String>,
@@ -134,7 +118,7 @@ pub enum OrderEvent {
         order_id: OrderId,
         cart_id: CartId,
         customer_id: CustomerId,
-        lines: Vec<OrderLine>,
+        lines: Vec<Line>,
         total: Money,
     },
     #[serde(rename = "OrderPreparationStarted")]

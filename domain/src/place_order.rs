@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use crate::cart::{CartEvent, CartState};
 use crate::error::DomainError;
 use crate::ids::{OrderId, Sku};
+use crate::line::Line;
 use crate::money::Money;
-use crate::order::{Order, OrderEvent, OrderLine, OrderStatus};
+use crate::order::{Order, OrderEvent, OrderStatus};
 use crate::product::{self, Product, ProductCommand, ProductEvent};
 
 /// Everything placing an order appends, per stream.
@@ -61,19 +62,10 @@ pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, o
         product_events.push((line.sku.clone(), vec![reserved]));
     }
 
-    let lines: Vec<OrderLine> = cart
-        .lines
-        .iter()
-        .map(|line| OrderLine {
-            sku: line.sku.clone(),
-            name: line.name.clone(),
-            quantity: line.quantity,
-            unit_price: line.unit_price,
-        })
-        .collect();
+    let lines: Vec<Line> = cart.lines.to_vec();
     // Cannot overflow given the cart's limits; checked rather than trusted.
-    let total = Money::checked_sum(lines.iter().map(OrderLine::line_total))
-        .ok_or_else(|| DomainError::BadUserInput("the order total is too large".to_owned()))?;
+    let total =
+        Money::checked_sum(lines.iter().map(Line::line_total)).ok_or_else(|| DomainError::BadUserInput("the order total is too large".to_owned()))?;
 
     Ok(PlacedOrder {
         cart_events: vec![CartEvent::CartCheckedOut { order_id }],

@@ -100,7 +100,7 @@ fn add_appends_the_line_with_the_catalog_name_and_price() {
     let cart = given([created()]).when(add("tea", 2, 450)).then([added("tea", 2, 450)]).unwrap();
     assert_eq!(
         cart.lines,
-        vec![CartLine {
+        vec![Line {
             sku: sku("tea"),
             name: "tea name".into(),
             quantity: 2,

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::cart::CartEvent;
-use crate::order::{OrderEvent, OrderLine};
+use crate::line::Line;
+use crate::order::OrderEvent;
 use crate::product::ProductEvent;
 use crate::testing::{cart_id, cents, customer, order_id, sku};
 
@@ -118,7 +119,7 @@ fn golden() -> Vec<(AnyEvent, &'static str, i32, Value)> {
                 order_id: order_id(2),
                 cart_id: cart_id(1),
                 customer_id: customer("alice"),
-                lines: vec![OrderLine {
+                lines: vec![Line {
                     sku: sku("tea"),
                     name: "Green tea".into(),
                     quantity: 2,

@@ -9,13 +9,13 @@ fn placed() -> OrderEvent {
         cart_id: cart_id(1),
         customer_id: customer("alice"),
         lines: vec![
-            OrderLine {
+            Line {
                 sku: sku("tea"),
                 name: "Green tea".into(),
                 quantity: 2,
                 unit_price: cents(450),
             },
-            OrderLine {
+            Line {
                 sku: sku("cup"),
                 name: "Cup".into(),
                 quantity: 1,

@@ -75,13 +75,13 @@ fn placing_checks_out_the_cart_reserves_each_line_and_places_the_order() {
                 cart_id: cart_id(1),
                 customer_id: customer("alice"),
                 lines: vec![
-                    OrderLine {
+                    Line {
                         sku: sku("tea"),
                         name: "tea name".into(),
                         quantity: 2,
                         unit_price: cents(450),
                     },
-                    OrderLine {
+                    Line {
                         sku: sku("cup"),
                         name: "cup name".into(),
                         quantity: 1,

@@ -1,6 +1,6 @@
 //! A line of a cart or of an order: one type, rendered as the contract's two names
-//! (`CartLine`, `OrderLine`), from a read model's [`projections::LineView`] or from an
-//! aggregate's line.
+//! (`CartLine`, `OrderLine`), from a read model's [`projections::LineView`] or from the
+//! domain's [`domain::Line`].
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -73,14 +73,8 @@ impl<K> From<projections::LineView> for Line<K> {
     }
 }
 
-impl From<&domain::CartLine> for CartLine {
-    fn from(l: &domain::CartLine) -> Self {
-        Line::new(l.sku.as_str().to_owned(), l.name.clone(), l.quantity, l.unit_price.minor_units())
-    }
-}
-
-impl From<&domain::OrderLine> for OrderLine {
-    fn from(l: &domain::OrderLine) -> Self {
+impl<K> From<&domain::Line> for Line<K> {
+    fn from(l: &domain::Line) -> Self {
         Line::new(l.sku.as_str().to_owned(), l.name.clone(), l.quantity, l.unit_price.minor_units())
     }
 }

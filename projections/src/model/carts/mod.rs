@@ -8,7 +8,7 @@ pub use query::CartView;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use domain::{AnyEvent, Cart, CartEvent, CartId, CartLine, CartStatus, CustomerId, Money, OrderId, Sku, StreamId};
+use domain::{AnyEvent, Cart, CartEvent, CartId, CartStatus, CustomerId, Line, Money, OrderId, Sku, StreamId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -190,7 +190,7 @@ fn to_domain(row: &CartRow, lines: &[CartLineRow]) -> Result<Cart, ProjectionErr
         lines: lines
             .iter()
             .map(|l| {
-                Ok(CartLine {
+                Ok(Line {
                     sku: Sku::parse(&l.sku).map_err(corrupt)?,
                     name: l.name.clone(),
                     quantity: super::to_u32(l.quantity, "quantity")?,
