@@ -36,5 +36,5 @@ pub use ids::{CartId, CustomerId, OrderId, Sku, StreamId};
 pub use line::Line;
 pub use money::{Money, CURRENCY_CODE};
 pub use order::{Order, OrderAction, OrderCommand, OrderEvent, OrderState, OrderStatus};
-pub use place_order::{decide_inventory_commands, decide_place_order, PlacedOrder};
+pub use place_order::{decide_inventory_commands, decide_place_order, PlaceOrderEvents};
 pub use product::{Product, ProductCommand, ProductEvent, ProductState};

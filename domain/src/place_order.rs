@@ -24,7 +24,7 @@ use crate::product::{self, Product, ProductCommand, ProductEvent};
 
 /// Everything placing an order appends, per stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlacedOrder {
+pub struct PlaceOrderEvents {
     /// Appended to the cart's stream: `CartCheckedOut`.
     pub cart_events: Vec<CartEvent>,
     /// Appended to each product's stream (`product-<sku>`), in the cart's line
@@ -44,7 +44,7 @@ pub struct PlacedOrder {
 ///
 /// Order lines take the cart lines' names and unit prices: the customer pays
 /// the price shown when the item went into the cart, not today's.
-pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, order_id: OrderId) -> Result<PlacedOrder, DomainError> {
+pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, order_id: OrderId) -> Result<PlaceOrderEvents, DomainError> {
     let cart = cart.as_ref().ok_or_else(|| DomainError::NotFound("cart".to_owned()))?;
     if !cart.is_open() {
         return Err(DomainError::CartNotOpen);
@@ -67,7 +67,7 @@ pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, o
     let total =
         Money::checked_sum(lines.iter().map(Line::line_total)).ok_or_else(|| DomainError::BadUserInput("the order total is too large".to_owned()))?;
 
-    Ok(PlacedOrder {
+    Ok(PlaceOrderEvents {
         cart_events: vec![CartEvent::CartCheckedOut { order_id }],
         product_events,
         order_events: vec![OrderEvent::OrderPlaced {

@@ -52,7 +52,7 @@ fn placing_checks_out_the_cart_reserves_each_line_and_places_the_order() {
 
     assert_eq!(
         placed,
-        PlacedOrder {
+        PlaceOrderEvents {
             cart_events: vec![CartEvent::CartCheckedOut { order_id: order_id(1) }],
             product_events: vec![
                 (
