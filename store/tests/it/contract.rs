@@ -1,6 +1,9 @@
 //! The event store's behaviour, written once and run against every backend (see
 //! `backends.rs`), as pyeventsourcing does with its recorder suites. Each function gets
 //! the URL of a fresh, empty database of one backend.
+//!
+//! One file (about 650 lines): it is the one suite every backend must pass, and reads as the
+//! store's specification; split, a backend could miss a part.
 
 use std::collections::HashSet;
 use std::sync::Arc;

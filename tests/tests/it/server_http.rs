@@ -2,6 +2,9 @@
 //! binary, metrics, and abuse (oversized and malformed bodies, batches, deep and wide
 //! queries, bad tokens, the rate limit) answered with GraphQL-shaped errors while the
 //! server stays up.
+//!
+//! One file (about 600 lines): these tests share one subject, the transport in front of the
+//! schema, and its small helpers; each test reads on its own.
 
 use std::time::Duration;
 
