@@ -99,6 +99,11 @@ pub struct Config {
     /// How long start-up waits for PostgreSQL before it says why it cannot connect.
     #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Connections of the event store's PostgreSQL pool: commands, reads, read-model
+    /// queries and (in a worker) projection batches share it. The live feed's listener and
+    /// the notifier have one each on top, and a worker one per consumer lock.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
     #[command(flatten)]
     pub secret: SecretConfig,
     /// Address to serve HTTP on (the worker role serves only the probes and metrics).
@@ -187,6 +192,7 @@ impl Default for Config {
         Config {
             database_url: None,
             connect_timeout: Duration::from_secs(5),
+            database_pool_size: 10,
             secret: SecretConfig::default(),
             listen_addr: "127.0.0.1:8080".into(),
             nats_url: None,
@@ -264,6 +270,14 @@ mod tests {
             other => panic!("expected serve, got {other:?}"),
         }
         assert!(Cli::try_parse_from(["cartsource", "token", "--sub", "a", "--role", "root"]).is_err());
+        match Cli::try_parse_from(["cartsource", "serve", "--database-pool-size", "25"])
+            .expect("parse")
+            .command
+        {
+            Some(Command::Serve(config)) => assert_eq!(config.database_pool_size, 25),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["cartsource", "serve", "--database-pool-size", "0"]).is_err());
     }
 
     impl Cli {

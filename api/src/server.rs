@@ -293,7 +293,12 @@ impl Application {
         metrics::handle();
         // Before anything else, so a second server on the same SQLite file touches nothing.
         let lock = crate::instance_lock::lock(&config.database_url())?;
-        let db = store::open_with(&config.database_url(), config.connect_timeout).await?;
+        let options = store::PgStoreOptions {
+            connect_timeout: config.connect_timeout,
+            max_connections: config.database_pool_size,
+            ..Default::default()
+        };
+        let db = store::open_with(&config.database_url(), options).await?;
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         if config.seeds() {

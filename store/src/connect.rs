@@ -1,7 +1,6 @@
 //! Opening a store from a URL: `postgres://...` or `sqlite:...`. Migrations run on open.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::event_store::EventStore;
@@ -29,16 +28,13 @@ impl Database {
 
 /// Opens the database named by `url` and applies its migrations.
 pub async fn open(url: &str) -> Result<Database, StoreError> {
-    open_with(url, PgStoreOptions::default().connect_timeout).await
+    open_with(url, PgStoreOptions::default()).await
 }
 
-/// [`open`], saying why within `connect_timeout` when PostgreSQL cannot be used.
-pub async fn open_with(url: &str, connect_timeout: Duration) -> Result<Database, StoreError> {
+/// [`open`] with the Postgres pool's sizes and timeouts (SQLite ignores them); it says why
+/// within `options.connect_timeout` when PostgreSQL cannot be used.
+pub async fn open_with(url: &str, options: PgStoreOptions) -> Result<Database, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PgStoreOptions {
-            connect_timeout,
-            ..PgStoreOptions::default()
-        };
         Ok(Database::Postgres(Arc::new(PgStore::connect_with(url, options).await?)))
     } else if url.starts_with("sqlite:") {
         Ok(Database::Sqlite(Arc::new(SqliteStore::connect(url).await?)))

@@ -466,3 +466,42 @@ async fn refuses_a_database_whose_positions_are_ahead_of_the_xid_counter() {
     let reopened = PgStore::connect(&url).await;
     assert!(matches!(reopened, Err(StoreError::Corrupt(_))), "{:?}", reopened.err());
 }
+
+/// `open_with` sizes the pool as asked: 20 concurrent reads on a pool of 3 open 3
+/// connections to the database (plus the listener's and the notifier's one each), not 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_with_sizes_the_pool() {
+    let db = store::testing::postgres().await;
+    let options = PgStoreOptions {
+        max_connections: 3,
+        ..PgStoreOptions::default()
+    };
+    let opened = store::open_with(&db.url, options).await.unwrap_or_else(|e| panic!("open: {e:?}"));
+    let store = opened.store();
+    store
+        .append(AppendRequest::single("cart-pool", ExpectedVersion::NoStream, events(1)))
+        .await
+        .unwrap_or_else(|e| panic!("append: {e:?}"));
+    let mut watcher = PgConnection::connect(&db.url).await.expect("connect");
+    let mut most = 0;
+    for _ in 0..5 {
+        let reads = (0..20).map(|_| {
+            let store = store.clone();
+            async move {
+                store.read_stream("cart-pool", 1, 10).await.expect("read");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let count = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let n: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()")
+                .fetch_one(&mut watcher)
+                .await
+                .expect("count");
+            n
+        };
+        let (_, n) = tokio::join!(futures::future::join_all(reads), count);
+        most = most.max(n);
+    }
+    assert!((1..=5).contains(&most), "{most} connections for a pool of 3 plus listener and notifier");
+}
