@@ -36,7 +36,12 @@ pub struct ProjectionsConfig {
 
 impl Default for ProjectionsConfig {
     fn default() -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "cartsource".to_owned());
+        // The host's name, so that an operator can tell which host leads (`HOSTNAME` wins
+        // when it is set, as in containers).
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         ProjectionsConfig {
             run_reactors: true,
             nats_url: None,
@@ -72,5 +77,19 @@ impl ProjectionsConfig {
             kinds.push(Kind::Publisher(Arc::new(bus)));
         }
         kinds
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::ProjectionsConfig;
+
+    #[test]
+    fn the_worker_name_names_the_host_and_the_process() {
+        let host = match std::env::var("HOSTNAME") {
+            Ok(h) if !h.is_empty() => h,
+            _ => std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned(),
+        };
+        assert_eq!(ProjectionsConfig::default().worker_name, format!("{host}-{}", std::process::id()));
     }
 }
