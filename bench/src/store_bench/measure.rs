@@ -116,9 +116,7 @@ pub(super) struct Samples(pub Vec<f64>);
 
 impl Samples {
     pub(super) fn median(&self) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        median(&mut self.0.clone())
     }
 
     pub(super) fn min(&self) -> f64 {
@@ -130,10 +128,53 @@ impl Samples {
     }
 }
 
-/// The median of `values` (for the 50 loads of W3 within one pass).
-pub(super) fn median(values: &mut [f64]) -> f64 {
+/// The median of `values`.
+fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Unmeasured loads before each pass's measured ones (they warm the caches).
+const WARM_LOADS: usize = 3;
+
+/// W3's measurement: in each pass, `rounds` loads by each side after [`WARM_LOADS`], the
+/// side that goes first alternating every load; each load (returning how many events it
+/// loaded) must load `expected` events. One sample per pass: the median load in ms.
+pub(super) async fn loads<O, OF, B, BF>(passes: usize, rounds: usize, expected: usize, ours: O, base: B) -> Result<(Samples, Samples), BoxError>
+where
+    O: Fn() -> OF,
+    OF: Future<Output = Result<usize, BoxError>>,
+    B: Fn() -> BF,
+    BF: Future<Output = Result<usize, BoxError>>,
+{
+    async fn timed(load: impl Future<Output = Result<usize, BoxError>>) -> Result<(f64, usize), BoxError> {
+        let started = Instant::now();
+        let n = load.await?;
+        Ok((started.elapsed().as_secs_f64() * 1e3, n))
+    }
+    let (mut ours_samples, mut base_samples) = (Samples::default(), Samples::default());
+    for pass in 0..passes {
+        let (mut ours_ms, mut base_ms) = (Vec::new(), Vec::new());
+        for round in 0..rounds + WARM_LOADS {
+            let ((o, on), (b, bn)) = if store_first(pass + round) {
+                let o = timed(ours()).await?;
+                (o, timed(base()).await?)
+            } else {
+                let b = timed(base()).await?;
+                (timed(ours()).await?, b)
+            };
+            if on != expected || bn != expected {
+                return Err(format!("loaded {on} events with the first and {bn} with the second, expected {expected}").into());
+            }
+            if round >= WARM_LOADS {
+                ours_ms.push(o);
+                base_ms.push(b);
+            }
+        }
+        ours_samples.0.push(median(&mut ours_ms));
+        base_samples.0.push(median(&mut base_ms));
+    }
+    Ok((ours_samples, base_samples))
 }
 
 /// Pass `pass` runs the store first when odd, the baseline first when even.

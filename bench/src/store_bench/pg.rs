@@ -8,7 +8,7 @@ use store::{EventStore, PgStore, PgStoreOptions};
 use uuid::Uuid;
 
 use super::baseline;
-use super::measure::{alternate, drive, median, store_first, tail, Samples, Tailed};
+use super::measure::{alternate, drive, loads, store_first, tail, Samples, Tailed};
 use super::report::{Report, Target};
 use super::{item_added, ours, split_url, ten, BoxError, StoreArgs};
 
@@ -64,31 +64,31 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
     );
     eprintln!("{about}");
 
-    // W1: single-event appends to new streams.
+    // W1: single-event appends to new streams (also what the writers of W4 live do).
     let event = item_added(0);
-    for &n in &args.w1_writers {
-        let ours_op = {
+    let ours_append_new = {
+        let (store, event) = (store.clone(), event.clone());
+        move |_: usize| {
             let (store, event) = (store.clone(), event.clone());
-            move |_: usize| {
-                let (store, event) = (store.clone(), event.clone());
-                async move { ours::append_new(&store, &event).await }
+            async move { ours::append_new(&store, &event).await }
+        }
+    };
+    let base_append_new = {
+        let (conns, data) = (conns.clone(), event_data(&event));
+        move |writer: usize| {
+            let (conns, data) = (conns.clone(), data.clone());
+            async move {
+                conns[writer]
+                    .insert_one(&format!("cart-{}", Uuid::new_v4()), "ItemAddedToCart", &data)
+                    .await
             }
-        };
-        let base_op = {
-            let (conns, data) = (conns.clone(), event_data(&event));
-            move |writer: usize| {
-                let (conns, data) = (conns.clone(), data.clone());
-                async move {
-                    conns[writer]
-                        .insert_one(&format!("cart-{}", Uuid::new_v4()), "ItemAddedToCart", &data)
-                        .await
-                }
-            }
-        };
+        }
+    };
+    for &n in &args.w1_writers {
         let (ours, base) = alternate(
             args.passes,
-            || drive(n, args.warm(), args.measure(), ours_op.clone()),
-            || drive(n, args.warm(), args.measure(), base_op.clone()),
+            || drive(n, args.warm(), args.measure(), ours_append_new.clone()),
+            || drive(n, args.warm(), args.measure(), base_append_new.clone()),
         )
         .await?;
         eprintln!("W1 {n} writers: store {:.0}, baseline {:.0} events/s", ours.median(), base.median());
@@ -170,75 +170,30 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
 
     // W3: load a stream (the median of `w3_rounds` loads per pass).
     for (stream, events) in [(&long, 1000), (&short, 10)] {
-        let mut ours = Samples::default();
-        let mut base = Samples::default();
-        for pass in 0..args.passes {
-            let mut ours_ms = Vec::new();
-            let mut base_ms = Vec::new();
-            for round in 0..args.w3_rounds + 3 {
-                let load_ours = async {
-                    let started = Instant::now();
-                    let loaded = ours::load(&store, stream).await?;
-                    Ok::<_, BoxError>((started.elapsed().as_secs_f64() * 1e3, loaded.len()))
-                };
-                let load_base = async {
-                    let started = Instant::now();
-                    let loaded = conns[reader].load(stream).await?;
-                    Ok::<_, BoxError>((started.elapsed().as_secs_f64() * 1e3, loaded.len()))
-                };
-                let ((o, on), (b, bn)) = if store_first(pass + round) {
-                    let o = load_ours.await?;
-                    (o, load_base.await?)
-                } else {
-                    let b = load_base.await?;
-                    (load_ours.await?, b)
-                };
-                if on != events || bn != events {
-                    return Err(format!("W3 loaded {on} events from the store and {bn} from the baseline, expected {events}").into());
-                }
-                // The first loads warm the caches.
-                if round >= 3 {
-                    ours_ms.push(o);
-                    base_ms.push(b);
-                }
-            }
-            ours.0.push(median(&mut ours_ms));
-            base.0.push(median(&mut base_ms));
-        }
+        let (ours, base) = loads(
+            args.passes,
+            args.w3_rounds,
+            events,
+            || async { Ok(ours::load(&store, stream).await?.len()) },
+            || async { Ok(conns[reader].load(stream).await?.len()) },
+        )
+        .await
+        .map_err(|e| format!("W3 (store first, baseline second): {e}"))?;
         eprintln!("W3 {events}: store {:.2} ms, baseline {:.2} ms", ours.median(), base.median());
         report.time(format!("W3 load a {events}-event stream: ms"), &ours, &base, Target::AtMost(1.5));
     }
 
     // Which client the baseline should use: its W3 query through sqlx (the store's pool)
     // against tokio-postgres, the same decoding.
-    let timed = |samples: &mut Vec<f64>, started: Instant, n: usize| {
-        samples.push(started.elapsed().as_secs_f64() * 1e3);
-        if n == 1000 {
-            Ok(())
-        } else {
-            Err(BoxError::from(format!("loaded {n} events, expected 1000")))
-        }
-    };
-    let (with_sqlx, with_tokio_postgres) = alternate(
+    let (with_sqlx, with_tokio_postgres) = loads(
         args.passes,
-        || async {
-            let mut ms = Vec::new();
-            for _ in 0..args.w3_rounds {
-                let started = Instant::now();
-                timed(&mut ms, started, baseline::load_with_sqlx(&pool, &long).await?)?;
-            }
-            Ok(median(&mut ms))
-        },
-        || async {
-            let mut ms = Vec::new();
-            for _ in 0..args.w3_rounds {
-                let started = Instant::now();
-                timed(&mut ms, started, conns[reader].load(&long).await?.len())?;
-            }
-            Ok(median(&mut ms))
-        },
+        args.w3_rounds,
+        1000,
+        || baseline::load_with_sqlx(&pool, &long),
+        || async { Ok(conns[reader].load(&long).await?.len()) },
     )
-    .await?;
+    .await
+    .map_err(|e| format!("client choice (sqlx first, tokio-postgres second): {e}"))?;
     report.time(
         "(client choice) the baseline's W3 1,000-event load through sqlx (store column) vs tokio-postgres (baseline column): ms",
         &with_sqlx,
@@ -282,13 +237,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
                 let after: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
                     .fetch_one(&pool)
                     .await?;
-                let op = {
-                    let (store, event) = (store.clone(), event.clone());
-                    move |_: usize| {
-                        let (store, event) = (store.clone(), event.clone());
-                        async move { ours::append_new(&store, &event).await }
-                    }
-                };
+                let op = ours_append_new.clone();
                 let committed = || async {
                     Ok(sqlx::query_scalar("select position from events where position > $1")
                         .bind(after)
@@ -300,17 +249,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
                 let after: i64 = sqlx::query_scalar("select coalesce(max(global_position), 0) from raw_events")
                     .fetch_one(&pool)
                     .await?;
-                let op = {
-                    let (conns, data) = (conns.clone(), event_data(&event));
-                    move |writer: usize| {
-                        let (conns, data) = (conns.clone(), data.clone());
-                        async move {
-                            conns[writer]
-                                .insert_one(&format!("cart-{}", Uuid::new_v4()), "ItemAddedToCart", &data)
-                                .await
-                        }
-                    }
-                };
+                let op = base_append_new.clone();
                 let committed = || async {
                     Ok(sqlx::query_scalar("select global_position from raw_events where global_position > $1")
                         .bind(after)

@@ -20,7 +20,7 @@ use store::{EventStore, SqliteStore, SqliteStoreOptions};
 use uuid::Uuid;
 
 use super::baseline::typed;
-use super::measure::{alternate, drive, median, store_first, Samples};
+use super::measure::{alternate, drive, loads};
 use super::pg::{event_data, next_slot, set_slot, slots};
 use super::report::{Report, Target};
 use super::{item_added, ours, ten, BoxError, StoreArgs};
@@ -130,21 +130,21 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
 
     let event = item_added(0);
     let data = serde_json::to_string(&event_data(&event))?;
-    for &n in &args.w1_writers {
-        let ours_op = {
+    let ours_op = {
+        let (store, event) = (store.clone(), event.clone());
+        move |_: usize| {
             let (store, event) = (store.clone(), event.clone());
-            move |_: usize| {
-                let (store, event) = (store.clone(), event.clone());
-                async move { ours::append_new(&store, &event).await }
-            }
-        };
-        let base_op = {
+            async move { ours::append_new(&store, &event).await }
+        }
+    };
+    let base_op = {
+        let (base, data) = (base.clone(), data.clone());
+        move |_: usize| {
             let (base, data) = (base.clone(), data.clone());
-            move |_: usize| {
-                let (base, data) = (base.clone(), data.clone());
-                async move { base.insert_one(&data).await }
-            }
-        };
+            async move { base.insert_one(&data).await }
+        }
+    };
+    for &n in &args.w1_writers {
         let (ours, baseline) = alternate(
             args.passes,
             || drive(n, args.warm(), args.measure(), ours_op.clone()),
@@ -226,38 +226,15 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
     drop(conn);
 
     for (stream, events) in [(&long, 1000), (&short, 10)] {
-        let (mut ours, mut baseline) = (Samples::default(), Samples::default());
-        for pass in 0..args.passes {
-            let (mut ours_ms, mut base_ms) = (Vec::new(), Vec::new());
-            for round in 0..args.w3_rounds + 3 {
-                let load_ours = async {
-                    let started = Instant::now();
-                    let n = ours::load(&store, stream).await?.len();
-                    Ok::<_, BoxError>((started.elapsed().as_secs_f64() * 1e3, n))
-                };
-                let load_base = async {
-                    let started = Instant::now();
-                    let n = base.load(stream).await?;
-                    Ok::<_, BoxError>((started.elapsed().as_secs_f64() * 1e3, n))
-                };
-                let ((o, on), (b, bn)) = if store_first(pass + round) {
-                    let o = load_ours.await?;
-                    (o, load_base.await?)
-                } else {
-                    let b = load_base.await?;
-                    (load_ours.await?, b)
-                };
-                if on != events || bn != events {
-                    return Err(format!("SQLite W3 loaded {on} and {bn} events, expected {events}").into());
-                }
-                if round >= 3 {
-                    ours_ms.push(o);
-                    base_ms.push(b);
-                }
-            }
-            ours.0.push(median(&mut ours_ms));
-            baseline.0.push(median(&mut base_ms));
-        }
+        let (ours, baseline) = loads(
+            args.passes,
+            args.w3_rounds,
+            events,
+            || async { Ok(ours::load(&store, stream).await?.len()) },
+            || base.load(stream),
+        )
+        .await
+        .map_err(|e| format!("SQLite W3 (store first, baseline second): {e}"))?;
         eprintln!("SQLite W3 {events}: store {:.2} ms, baseline {:.2} ms", ours.median(), baseline.median());
         report.time(format!("W3 load a {events}-event stream: ms"), &ours, &baseline, Target::None);
     }
