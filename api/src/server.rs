@@ -22,6 +22,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -397,6 +398,14 @@ impl Application {
             tokio::select! {
                 _ = signal => trigger.cancel(),
                 _ = trigger.cancelled() => {}
+            }
+        });
+        // Without TCP_NODELAY, Nagle holds a small WebSocket frame while the previous one to
+        // the same client waits for its (delayed) ACK: a subscriber that gets an event every
+        // 20 ms saw each one up to 40 ms late.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
             }
         });
         let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

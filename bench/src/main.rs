@@ -85,9 +85,10 @@ struct RunArgs {
     /// Skip the live (subscription) workloads.
     #[arg(long)]
     skip_live: bool,
-    /// Run only these workloads (repeatable): own1, own8, own32, shared, reads, live.
-    /// For profiling one of them; the report lists what ran.
-    #[arg(long, value_parser = ["own1", "own8", "own32", "shared", "reads", "live"])]
+    /// Run only these workloads (repeatable): own1, own8, own32, shared, reads, live (both
+    /// live workloads), hot (the live one on one cart). For profiling one of them; the
+    /// report lists what ran.
+    #[arg(long, value_parser = ["own1", "own8", "own32", "shared", "reads", "live", "hot"])]
     only: Vec<String>,
 }
 
@@ -137,6 +138,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (warmup, measure) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
     let n = args.subscribers as usize;
     let lives = [Live { carts: n, subscribers: n }, Live { carts: 1, subscribers: n }];
+    let lives: Vec<Live> = lives
+        .into_iter()
+        .filter(|l| args.runs("live") || (l.carts == 1 && args.runs("hot")))
+        .collect();
     let mut results = Results::default();
     for pass in 0..args.passes {
         let order = if pass % 2 == 0 {
@@ -166,8 +171,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 results.http.entry((workload, kind)).or_default().push(summary);
             }
             server.stop(&admin).await?;
-            if kind == Kind::Cartsource && !args.skip_live && args.runs("live") {
-                for live in lives {
+            if kind == Kind::Cartsource && !args.skip_live {
+                for live in lives.iter().copied() {
                     eprintln!("pass {}: cartsource {live:?}", pass + 1);
                     // A fresh server each: its idle RSS is the baseline of the live figures.
                     let server = start(kind, &binaries, &admin, &args).await?;
