@@ -67,10 +67,13 @@ function followFeed(afterPosition) {
   });
 }
 
+/** `cart-01a24296…` for a UUID stream: the whole id is the button's title and in the stream panel. */
+const short = (streamId) => streamId.replace(/^([a-z]+-[0-9a-f]{8})-[0-9a-f-]{27}$/, '$1…');
+
 function renderFeed() {
   fill($('#feed tbody'), state.feed.map((e) => h('tr', { 'data-type': e.type, 'data-stream': e.streamId },
     h('td', { class: 'num' }, e.position),
-    h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => showStream(e.streamId) }, e.streamId), h('span', { class: 'sku' }, ` v${e.version}`)),
+    h('td', {}, h('button', { type: 'button', class: 'link', title: e.streamId, onclick: () => showStream(e.streamId) }, short(e.streamId)), h('span', { class: 'sku' }, ` v${e.version}`)),
     h('td', {}, h('strong', {}, e.type), h('div', { class: 'data' }, summary(e))),
     h('td', {}, h('time', { datetime: e.occurredAt }, time(e.occurredAt))))));
 }

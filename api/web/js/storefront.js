@@ -189,7 +189,6 @@ $('#place-order').addEventListener('click', async () => {
     const { placeOrder } = await state.api.request('PlaceOrder', { cartId: state.cartId, idempotencyKey: key, expectedVersion: $('#use-version').checked ? state.cart.version : null });
     say(message, '');
     watchOrder(placeOrder.order.id);
-    renderProducts();
   } catch (e) {
     say(message, explain(e), 'error');
   }
@@ -208,6 +207,8 @@ function watchOrder(orderId) {
       $('#order-total').textContent = `· total ${money(order.total)} · order ${order.id.slice(0, 8)}`;
       fill($('#order-lines'), order.lines.map((l) => h('li', {}, `${l.quantity} × ${l.name}: ${money(l.lineTotal)}`)));
       renderNotifications();
+      // Stock moved (reserved, shipped or released).
+      renderProducts();
     },
     error: (e) => say(message, explain(e), 'error'),
   });

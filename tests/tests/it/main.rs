@@ -16,3 +16,4 @@ mod graphql_write_path;
 mod health;
 mod server_http;
 mod server_ws;
+mod web_pages;
