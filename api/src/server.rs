@@ -3,8 +3,8 @@
 //! Routes: `POST /graphql`; `GET /graphql` (GraphiQL for browsers, 405 otherwise);
 //! `GET /graphql/ws` (subscriptions, see `ws`); `/graphql/assets/*` (GraphiQL's files);
 //! `/healthz` (the process answers), `/readyz` (database reachable with its migrations,
-//! projections started, not shutting down), `/metrics`. A worker-only process serves the
-//! probes and metrics alone.
+//! projections started, not shutting down), `/metrics`; the pages (`/`, `/admin`, ...)
+//! come from `web`. A worker-only process serves the probes and metrics alone.
 //!
 //! Every request gets an `x-request-id` (kept from the client or a new UUID), echoed in
 //! the response and recorded on the request's span, which encloses the resolver, the
@@ -349,7 +349,10 @@ impl Application {
                 rate_limit,
                 max_body_bytes: config.limits.max_body_bytes,
             };
-            (graphql_routes(state, hub.clone()).merge(pages).merge(operations_routes(readiness)), Some(hub))
+            (
+                graphql_routes(state, hub.clone()).merge(pages).merge(operations_routes(readiness)),
+                Some(hub),
+            )
         } else {
             (operations_routes(readiness), None)
         };

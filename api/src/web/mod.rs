@@ -128,7 +128,10 @@ mod tests {
         let policy = content_security_policy(&headers);
         let policy = policy.to_str().expect("ascii");
         assert!(policy.starts_with("default-src 'self';"), "{policy}");
-        assert!(policy.contains("connect-src 'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080;"), "{policy}");
+        assert!(
+            policy.contains("connect-src 'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080;"),
+            "{policy}"
+        );
         assert!(policy.ends_with("frame-ancestors 'none'"), "{policy}");
         headers.insert(header::HOST, HeaderValue::from_static("evil; script-src *"));
         let policy = content_security_policy(&headers);

@@ -46,8 +46,10 @@ function firstError(errors) {
  */
 export function createApi({ document, token, onStatus = () => {} }) {
   let status = null;
+  let disposed = false;
   const report = (next) => {
-    if (next !== status) {
+    // A client being replaced (a new token) closes its socket: that is no outage.
+    if (!disposed && next !== status) {
       status = next;
       onStatus(next);
     }
@@ -110,7 +112,12 @@ export function createApi({ document, token, onStatus = () => {} }) {
     );
   }
 
-  return { request, subscribe, dispose: () => ws.dispose() };
+  function dispose() {
+    disposed = true;
+    ws.dispose();
+  }
+
+  return { request, subscribe, dispose };
 }
 
 /** A sentence for a person, from an error of the contract. */

@@ -36,6 +36,8 @@ export function connectionBanner(element, onBackOnline = () => {}) {
   return (status) => {
     if (status === 'offline') {
       wasOffline = true;
+      // For whoever reads the console (the browser tests count these).
+      console.warn('cartsource: the server is unreachable');
       say(element, 'The server is unreachable. Retrying every few seconds: your page stays as it was and catches up when it is back.', 'error');
     } else if (wasOffline) {
       wasOffline = false;

@@ -3,7 +3,6 @@
 //! headless Chromium sessions, waiting for conditions, and on failure a screenshot and
 //! the browser console of every session under `<target>/browser-tests/<test>/`.
 
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,12 +25,20 @@ fn chromedriver_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CHROMEDRIVER") {
         return PathBuf::from(path);
     }
-    let found = || ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().map(PathBuf::from).find(|p| p.exists());
+    let found = || {
+        ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
     if let Some(path) = found() {
         return path;
     }
     let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    assert!(root, "the browser tests need Chromium and chromedriver: apt-get install {PACKAGES} (or set CHROMEDRIVER)");
+    assert!(
+        root,
+        "the browser tests need Chromium and chromedriver: apt-get install {PACKAGES} (or set CHROMEDRIVER)"
+    );
     eprintln!("browser tests: installing {PACKAGES} with apt-get");
     for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "chromium", "chromium-driver"][..]] {
         let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status();
@@ -49,7 +56,10 @@ struct Chromedriver {
 impl Chromedriver {
     async fn start() -> Self {
         let binary = chromedriver_binary();
-        assert!(Path::new(CHROMIUM).exists(), "the browser tests need {CHROMIUM}: apt-get install {PACKAGES}");
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "the browser tests need {CHROMIUM}: apt-get install {PACKAGES}"
+        );
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let child = Command::new(&binary)
             .arg(format!("--port={port}"))
@@ -118,7 +128,9 @@ impl Browsers {
             },
             "goog:loggingPrefs": { "browser": "ALL" }
         });
-        let Value::Object(capabilities) = capabilities else { unreachable!("an object") };
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object")
+        };
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.driver.url)
@@ -164,11 +176,29 @@ impl Browsers {
             .map(|entries| {
                 entries
                     .iter()
-                    .map(|e| format!("{} {} {}", e["timestamp"], e["level"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")))
+                    .map(|e| {
+                        format!(
+                            "{} {} {}",
+                            e["timestamp"],
+                            e["level"].as_str().unwrap_or(""),
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
             .unwrap_or_else(|| body.to_string())
+    }
+
+    /// Fails when a page broke its Content-Security-Policy (an inline script or style,
+    /// or a request elsewhere, which the browser refused and logged), or said the server
+    /// was unreachable when it never went away.
+    pub async fn assert_clean_consoles(&self) {
+        for (name, client) in &self.sessions {
+            let log = self.console_log(client).await;
+            assert!(!log.contains("Content Security Policy"), "{name} broke the CSP:\n{log}");
+            assert!(!log.contains("the server is unreachable"), "{name} raised a false alarm:\n{log}");
+        }
     }
 
     async fn close(self) {

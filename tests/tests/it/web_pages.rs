@@ -9,7 +9,10 @@ use serde_json::json;
 use crate::support::{gql_data, spawn_server_with, test_config, TestServer};
 
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     client.get(format!("{}{path}", server.base_url)).send().await.expect("GET")
 }
 
@@ -35,7 +38,10 @@ async fn assert_page(server: &TestServer, path: &str, title: &str) {
     let host = server.base_url.trim_start_matches("http://");
     let policy = header(&response, "content-security-policy").to_owned();
     assert!(policy.starts_with("default-src 'self';"), "{path}: {policy}");
-    assert!(policy.contains(&format!("connect-src 'self' ws://{host} wss://{host};")), "{path}: {policy}");
+    assert!(
+        policy.contains(&format!("connect-src 'self' ws://{host} wss://{host};")),
+        "{path}: {policy}"
+    );
     assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
     assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{path}: {policy}");
     let html = response.text().await.expect("body");
@@ -69,7 +75,11 @@ async fn development_serves_the_pages_with_their_headers_and_a_token_helper() {
     let customer = body["token"].as_str().expect("a token");
     let data = gql_data(&server, Some(customer), "{ me { id } }", json!({})).await;
     assert_eq!(data["me"]["id"], "dora");
-    let body: serde_json::Value = dev_token(&server, json!({"sub": "root", "role": "admin"})).await.json().await.expect("JSON");
+    let body: serde_json::Value = dev_token(&server, json!({"sub": "root", "role": "admin"}))
+        .await
+        .json()
+        .await
+        .expect("JSON");
     let admin = body["token"].as_str().expect("a token");
     let data = gql_data(&server, Some(admin), "{ projections { name } }", json!({})).await;
     assert!(data["projections"].as_array().is_some_and(|p| !p.is_empty()), "{data}");
