@@ -6,7 +6,7 @@ import { $, connectionBanner, fill, h, say } from './dom.js';
 
 const document_ = await loadDocument('admin');
 const FEED_SIZE = 200;
-const state = { api: null, unsubscribeFeed: null, unsubscribeStream: null, feed: [] };
+const state = { api: null, unsubscribeFeed: null, unsubscribeStream: null, feed: [], rebuilding: null };
 
 async function start(token) {
   if (state.api) state.api.dispose();
@@ -50,8 +50,8 @@ function followFeed(afterPosition) {
   const wanted = categories();
   $('#feed-note').textContent = `Showing the last ${FEED_SIZE} events of: ${wanted.join(', ') || 'nothing'}.`;
   renderFeed();
-  if (!wanted.length) return;
   state.feedFrom = afterPosition;
+  if (!wanted.length) return;
   state.unsubscribeFeed = state.api.subscribe('Events', { afterPosition, categories: wanted }, {
     next: ({ events: e }) => {
       // A resubscription after a reconnect repeats what we have: positions are unique.
@@ -78,29 +78,44 @@ function renderFeed() {
     h('td', {}, h('time', { datetime: e.occurredAt }, time(e.occurredAt))))));
 }
 
-$('#categories').addEventListener('change', () => {
-  const newest = state.feed[0];
-  followFeed(newest ? newest.position : state.feedFrom);
-});
+// Another filter replays from where the feed began, so the list shows the same span.
+$('#categories').addEventListener('change', () => followFeed(state.feedFrom));
 
 // ------------------------------------------------------------------ one stream
 
-function showStream(streamId) {
+/** One stream: its history page by page (`streamEvents`), then live (`events` of its category from there). */
+async function showStream(streamId) {
   $('#stream-id').value = streamId;
   if (state.unsubscribeStream) state.unsubscribeStream();
+  state.unsubscribeStream = null;
   const rows = new Map();
-  fill($('#stream tbody'));
+  const render = () => fill($('#stream tbody'), [...rows.values()].sort((a, b) => a.version - b.version).map((r) => h('tr', {},
+    h('td', { class: 'num' }, r.version), h('td', {}, r.type),
+    h('td', {}, h('code', { class: 'data' }, JSON.stringify(r.data))),
+    h('td', {}, h('time', { datetime: r.occurredAt }, time(r.occurredAt))))));
+  let last = null;
+  try {
+    for (let afterVersion = 0; ;) {
+      const page = (await state.api.request('StreamEvents', { streamId, afterVersion })).streamEvents;
+      page.forEach((e) => rows.set(e.version, e));
+      if (page.length) last = page[page.length - 1];
+      if (page.length < 100) break;
+      afterVersion = last.version;
+    }
+  } catch (err) {
+    return fill($('#stream tbody'), h('tr', {}, h('td', { colspan: 4 }, explain(err))));
+  }
+  render();
+  $('#stream-note').textContent = rows.size ? `${rows.size} events; new ones appear live.` : 'No events (yet): new ones appear live.';
+  if ($('#stream-id').value !== streamId) return;
   const category = streamId.split('-')[0];
-  state.unsubscribeStream = state.api.subscribe('Events', { afterPosition: null, categories: [category] }, {
+  state.unsubscribeStream = state.api.subscribe('Events', { afterPosition: last ? last.position : null, categories: [category] }, {
     next: ({ events: e }) => {
       if (e.streamId !== streamId || rows.has(e.version)) return;
       rows.set(e.version, e);
-      fill($('#stream tbody'), [...rows.values()].sort((a, b) => a.version - b.version).map((r) => h('tr', {},
-        h('td', { class: 'num' }, r.version), h('td', {}, r.type),
-        h('td', {}, h('code', { class: 'data' }, JSON.stringify(r.data))),
-        h('td', {}, h('time', { datetime: r.occurredAt }, time(r.occurredAt))))));
+      render();
     },
-    error: (err) => fill($('#stream tbody'), h('tr', {}, h('td', { colspan: 4 }, explain(err)))),
+    error: (err) => say($('#stream-note'), explain(err), 'error'),
   });
 }
 
@@ -120,6 +135,11 @@ async function refreshProjections() {
 }
 
 function renderProjections(projections) {
+  const rebuilt = projections.find((p) => p.name === state.rebuilding && p.state === 'RUNNING' && p.position === p.headPosition);
+  if (rebuilt) {
+    state.rebuilding = null;
+    say($('#projections-message'), `Rebuild of ${rebuilt.name} finished: it has applied every event up to position ${rebuilt.position}.`, 'ok');
+  }
   fill($('#projections tbody'), projections.map((p) => {
     const lag = BigInt(p.headPosition) - BigInt(p.position);
     return h('tr', { 'data-name': p.name },
@@ -134,10 +154,10 @@ function renderProjections(projections) {
 
 async function rebuild(name) {
   try {
-    const { rebuildProjection } = await state.api.request('RebuildProjection', { name });
+    await state.api.request('RebuildProjection', { name });
+    state.rebuilding = name;
     say($('#projections-message'), `Rebuilding ${name}: it replays every event while the old read model keeps serving.`, 'ok');
     refreshProjections();
-    return rebuildProjection;
   } catch (e) {
     say($('#projections-message'), explain(e), 'error');
   }
@@ -145,18 +165,30 @@ async function rebuild(name) {
 
 // ------------------------------------------------------------------ catalog
 
+/** Products by sku: the read model's, or a command's answer when that is newer (the read model follows a moment later). */
+const products = new Map();
+
+function keep(product) {
+  const known = products.get(product.sku);
+  if (!known || known.version <= product.version) products.set(product.sku, product);
+}
+
 async function renderProducts() {
-  let products;
   try {
-    products = (await state.api.request('Products')).products.nodes;
+    (await state.api.request('Products')).products.nodes.forEach(keep);
   } catch (e) {
     return;
   }
-  fill($('#products tbody'), products.map((p) => h('tr', { 'data-sku': p.sku },
+  showProducts();
+}
+
+function showProducts() {
+  const list = [...products.values()];
+  fill($('#products tbody'), list.map((p) => h('tr', { 'data-sku': p.sku },
     h('th', { scope: 'row' }, p.name, h('span', { class: 'sku' }, ` ${p.sku}`)),
     h('td', { class: 'num' }, money(p.price)), h('td', { class: 'num available' }, p.available), h('td', { class: 'num' }, p.version))));
   const selected = $('#stock-sku').value;
-  fill($('#stock-sku'), products.map((p) => h('option', { value: p.sku, selected: p.sku === selected }, `${p.name} (${p.sku})`)));
+  fill($('#stock-sku'), list.map((p) => h('option', { value: p.sku, selected: p.sku === selected }, `${p.name} (${p.sku})`)));
 }
 
 async function catalog(operation, variables, done) {
@@ -165,7 +197,8 @@ async function catalog(operation, variables, done) {
     const { product } = Object.values(data)[0];
     say($('#products-message'), `${product.name}: ${money(product.price)}, ${product.available} available (version ${product.version}).`, 'ok');
     done();
-    renderProducts();
+    keep(product);
+    showProducts();
   } catch (e) {
     say($('#products-message'), explain(e), 'error');
   }

@@ -76,6 +76,7 @@ async function newCart() {
   try {
     const { createCart } = await state.api.request('CreateCart');
     openCart(createCart.cart.id);
+    renderCarts((await state.api.request('Me')).me.carts.nodes);
   } catch (e) {
     say(message, explain(e), 'error');
   }

@@ -114,9 +114,8 @@ async fn two_shoppers_on_one_cart_an_order_and_the_admin_console() {
         wait_for_text(&admin, "#feed tr[data-type=OrderPlaced]", &cart_id[..0], SLOW).await;
         wait_for_text(&admin, &format!("#feed tr[data-stream='cart-{cart_id}']"), "CartCheckedOut", SLOW).await;
 
-        if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-            screenshots(&a, &admin).await;
-        }
+        screenshot(&a, "storefront", 1280).await;
+        screenshot(&a, "storefront-phone", 390).await;
 
         // A new event shows in the feed live.
         click(&a, "#next-cart").await;
@@ -142,33 +141,54 @@ async fn two_shoppers_on_one_cart_an_order_and_the_admin_console() {
         })
         .await;
         click(&admin, &format!("#projections tr[data-name='{name}'] button.rebuild")).await;
-        wait_for_text(&admin, "#projections-message", &format!("Rebuilding {name}"), SLOW).await;
-        eventually(SLOW, &format!("{name} to finish its rebuild"), || async {
-            let state = text(&admin, &format!("#projections tr[data-name='{name}'] .state")).await?;
-            let lag = text(&admin, &format!("#projections tr[data-name='{name}'] .lag")).await?;
-            (state == "RUNNING" && lag == "0").then_some(())
-        })
-        .await;
+        wait_for_text(&admin, "#projections-message", &format!("Rebuild of {name} finished"), SLOW).await;
+        let state = text(&admin, &format!("#projections tr[data-name='{name}'] .state")).await;
+        assert_eq!(state.as_deref(), Some("RUNNING"));
+
+        // A stream's history by id, from the feed.
+        click(&admin, "#feed tr[data-type=OrderPlaced] button").await;
+        wait_for_text(&admin, "#stream tbody", "OrderPreparationStarted", SLOW).await;
+        // A category filter: without products, no product stream is listed.
+        click(&admin, "#cat-product").await;
+        wait_for_absent(&admin, "#feed tr[data-stream^='product-']", SLOW).await;
+        wait_for_text(&admin, "#feed tr[data-type=OrderPlaced]", "", SLOW).await;
+        click(&admin, "#cat-product").await;
+        wait_for_text(&admin, "#feed tr[data-stream='product-apple']", "", SLOW).await;
+
+        // The catalog: a new product, then stock for it.
+        for (field, value) in [("#reg-sku", "kiwi"), ("#reg-name", "Kiwi"), ("#reg-price", "0.35"), ("#reg-stock", "10")] {
+            type_into(&admin, field, value).await;
+        }
+        click(&admin, "#register-form button[type=submit]").await;
+        wait_for_text(&admin, "#products tr[data-sku=kiwi] .available", "10", SLOW).await;
+        wait_for_text(&admin, "#feed tr[data-stream='product-kiwi'][data-type=ProductRegistered]", "kiwi", SLOW).await;
+        let select = admin.find(fantoccini::Locator::Css("#stock-sku")).await.expect("the product select");
+        select.select_by_value("kiwi").await.expect("select kiwi");
+        type_into(&admin, "#stock-qty", "5").await;
+        click(&admin, "#stock-form button[type=submit]").await;
+        wait_for_text(&admin, "#products tr[data-sku=kiwi] .available", "15", SLOW).await;
+
+        screenshot(&admin, "admin", 1280).await;
+
         browsers.assert_clean_consoles().await;
     })
     .await;
 }
 
-/// The README's pictures, at a size that shows a whole page.
-async fn screenshots(storefront: &Client, admin: &Client) {
+/// One of the README's pictures (with `UPDATE_SCREENSHOTS=1`), at a size that shows a whole page.
+async fn screenshot(client: &Client, name: &str, width: u32) {
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_none() {
+        return;
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
     std::fs::create_dir_all(&dir).expect("create docs/screenshots");
-    for (client, name, width, height) in [
-        (storefront, "storefront", 1280, 1500),
-        (admin, "admin", 1280, 1500),
-        (storefront, "storefront-phone", 390, 1500),
-    ] {
-        client.set_window_size(width, height).await.expect("resize");
-        // Let the layout settle on the new size (a picture, not an assertion).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let png = client.screenshot().await.expect("screenshot");
-        std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
-    }
+    client.set_window_size(width, 1500).await.expect("resize");
+    client.execute("window.scrollTo(0, 0)", vec![]).await.expect("scroll to the top");
+    // Let the layout settle on the new size (a picture, not an assertion).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
+    client.set_window_size(1280, 1100).await.expect("resize back");
 }
 
 #[tokio::test]

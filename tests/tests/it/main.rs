@@ -11,6 +11,7 @@ mod graphql_errors;
 mod graphql_http_audit;
 mod graphql_scenario;
 mod graphql_schema;
+mod graphql_stream_events;
 mod graphql_subscriptions;
 mod graphql_write_path;
 mod health;
