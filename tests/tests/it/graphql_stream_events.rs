@@ -10,6 +10,11 @@ use crate::support::{add_item, create_cart, gql_data, gql_error_code, register_p
 const QUERY: &str =
     "query($s: String!, $after: Int, $first: Int) { streamEvents(streamId: $s, afterVersion: $after, first: $first) { streamId version type position data } }";
 
+fn versions(events: &serde_json::Value) -> Vec<u64> {
+    let events = events.as_array().expect("a list");
+    events.iter().map(|e| e["version"].as_u64().expect("version")).collect()
+}
+
 async fn admins_read_one_stream_page_by_page(database_url: String) {
     let server = spawn_server(database_url).await;
     let admin = server.token("ops", Role::Admin);
@@ -22,26 +27,14 @@ async fn admins_read_one_stream_page_by_page(database_url: String) {
     let stream = format!("cart-{cart}");
 
     let all = gql_data(&server, Some(&admin), QUERY, json!({"s": stream})).await["streamEvents"].clone();
-    let versions: Vec<u64> = all
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|e| e["version"].as_u64().expect("version"))
-        .collect();
-    assert_eq!(versions, [1, 2, 3, 4], "{all}");
+    assert_eq!(versions(&all), [1, 2, 3, 4], "{all}");
     assert!(all.as_array().expect("a list").iter().all(|e| e["streamId"] == stream.as_str()), "{all}");
     assert_eq!(all[0]["type"], "CartCreated");
     assert_eq!(all[1]["type"], "ItemAddedToCart");
     assert_eq!(all[1]["data"]["sku"], "apple", "{all}");
 
     let page = gql_data(&server, Some(&admin), QUERY, json!({"s": stream, "after": 1, "first": 2})).await["streamEvents"].clone();
-    let versions: Vec<u64> = page
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|e| e["version"].as_u64().expect("version"))
-        .collect();
-    assert_eq!(versions, [2, 3], "{page}");
+    assert_eq!(versions(&page), [2, 3], "{page}");
 
     let none = gql_data(&server, Some(&admin), QUERY, json!({"s": "cart-00000000-0000-4000-8000-000000000000"})).await;
     assert_eq!(none["streamEvents"], json!([]));
