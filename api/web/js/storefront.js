@@ -44,6 +44,15 @@ function signOut() {
   location.reload();
 }
 
+/** The open carts again: one was created or checked out. */
+async function refreshCarts() {
+  try {
+    renderCarts((await state.api.request('Me')).me.carts.nodes);
+  } catch (e) {
+    // The banner says when the server is away.
+  }
+}
+
 function renderCarts(carts) {
   fill($('#cart-list'), carts.map((c) => h('li', {}, h('button', { type: 'button', class: 'link', onclick: () => openCart(c.id) }, `Cart ${c.id.slice(0, 8)}: ${c.itemCount} items (v${c.version})`))));
 }
@@ -76,7 +85,7 @@ async function newCart() {
   try {
     const { createCart } = await state.api.request('CreateCart');
     openCart(createCart.cart.id);
-    renderCarts((await state.api.request('Me')).me.carts.nodes);
+    refreshCarts();
   } catch (e) {
     say(message, explain(e), 'error');
   }
@@ -202,6 +211,7 @@ function watchOrder(orderId) {
   if (state.unsubscribeOrder) state.unsubscribeOrder();
   state.orderId = orderId;
   $('#order-panel').hidden = false;
+  refreshCarts();
   state.unsubscribeOrder = state.api.subscribe('OrderChanged', { orderId }, {
     next: ({ orderChanged: order }) => {
       $('#order-status').textContent = order.status;
