@@ -127,6 +127,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub limits: LimitsConfig,
+    /// Serve the storefront (`/`) and the admin console (`/admin`) in production too
+    /// (development always serves them).
+    #[arg(long, env = "STOREFRONT")]
+    pub storefront: bool,
 }
 
 /// Abuse limits; the defaults suit one small shop.
@@ -202,6 +206,7 @@ impl Default for Config {
             no_seed: false,
             cors_origins: Vec::new(),
             limits: LimitsConfig::default(),
+            storefront: false,
         }
     }
 }
@@ -215,6 +220,11 @@ impl Config {
 
     pub fn is_production(&self) -> bool {
         self.secret.environment == Environment::Production
+    }
+
+    /// The web pages: always in development, in production only with `--storefront`.
+    pub fn serves_pages(&self) -> bool {
+        !self.is_production() || self.storefront
     }
 
     /// Seeding happens only in development, and not when turned off.

@@ -6,7 +6,8 @@
 //!   the projections, subscriptions follow the event store.
 //! * `server`: routes, middleware, start-up per role, graceful shutdown; `ws` the
 //!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits;
-//!   `metrics` Prometheus; `telemetry` logs, traces and their propagation; `config` flags and environment; `seed` the demo catalog.
+//!   `metrics` Prometheus; `telemetry` logs, traces and their propagation; `config` flags and environment; `seed` the demo catalog;
+//!   `web` the storefront and the admin console (pages on the public contract).
 //!
 //! `main.rs` stays thin: tests drive the same `Application` users run.
 
@@ -24,6 +25,7 @@ pub mod schema;
 pub mod seed;
 pub mod server;
 pub mod telemetry;
+mod web;
 mod ws;
 
 pub use config::{Cli, Command, Config};

@@ -118,7 +118,10 @@ async fn serve_traced(config: api::Config) -> ExitCode {
     };
     match app.local_addr() {
         Ok(addr) => {
-            tracing::info!(%addr, role = api::server::role_name(config.role), store = %store::connect::redact(&config.database_url()), "cartsource listening; GraphiQL at http://{addr}/graphql")
+            tracing::info!(%addr, role = api::server::role_name(config.role), store = %store::connect::redact(&config.database_url()), "cartsource listening; GraphiQL at http://{addr}/graphql");
+            if config.role.serves_api() && config.serves_pages() {
+                tracing::info!("storefront at http://{addr}/, admin console at http://{addr}/admin");
+            }
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
     }

@@ -3,8 +3,8 @@
 //! Routes: `POST /graphql`; `GET /graphql` (GraphiQL for browsers, 405 otherwise);
 //! `GET /graphql/ws` (subscriptions, see `ws`); `/graphql/assets/*` (GraphiQL's files);
 //! `/healthz` (the process answers), `/readyz` (database reachable with its migrations,
-//! projections started, not shutting down), `/metrics`. A worker-only process serves the
-//! probes and metrics alone.
+//! projections started, not shutting down), `/metrics`; the pages (`/`, `/admin`, ...)
+//! come from `web`. A worker-only process serves the probes and metrics alone.
 //!
 //! Every request gets an `x-request-id` (kept from the client or a new UUID), echoed in
 //! the response and recorded on the request's span, which encloses the resolver, the
@@ -99,8 +99,6 @@ pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router
         .route("/graphql", get(graphql_get).post(graphql_post::<E>).with_state(state))
         .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)))
         .route("/graphql/assets/{name}", get(playground::asset))
-        // Until a page of its own lives here, the root leads to GraphiQL.
-        .route("/", get(|| async { axum::response::Redirect::temporary("/graphql") }))
 }
 
 /// Probes and metrics, served by every role.
@@ -345,13 +343,17 @@ impl Application {
                 rate_limit.clone(),
                 shutdown.clone(),
             );
+            let pages = crate::web::routes(config, secret.clone());
             let state = GraphqlState {
                 executor: schema,
                 secret,
                 rate_limit,
                 max_body_bytes: config.limits.max_body_bytes,
             };
-            (graphql_routes(state, hub.clone()).merge(operations_routes(readiness)), Some(hub))
+            (
+                graphql_routes(state, hub.clone()).merge(pages).merge(operations_routes(readiness)),
+                Some(hub),
+            )
         } else {
             (operations_routes(readiness), None)
         };

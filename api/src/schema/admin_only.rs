@@ -18,6 +18,7 @@ use crate::error::ApiError;
 /// Root fields only an admin may use, by operation type.
 const ADMIN_ONLY: &[(OperationType, &str)] = &[
     (OperationType::Query, "projections"),
+    (OperationType::Query, "streamEvents"),
     (OperationType::Mutation, "shipOrder"),
     (OperationType::Mutation, "registerProduct"),
     (OperationType::Mutation, "changeProductPrice"),

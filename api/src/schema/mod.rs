@@ -81,7 +81,7 @@ pub const MAX_PAGE: i32 = 100;
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
 
-fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+pub(crate) fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query, Mutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)

@@ -8,7 +8,7 @@ use commands::CartAggregate;
 use super::connection::{CartConnection, NotificationConnection, OrderConnection, ProductConnection};
 use super::numbers::non_negative;
 use super::scalars::{DateTime, Position, UuidScalar};
-use super::types::{Cart, CartStatus, Notification, Order, Product, ProjectionStatus};
+use super::types::{Cart, CartStatus, Notification, Order, Product, ProjectionStatus, RecordedEvent};
 use super::{admin, api, may_see, page_size, principal, state_as_of, wait_for};
 use crate::error::ApiError;
 
@@ -82,6 +82,27 @@ impl Query {
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionStatus>, ApiError> {
         admin(ctx)?;
         Ok(api(ctx)?.projections.statuses().await?.into_iter().map(ProjectionStatus).collect())
+    }
+
+    /// Admin only. The events of one stream (e.g. "cart-<uuid>", "order-<uuid>",
+    /// "product-<sku>") with a version above afterVersion, oldest first, at most `first`
+    /// (up to 100): page on with the last version read. An unknown stream has none.
+    #[graphql(complexity = "super::page_cost(first, 50, child_complexity)")]
+    async fn stream_events(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+        #[graphql(default = 0)] after_version: Option<i32>,
+        #[graphql(default = 50)] first: Option<i32>,
+    ) -> Result<Vec<RecordedEvent>, ApiError> {
+        admin(ctx)?;
+        if stream_id.is_empty() || stream_id.len() > 200 {
+            return Err(ApiError::BadUserInput("streamId must be 1 to 200 characters".to_owned()));
+        }
+        let after = non_negative("afterVersion", after_version.unwrap_or(0))?;
+        let first = page_size(first, 50)?;
+        let events = api(ctx)?.store.read_stream(&stream_id, after + 1, first).await?;
+        Ok(events.into_iter().map(RecordedEvent).collect())
     }
 }
 
