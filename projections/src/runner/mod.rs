@@ -36,6 +36,7 @@ pub use status::{ProjectionState, ProjectionStatus, WaitError};
 use handle::Shared;
 use steps::FeedPage;
 pub(crate) use worker::Kind;
+pub(crate) use worker::Backoff;
 use worker::{Step, Term, Worker};
 
 /// The checkpoint name of the NATS publisher.
