@@ -141,7 +141,11 @@ impl Leases {
             _ = shutdown.wait_for(|stop| *stop) => return None,
         };
         tracing::info!(worker = name, epoch, "leading");
-        Some(Lease { name, epoch, held: Some(held) })
+        Some(Lease {
+            name,
+            epoch,
+            held: Some(held),
+        })
     }
 
     /// One try, for tooling that runs workers inline and must not wait for another leader:
@@ -154,7 +158,11 @@ impl Leases {
         self.take(&pool, &[name]).await?;
         let held = self.held.subscribe();
         let epoch = held.borrow().get(name).filter(|hold| hold.valid()).map(|hold| hold.epoch);
-        Ok(epoch.map(|epoch| Lease { name, epoch, held: Some(held) }))
+        Ok(epoch.map(|epoch| Lease {
+            name,
+            epoch,
+            held: Some(held),
+        }))
     }
 
     /// Gives a lease back: a standby can take it at once. Harmless when it was lost already.
@@ -270,7 +278,10 @@ impl Leases {
     async fn renew(&self, pool: &PgPool) {
         let (names, epochs): (Vec<&str>, Vec<i64>) = {
             let held = self.held.borrow();
-            held.iter().filter(|(_, hold)| hold.valid()).map(|(name, hold)| (*name, hold.epoch)).unzip()
+            held.iter()
+                .filter(|(_, hold)| hold.valid())
+                .map(|(name, hold)| (*name, hold.epoch))
+                .unzip()
         };
         let sent = Instant::now();
         let renewed = if names.is_empty() {
@@ -346,4 +357,3 @@ pub fn lease_application_name(worker: &str) -> String {
     }
     app
 }
-

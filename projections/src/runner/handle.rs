@@ -279,11 +279,7 @@ impl Projections {
             let head = shared.store.head_position().await?;
             for kind in &kinds {
                 let name = kind.name();
-                let led_here = if started {
-                    None
-                } else {
-                    shared.leases.try_acquire(name).await?
-                };
+                let led_here = if started { None } else { shared.leases.try_acquire(name).await? };
                 match led_here {
                     Some(lease) => Worker::new(shared.clone(), kind.clone()).drain(lease).await?,
                     None => match self.wait_for(name, head, Duration::from_secs(60)).await {

@@ -35,8 +35,8 @@ pub use status::{ProjectionState, ProjectionStatus, WaitError};
 
 use handle::Shared;
 use steps::FeedPage;
-pub(crate) use worker::Kind;
 pub(crate) use worker::Backoff;
+pub(crate) use worker::Kind;
 use worker::{Step, Term, Worker};
 
 /// The checkpoint name of the NATS publisher.

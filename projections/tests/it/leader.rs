@@ -59,16 +59,24 @@ async fn a_standby_takes_over_a_leader_that_stops_renewing_and_the_deposed_token
     let pg = store::testing::postgres().await;
     let db1 = store::open(&pg.url).await.unwrap();
     let db2 = store::open(&pg.url).await.unwrap();
-    let first = Projections::start(db1.clone(), config("w1", Duration::from_secs(1)), live(&db1)).await.unwrap();
+    let first = Projections::start(db1.clone(), config("w1", Duration::from_secs(1)), live(&db1))
+        .await
+        .unwrap();
     leads_all(&first, "w1", WAIT).await;
     // A long lease for w2: handing over at its shutdown must not wait for it to expire.
-    let second = Projections::start(db2.clone(), config("w2", Duration::from_secs(60)), live(&db2)).await.unwrap();
+    let second = Projections::start(db2.clone(), config("w2", Duration::from_secs(60)), live(&db2))
+        .await
+        .unwrap();
 
     register(&db1, "tea", 100, 10).await;
     let cart = create_cart(&db1, "alice").await;
     let position = add(&db1, cart, "tea", 1, 100).await;
     second.wait_for("carts", position, WAIT).await.unwrap();
-    assert_eq!(leader_of(&second, "carts").await.as_deref(), Some("w1"), "the standby took over a live leader");
+    assert_eq!(
+        leader_of(&second, "carts").await.as_deref(),
+        Some("w1"),
+        "the standby took over a live leader"
+    );
     assert_eq!(connections_named(&db1, "cs-lease:w1").await, 1, "one lease connection per process");
     assert_eq!(connections_named(&db1, "cs-lock:%").await, 0, "no lock connection per consumer");
     let deposed_epoch = checkpoint::epoch(&db1, "carts").await.unwrap();
@@ -108,7 +116,9 @@ async fn a_standby_takes_over_a_leader_that_stops_renewing_and_the_deposed_token
     second.shutdown().await;
     let db3 = store::open(&pg.url).await.unwrap();
     let handed = Instant::now();
-    let third = Projections::start(db3.clone(), config("w3", Duration::from_secs(60)), live(&db3)).await.unwrap();
+    let third = Projections::start(db3.clone(), config("w3", Duration::from_secs(60)), live(&db3))
+        .await
+        .unwrap();
     leads_all(&third, "w3", Duration::from_secs(10)).await;
     assert!(handed.elapsed() < Duration::from_secs(5), "handover took {:?}", handed.elapsed());
     let later = create_cart(&db3, "bob").await;
@@ -122,7 +132,9 @@ async fn a_standby_takes_over_a_leader_that_stops_renewing_and_the_deposed_token
 async fn a_leader_whose_lease_was_taken_stands_by_and_writes_nothing() {
     let pg = store::testing::postgres().await;
     let db = store::open(&pg.url).await.unwrap();
-    let worker = Projections::start(db.clone(), config("w1", Duration::from_secs(60)), live(&db)).await.unwrap();
+    let worker = Projections::start(db.clone(), config("w1", Duration::from_secs(60)), live(&db))
+        .await
+        .unwrap();
     leads_all(&worker, "w1", WAIT).await;
     register(&db, "tea", 100, 10).await;
     let cart = create_cart(&db, "alice").await;
