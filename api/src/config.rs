@@ -129,6 +129,29 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[command(flatten)]
     pub leases: LeaseConfig,
+    #[command(flatten)]
+    pub bus_names: BusNames,
+}
+
+/// Where the publisher writes in JetStream (with --nats-url); several deployments, or
+/// tests, can share one NATS server with names of their own.
+#[derive(Debug, Clone, Args)]
+pub struct BusNames {
+    /// The JetStream stream (created when missing).
+    #[arg(long, env = "NATS_STREAM", default_value = "CARTSOURCE")]
+    pub nats_stream: String,
+    /// Subjects are `<prefix>.<category>.<EventType>`.
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "cartsource")]
+    pub nats_subject_prefix: String,
+}
+
+impl Default for BusNames {
+    fn default() -> Self {
+        BusNames {
+            nats_stream: "CARTSOURCE".into(),
+            nats_subject_prefix: "cartsource".into(),
+        }
+    }
 }
 
 /// Abuse limits; the defaults suit one small shop.
@@ -244,6 +267,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             limits: LimitsConfig::default(),
             leases: LeaseConfig::default(),
+            bus_names: BusNames::default(),
         }
     }
 }

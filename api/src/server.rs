@@ -315,6 +315,8 @@ impl Application {
         let projections = if config.role.runs_workers() {
             let settings = projections::ProjectionsConfig {
                 nats_url: config.nats_url.clone(),
+                nats_stream: config.bus_names.nats_stream.clone(),
+                nats_subject_prefix: config.bus_names.nats_subject_prefix.clone(),
                 lease: leases,
                 ..Default::default()
             };

@@ -2,7 +2,7 @@
 //! nodes: frozen (SIGSTOP, later SIGCONT) or killed (SIGKILL). The standby leads every
 //! consumer within 5 s (measured and printed), the read models move again, no checkpoint
 //! ever moves back, the read models equal a rebuild afterwards, every reactor effect
-//! happened exactly once, and no command failed (API nodes do not depend on the workers).
+//! happened exactly once, the NATS stream holds each event once, and no command failed (API nodes do not depend on the workers).
 //! A frozen leader that wakes up writes nothing and stands by.
 
 use std::collections::HashMap;
@@ -11,9 +11,13 @@ use std::time::{Duration, Instant};
 use api::auth::Role;
 use tokio::sync::watch;
 
+use crate::bus::Bus;
 use crate::checks;
 use crate::client::{self, Client};
 use crate::harness::Cluster;
+
+/// Five read models, two reactors and the NATS publisher.
+const CONSUMERS: usize = 8;
 
 /// How the leader fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +38,8 @@ async fn a_killed_leader_is_replaced_within_5_s_and_every_effect_happens_once() 
 }
 
 async fn leader_fails(failure: Failure) {
-    let mut cluster = Cluster::start(2, 2).await;
+    let bus = Bus::new();
+    let mut cluster = Cluster::start(2, 2, bus.args()).await;
     let api_urls: Vec<String> = cluster.api_nodes().iter().map(|i| cluster.nodes[*i].base_url.clone()).collect();
     let admin = Client::new(client::token("ops", Role::Admin));
     client::register_products(&admin, &api_urls[0]).await;
@@ -53,7 +58,7 @@ async fn leader_fails(failure: Failure) {
     // The leader, as an admin finds it through the API.
     let statuses = client::statuses(&admin, &api_urls[1]).await.expect("statuses");
     let leaders: Vec<&str> = statuses.iter().filter_map(|s| s["leader"].as_str()).collect();
-    assert_eq!(leaders.len(), 7, "every consumer has a leader: {statuses:?}");
+    assert_eq!(leaders.len(), CONSUMERS, "every consumer has a leader: {statuses:?}");
     let leader = cluster.node_named(leaders[0]).expect("the leader is one of ours");
     assert!(leaders.iter().all(|l| *l == leaders[0]), "one worker leads all: {leaders:?}");
     let standby = *cluster.workers().iter().find(|w| **w != leader).expect("a standby");
@@ -68,7 +73,7 @@ async fn leader_fails(failure: Failure) {
     // Every consumer led by the standby, as the API reports it.
     let took = loop {
         let statuses = client::statuses(&admin, &api_urls[0]).await.unwrap_or_default();
-        if statuses.len() == 7 && statuses.iter().all(|s| s["leader"].as_str() == Some(standby_name.as_str())) {
+        if statuses.len() == CONSUMERS && statuses.iter().all(|s| s["leader"].as_str() == Some(standby_name.as_str())) {
             break failed_at.elapsed();
         }
         assert!(failed_at.elapsed() < Duration::from_secs(15), "no takeover after 15 s: {statuses:?}");
@@ -129,5 +134,7 @@ async fn leader_fails(failure: Failure) {
     let (orders, cancelled) = checks::effects_happened_once(&cluster.db).await;
     assert_eq!(orders as u64, written.orders);
     assert_eq!(cancelled as u64, written.cancelled * 2, "two lines per cancelled order");
+    let published = bus.holds_each_event_once(&cluster.db).await;
+    println!("{failure:?}: the NATS stream holds each of {published} events once");
     checks::read_models_equal_a_rebuild(&cluster, &admin, &api_urls[1]).await;
 }

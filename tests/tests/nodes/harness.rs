@@ -99,10 +99,11 @@ impl Cluster {
         }
     }
 
-    /// `api` API-only nodes and `workers` workers. The first worker leads every consumer
+    /// `api` API-only nodes and `workers` workers, each with `extra_args` too. The first worker leads every consumer
     /// before the next starts, so that leadership is not split by a race at start-up.
-    pub async fn start(api: usize, workers: usize) -> Cluster {
+    pub async fn start(api: usize, workers: usize, extra_args: Vec<String>) -> Cluster {
         let mut cluster = Cluster::new().await;
+        cluster.extra_args = extra_args;
         for i in 0..workers {
             let node = cluster.spawn(Role::Worker).await;
             if i == 0 {

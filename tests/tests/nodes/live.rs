@@ -16,7 +16,7 @@ const CHANGES: i64 = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscriber_on_one_node_sees_every_change_made_through_another_in_order() {
-    let cluster = Cluster::start(2, 1).await;
+    let cluster = Cluster::start(2, 1, Vec::new()).await;
     let api = cluster.api_nodes();
     let (a, b) = (&cluster.nodes[api[0]], &cluster.nodes[api[1]]);
     let admin = Client::new(client::token("ops", Role::Admin));

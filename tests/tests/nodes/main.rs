@@ -4,6 +4,7 @@
 //! `cargo build -p api --bin cartsource && cargo test -p tests --test nodes -- --nocapture`
 //! to see the measured takeover times.
 
+mod bus;
 mod checks;
 mod client;
 mod failover;
