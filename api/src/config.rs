@@ -23,6 +23,8 @@ pub struct Cli {
     pub serve: Config,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP and WebSocket, run the workers (the default).

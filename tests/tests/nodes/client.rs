@@ -8,6 +8,9 @@ use tokio::sync::watch;
 
 use crate::harness::SECRET;
 
+#[path = "../shared/graphql_ws.rs"]
+mod graphql_ws;
+
 /// A token signed with the cluster's secret.
 pub fn token(sub: &str, role: api::auth::Role) -> String {
     api::auth::issue_token(sub, role, Duration::from_secs(3600), SECRET.as_bytes()).expect("sign a token")
@@ -138,7 +141,7 @@ pub async fn write_steadily(client: Client, nodes: Vec<String>, per_second: u32,
         written.orders += 1;
         let order = placed["placeOrder"]["order"]["id"].as_str().unwrap_or_default().to_owned();
         let mut position = position_of(&placed["placeOrder"]["position"]);
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             if let Some(cancelled) = step(CANCEL_ORDER, json!({"input": {"orderId": order}}), &mut written).await {
                 written.cancelled += 1;
                 position = position_of(&cancelled["cancelOrder"]["position"]);
@@ -199,21 +202,7 @@ pub async fn wait_until_caught_up(admin: &Client, base_url: &str, within: Durati
 /// A subscription over graphql-transport-ws (graphql-ws-client), token in connection_init.
 pub struct Subscription {
     _client: graphql_ws_client::Client,
-    pub stream: graphql_ws_client::Subscription<RawOperation>,
-}
-
-#[derive(serde::Serialize)]
-pub struct RawOperation {
-    pub query: String,
-    pub variables: Value,
-}
-
-impl graphql_ws_client::graphql::GraphqlOperation for RawOperation {
-    type Response = Value;
-    type Error = serde_json::Error;
-    fn decode(&self, data: Value) -> Result<Self::Response, Self::Error> {
-        Ok(data)
-    }
+    pub stream: graphql_ws_client::Subscription<graphql_ws::RawOperation>,
 }
 
 pub async fn subscribe(ws_url: &str, token: &str, query: &str, variables: Value) -> Subscription {
@@ -223,19 +212,6 @@ pub async fn subscribe(ws_url: &str, token: &str, query: &str, variables: Value)
         .headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
     let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("connect the WebSocket");
-    let (client, actor) = graphql_ws_client::Client::build(socket)
-        .payload(json!({"Authorization": format!("Bearer {token}")}))
-        .expect("an init payload")
-        .build()
-        .await
-        .expect("connection_ack");
-    tokio::spawn(std::future::IntoFuture::into_future(actor));
-    let stream = client
-        .subscribe(RawOperation {
-            query: query.to_owned(),
-            variables,
-        })
-        .await
-        .expect("subscribe");
+    let (client, stream) = graphql_ws::subscribe_on(socket, token, query, variables).await;
     Subscription { _client: client, stream }
 }
