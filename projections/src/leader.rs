@@ -11,6 +11,11 @@
 //! database lets anyone else take it), and if it still writes, its write names a token that
 //! moved on, matches no row and rolls back: correctness comes from the token alone.
 //!
+//! A leader frozen inside a transaction holds that transaction's row locks (and the feed
+//! horizon of every reader) until the server ends it: the server does so after the lease
+//! duration when the store's connections are opened with `idle_in_transaction_timeout` (the
+//! `cartsource` binary does), and the take skips locked rows meanwhile.
+//!
 //! Advisory locks, used before, were held for as long as their connection lived, and the
 //! connection of a frozen process lives on: its standby never took over (#16). They also
 //! cost a connection per consumer; the keeper costs one per process.
