@@ -82,15 +82,19 @@ pub struct Cluster {
 impl Cluster {
     /// A fresh database and no process yet.
     pub async fn new() -> Cluster {
+        Cluster::on(store::testing::postgres().await.url).await
+    }
+
+    /// No process yet, on the given database.
+    pub async fn on(database_url: String) -> Cluster {
         let binary = binary();
-        let pg = store::testing::postgres().await;
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
-            .connect(&pg.url)
+            .connect(&database_url)
             .await
             .expect("connect to the test database");
         Cluster {
-            database_url: pg.url,
+            database_url,
             db,
             nodes: Vec::new(),
             binary,
@@ -102,7 +106,12 @@ impl Cluster {
     /// `api` API-only nodes and `workers` workers, each with `extra_args` too. The first worker leads every consumer
     /// before the next starts, so that leadership is not split by a race at start-up.
     pub async fn start(api: usize, workers: usize, extra_args: Vec<String>) -> Cluster {
-        let mut cluster = Cluster::new().await;
+        Cluster::new().await.with_nodes(api, workers, extra_args).await
+    }
+
+    /// Starts the processes of [`Cluster::start`] on this cluster's database.
+    pub async fn with_nodes(self, api: usize, workers: usize, extra_args: Vec<String>) -> Cluster {
+        let mut cluster = self;
         cluster.extra_args = extra_args;
         for i in 0..workers {
             let node = cluster.spawn(Role::Worker).await;
