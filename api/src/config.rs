@@ -23,6 +23,8 @@ pub struct Cli {
     pub serve: Config,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP and WebSocket, run the workers (the default).
@@ -131,6 +133,31 @@ pub struct Config {
     /// (development always serves them).
     #[arg(long, env = "STOREFRONT")]
     pub storefront: bool,
+    #[command(flatten)]
+    pub leases: LeaseConfig,
+    #[command(flatten)]
+    pub bus_names: BusNames,
+}
+
+/// Where the publisher writes in JetStream (with --nats-url); several deployments, or
+/// tests, can share one NATS server with names of their own.
+#[derive(Debug, Clone, Args)]
+pub struct BusNames {
+    /// The JetStream stream (created when missing).
+    #[arg(long, env = "NATS_STREAM", default_value = "CARTSOURCE")]
+    pub nats_stream: String,
+    /// Subjects are `<prefix>.<category>.<EventType>`.
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "cartsource")]
+    pub nats_subject_prefix: String,
+}
+
+impl Default for BusNames {
+    fn default() -> Self {
+        BusNames {
+            nats_stream: "CARTSOURCE".into(),
+            nats_subject_prefix: "cartsource".into(),
+        }
+    }
 }
 
 /// Abuse limits; the defaults suit one small shop.
@@ -163,6 +190,45 @@ pub struct LimitsConfig {
     /// How long shutdown waits for in-flight requests and WebSockets.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// Leadership of the workers on Postgres (see the `projections` crate's `leader`).
+#[derive(Debug, Clone, Args)]
+pub struct LeaseConfig {
+    /// A worker process that has not renewed its leases for this long (killed, frozen, cut
+    /// off) is replaced by a standby, at most one heartbeat later. Also how long any
+    /// connection may sit idle inside a transaction before the server ends it.
+    #[arg(long, env = "LEASE_DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often a leader renews its leases and a standby tries to take expired ones;
+    /// shorter than --lease-duration.
+    #[arg(long, env = "LEASE_HEARTBEAT", default_value = "1s", value_parser = parse_duration)]
+    pub lease_heartbeat: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            lease_duration: Duration::from_secs(3),
+            lease_heartbeat: Duration::from_secs(1),
+        }
+    }
+}
+
+impl LeaseConfig {
+    /// The timings, when the heartbeat comes often enough to keep a lease.
+    pub fn timings(&self) -> Result<projections::leader::LeaseTimings, String> {
+        if self.lease_heartbeat.is_zero() || self.lease_heartbeat >= self.lease_duration {
+            return Err(format!(
+                "--lease-heartbeat ({:?}) must be shorter than --lease-duration ({:?}) and above zero",
+                self.lease_heartbeat, self.lease_duration
+            ));
+        }
+        Ok(projections::leader::LeaseTimings {
+            duration: self.lease_duration,
+            heartbeat: self.lease_heartbeat,
+        })
+    }
 }
 
 impl Default for LimitsConfig {
@@ -207,6 +273,8 @@ impl Default for Config {
             cors_origins: Vec::new(),
             limits: LimitsConfig::default(),
             storefront: false,
+            leases: LeaseConfig::default(),
+            bus_names: BusNames::default(),
         }
     }
 }
@@ -288,6 +356,21 @@ mod tests {
             other => panic!("expected serve, got {other:?}"),
         }
         assert!(Cli::try_parse_from(["cartsource", "serve", "--database-pool-size", "0"]).is_err());
+        match Cli::try_parse_from(["cartsource", "serve", "--lease-duration", "10s", "--lease-heartbeat", "2s"])
+            .expect("parse")
+            .command
+        {
+            Some(Command::Serve(config)) => {
+                let timings = config.leases.timings().expect("valid timings");
+                assert_eq!((timings.duration, timings.heartbeat), (Duration::from_secs(10), Duration::from_secs(2)));
+            }
+            other => panic!("expected serve, got {other:?}"),
+        }
+        let slow = LeaseConfig {
+            lease_duration: Duration::from_secs(1),
+            lease_heartbeat: Duration::from_secs(1),
+        };
+        assert!(slow.timings().is_err(), "a heartbeat as long as the lease cannot keep it");
     }
 
     impl Cli {

@@ -63,6 +63,8 @@ pub enum StartError {
     Projections(#[from] projections::ProjectionError),
     #[error("cannot seed the demo catalog: {0}")]
     Seed(#[from] seed::SeedError),
+    #[error("{0}")]
+    Leases(String),
 }
 
 /// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
@@ -292,9 +294,13 @@ impl Application {
         metrics::handle();
         // Before anything else, so a second server on the same SQLite file touches nothing.
         let lock = crate::instance_lock::lock(&config.database_url())?;
+        let leases = config.leases.timings().map_err(StartError::Leases)?;
         let options = store::PgStoreOptions {
             connect_timeout: config.connect_timeout,
             max_connections: config.database_pool_size,
+            // A process frozen inside a transaction must not hold back the feed or a
+            // standby's takeover for longer than a lease.
+            idle_in_transaction_timeout: Some(leases.duration),
             ..Default::default()
         };
         let db = store::open_with(&config.database_url(), options).await?;
@@ -308,6 +314,9 @@ impl Application {
         let projections = if config.role.runs_workers() {
             let settings = projections::ProjectionsConfig {
                 nats_url: config.nats_url.clone(),
+                nats_stream: config.bus_names.nats_stream.clone(),
+                nats_subject_prefix: config.bus_names.nats_subject_prefix.clone(),
+                lease: leases,
                 ..Default::default()
             };
             projections::Projections::start(db.clone(), settings, live.clone()).await?

@@ -171,7 +171,8 @@ pub(crate) async fn read_all(db: &Database) -> Result<Vec<Checkpoint>, Projectio
     conn.conn().json_rows(LOAD_ALL, &[]).await
 }
 
-/// Takes a new fencing token for `worker`; returns it.
+/// Takes a new fencing token for `worker`; returns it. SQLite's local lease (on Postgres,
+/// taking the lease bumps the token in the same statement, see `leader`).
 pub(crate) async fn claim(db: &Database, name: &str, worker: &str) -> Result<i64, ProjectionError> {
     let mut tx = crate::db::Tx::begin(db).await?;
     let epoch = tx

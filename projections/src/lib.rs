@@ -11,9 +11,10 @@
 //!   remembers its stream version and skips events at or below it.
 //! * **Fenced checkpoints.** Every checkpoint write names the writer's fencing token (bumped
 //!   by each new leader), the position and the generation it started from; a deposed leader
-//!   moves nothing. On Postgres each worker runs in the one process holding its session
-//!   advisory lock (`leader`); the others stand by and take over within about a second of the
-//!   leader's lock connection dying. SQLite is single-process: no election.
+//!   moves nothing. On Postgres each worker runs in the one process holding its lease
+//!   (`leader`): renewed every heartbeat by one keeper per process, taken by a standby once it
+//!   expires (a dead or frozen leader is replaced within about lease + heartbeat), with a new
+//!   token in the same statement. SQLite is single-process: no election.
 //! * **Rebuilds without downtime.** Rows carry a generation; readers see the checkpoint's
 //!   current one. A rebuild fills the next generation from position 0 while the current one
 //!   keeps serving and following, then one transaction swaps generation and position.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::leader::LeaseTimings;
 use crate::model::Model;
 use crate::publisher::BusConfig;
 use crate::reactors::Reactor;
@@ -17,7 +18,7 @@ pub struct ProjectionsConfig {
     /// JetStream stream and subject prefix (tests use their own).
     pub nats_stream: String,
     pub nats_subject_prefix: String,
-    /// Names this process in leader locks and in the status.
+    /// Names this process in leases and in the status.
     pub worker_name: String,
     /// Events per live batch.
     pub batch_size: usize,
@@ -30,8 +31,10 @@ pub struct ProjectionsConfig {
     /// often and re-reads its checkpoint row every `follow::RECHECK_TICKS` of these, to see
     /// requests made by other processes.
     pub poll_interval: Duration,
-    /// A standby tries to take the lead this often.
-    pub leader_retry: Duration,
+    /// How long a lease lasts unrenewed and how often it is renewed (and a standby tries to
+    /// take an expired one): a frozen or dead leader is replaced within about
+    /// `duration + heartbeat`.
+    pub lease: LeaseTimings,
 }
 
 impl Default for ProjectionsConfig {
@@ -52,7 +55,7 @@ impl Default for ProjectionsConfig {
             rebuild_batch_size: 5_000,
             reactor_batch_size: 100,
             poll_interval: store::live::POLL_INTERVAL,
-            leader_retry: Duration::from_secs(1),
+            lease: LeaseTimings::default(),
         }
     }
 }

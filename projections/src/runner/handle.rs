@@ -13,7 +13,7 @@ use super::*;
 use crate::checkpoint::{self, Checkpoint};
 use crate::db::position;
 use crate::error::ProjectionError;
-use crate::leader::{self};
+use crate::leader::Leases;
 use crate::model::read_models::ReadModels;
 use crate::model::Model;
 use crate::progress::{self, Progress, WorkerCounters};
@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub(super) shutdown: watch::Sender<bool>,
     /// What the models remember between batches.
     pub(super) memory: crate::model::Memory,
+    /// The leases this process holds or waits for, and their keeper.
+    pub(super) leases: Arc<Leases>,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Drop for Inner {
                 task.abort();
             }
         }
+        self.shared.leases.stop();
     }
 }
 
@@ -75,6 +78,7 @@ impl Projections {
 
     pub(super) fn with_live(db: Database, config: ProjectionsConfig, live: Option<LiveFeed>) -> Projections {
         let store = db.store();
+        let leases = Leases::new(db.clone(), config.worker_name.clone(), config.lease);
         let shared = Arc::new(Shared {
             db: db.clone(),
             store,
@@ -84,6 +88,7 @@ impl Projections {
             nudge: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             memory: Default::default(),
+            leases,
         });
         Projections {
             inner: Arc::new(Inner {
@@ -96,7 +101,7 @@ impl Projections {
 
     /// Starts every projection and reactor (and the publisher when `nats_url` is set) as
     /// background tasks (role worker/all). On Postgres each runs here only while this process
-    /// holds its leader lock; the others stand by. `live` is the process's one shared live
+    /// holds its lease (`leader`); the others stand by. `live` is the process's one shared live
     /// feed (the API's subscriptions use the same): caught-up workers take their events from
     /// it in memory.
     pub async fn start(db: Database, config: ProjectionsConfig, live: LiveFeed) -> Result<Projections, ProjectionError> {
@@ -274,11 +279,7 @@ impl Projections {
             let head = shared.store.head_position().await?;
             for kind in &kinds {
                 let name = kind.name();
-                let led_here = if started {
-                    None
-                } else {
-                    leader::try_acquire(&shared.db, name, &shared.config.worker_name).await?
-                };
+                let led_here = if started { None } else { shared.leases.try_acquire(name).await? };
                 match led_here {
                     Some(lease) => Worker::new(shared.clone(), kind.clone()).drain(lease).await?,
                     None => match self.wait_for(name, head, Duration::from_secs(60)).await {
@@ -315,6 +316,7 @@ impl Projections {
     /// commits or rolls back whole) and marks them STOPPED.
     pub async fn shutdown(&self) {
         let _ = self.shared().shutdown.send(true);
+        self.shared().leases.close();
         let tasks: Vec<JoinHandle<()>> = match self.inner.tasks.lock() {
             Ok(mut tasks) => tasks.drain(..).collect(),
             Err(_) => Vec::new(),
@@ -322,5 +324,7 @@ impl Projections {
         for task in tasks {
             let _ = task.await;
         }
+        // Every worker released its lease on the way out.
+        self.shared().leases.stop();
     }
 }

@@ -1,7 +1,7 @@
 //! The workers: one task per projection, reactor and publisher, each a named consumer of
 //! the global feed with its checkpoint row.
 //!
-//! A worker's life: wait for the lease (`leader`), claim a fencing token (`checkpoint`),
+//! A worker's life: wait for the lease and its fencing token (`leader`),
 //! then loop: read the next page of the feed (filtered by the worker's categories) after its
 //! checkpoint, apply it and move the checkpoint to the page's last event, in one fenced
 //! transaction. Once a page finds nothing left, a worker that is not rebuilding follows the
@@ -35,6 +35,7 @@ pub use status::{ProjectionState, ProjectionStatus, WaitError};
 
 use handle::Shared;
 use steps::FeedPage;
+pub(crate) use worker::Backoff;
 pub(crate) use worker::Kind;
 use worker::{Step, Term, Worker};
 

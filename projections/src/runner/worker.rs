@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::*;
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::ProjectionError;
-use crate::leader::{self, Lease};
+use crate::leader::Lease;
 use crate::model::Model;
 use crate::publisher::{BusConfig, Publisher};
 use crate::reactors::Reactor;
@@ -95,36 +95,27 @@ impl Worker {
     /// The background loop: stand by, lead, stand by again when deposed, until shutdown.
     pub(super) async fn run(mut self) {
         let mut shutdown = self.shared.shutdown.subscribe();
-        let worker_name = self.shared.config.worker_name.clone();
+        let leases = self.shared.leases.clone();
         while !*shutdown.borrow() {
-            let Some(lease) = leader::acquire(&self.shared.db, self.name, &worker_name, self.shared.config.leader_retry, &mut shutdown).await else {
+            let Some(lease) = leases.acquire(self.name, &mut shutdown).await else {
                 break;
             };
-            let mut backoff = Backoff::default();
-            let mut term = loop {
-                self.count(0, 1);
-                match checkpoint::claim(&self.shared.db, self.name, &worker_name).await {
-                    Ok(epoch) => {
-                        break Some(Term {
-                            epoch,
-                            cleanup_at: Some(Instant::now() + CLEANUP_DELAY),
-                        })
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = self.name, error = %e, "cannot claim the checkpoint; retrying");
-                        if !backoff.wait(&mut shutdown).await || lease.is_lost() {
-                            break None;
-                        }
-                    }
-                }
+            // What was read under an earlier token is of no use under this one.
+            self.cached = None;
+            self.prefetched = None;
+            let mut term = Term {
+                epoch: lease.epoch,
+                cleanup_at: Some(Instant::now() + CLEANUP_DELAY),
             };
-            let Some(term) = term.as_mut() else { continue };
-            self.lead(term, &lease, &mut shutdown).await;
+            self.lead(&mut term, &lease, &mut shutdown).await;
             if *shutdown.borrow() {
                 self.count(0, 1);
                 if let Err(e) = checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await {
                     tracing::warn!(worker = self.name, error = %e, "could not record the stop");
                 }
+                leases.release(lease).await;
+            } else {
+                leases.forget(&lease);
             }
         }
     }
@@ -191,9 +182,8 @@ impl Worker {
 
     /// Runs steps until idle or failed (inline mode), retrying transient errors a while.
     pub(super) async fn drain(mut self, lease: Lease) -> Result<(), ProjectionError> {
-        self.count(0, 1);
         let mut term = Term {
-            epoch: checkpoint::claim(&self.shared.db, self.name, &self.shared.config.worker_name).await?,
+            epoch: lease.epoch,
             cleanup_at: None,
         };
         let mut attempts = 0;
@@ -213,9 +203,9 @@ impl Worker {
             }
         }
         self.count(0, 1);
-        checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await?;
-        drop(lease);
-        Ok(())
+        let stopped = checkpoint::set_state(&self.shared.db, self.name, term.epoch, ProjectionState::Stopped.as_str()).await;
+        self.shared.leases.release(lease).await;
+        stopped
     }
 
     pub(super) async fn idle(&mut self, shutdown: &mut watch::Receiver<bool>, follow_doorbell: bool) {
@@ -286,8 +276,8 @@ impl Worker {
 }
 
 /// Jittered exponential backoff (backon's schedule): 50 ms doubling to [`MAX_BACKOFF`].
-pub(super) struct Backoff {
-    pub(super) delays: backon::ExponentialBackoff,
+pub(crate) struct Backoff {
+    delays: backon::ExponentialBackoff,
 }
 
 impl Default for Backoff {
@@ -309,7 +299,7 @@ impl Backoff {
     }
 
     /// False when shutdown was requested during the pause.
-    pub(super) async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+    pub(crate) async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let pause = self.delays.next().unwrap_or(MAX_BACKOFF);
         tokio::select! {
             _ = tokio::time::sleep(pause) => !*shutdown.borrow(),

@@ -63,6 +63,12 @@ pub struct PgStoreOptions {
     /// page that is correct but stops short. After the wait the page is returned as it is:
     /// still correct, the rest comes with a later read.
     pub feed_wait: Duration,
+    /// The server ends a session of this pool that sits idle inside a transaction for longer
+    /// (`idle_in_transaction_session_timeout`; `None`: the server's setting). An open
+    /// transaction holds back the feed horizon of every reader in the cluster and keeps its
+    /// row locks: a process frozen in the middle of one (SIGSTOP, a stalled host) would stall
+    /// every node's feed and a standby's takeover for as long as it is frozen.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 /// How the store's pool is built.
@@ -95,6 +101,7 @@ impl Default for PgStoreOptions {
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             feed_wait: Duration::from_secs(1),
+            idle_in_transaction_timeout: None,
         }
     }
 }
@@ -125,6 +132,10 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
         crate::startup::check_postgres(&connect_options, options.connect_timeout).await?;
+        let connect_options = match options.idle_in_transaction_timeout {
+            Some(limit) => connect_options.options([("idle_in_transaction_session_timeout", format!("{}ms", limit.as_millis().max(1)))]),
+            None => connect_options,
+        };
         let pool = pool_options(&options).connect_with(connect_options).await?;
         checks::migrate_and_check(&pool).await?;
         let wakeups = wakeups::Wakeups::start(&pool).await?;

@@ -23,6 +23,7 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 pub use nats::nats_url;
+pub use server::PrivatePostgres;
 
 /// Test databases are named `cstest_<pid>_<hex>`: the pid lets a later run drop the
 /// databases of a process that was killed before it could.

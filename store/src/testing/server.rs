@@ -86,53 +86,98 @@ pub(super) async fn sweep_once(admin: &mut sqlx::PgConnection, server: &str, pre
     }
 }
 
-/// `initdb` + `pg_ctl start` in a temporary directory, on a free port, trust auth; stopped
-/// and removed when the process exits. As root (initdb refuses root) it runs them as the
-/// `postgres` user.
+/// `initdb` + `pg_ctl start` in a temporary directory (see [`PrivatePostgres`]).
 async fn throwaway_cluster() -> Result<String, String> {
-    let bin = postgres_bin_dir().ok_or("no initdb and pg_ctl on the PATH or under /usr/lib/postgresql")?;
-    let dir = temp_dir("cartsource-pg");
-    let data = dir.join("data");
-    let as_root = unsafe { libc::geteuid() } == 0;
-    if as_root {
-        chown_to_postgres(&dir)?;
+    PrivatePostgres::start().map(|pg| pg.url)
+}
+
+/// A PostgreSQL server of this test process's own: `initdb` + `pg_ctl start` in a temporary
+/// directory, on a free port, trust auth; stopped and removed when the process exits. As
+/// root (initdb refuses root) it runs them as the `postgres` user. Tests that stop and start
+/// the server (never the shared one) use it directly.
+pub struct PrivatePostgres {
+    /// The admin URL (database `postgres`).
+    pub url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_root: bool,
+    options: String,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Result<PrivatePostgres, String> {
+        let bin = postgres_bin_dir().ok_or("no initdb and pg_ctl on the PATH or under /usr/lib/postgresql")?;
+        let dir = temp_dir("cartsource-pg");
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            chown_to_postgres(&dir)?;
+        }
+        let port = free_port();
+        let pg = PrivatePostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            options: format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display()),
+            dir,
+            bin,
+            as_root,
+        };
+        let output = pg
+            .command("initdb")
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(pg.dir.join("data"))
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        let mut stop = pg.command("pg_ctl");
+        stop.args(["-m", "immediate", "stop", "-D"]).arg(pg.dir.join("data"));
+        cleanup::stop_command(stop);
+        pg.start_again()?;
+        Ok(pg)
     }
-    let run = |program: &str| {
-        let mut command = if as_root {
+
+    /// Stops the server (fast shutdown: sessions are ended, as in a restart or failover).
+    pub fn stop(&self) -> Result<(), String> {
+        let output = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "30", "-m", "fast", "stop", "-D"])
+            .arg(self.dir.join("data"))
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("pg_ctl stop failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        Ok(())
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        let output = self
+            .command("pg_ctl")
+            .args(["-w", "-t", "30", "-o", &self.options, "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("start")
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        Ok(())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = if self.as_root {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
             c
         } else {
-            Command::new(bin.join(program))
+            Command::new(self.bin.join(program))
         };
         command.stdin(std::process::Stdio::null());
         command
-    };
-    let output = run("initdb")
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
-        .arg(&data)
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
     }
-    let port = free_port();
-    let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display());
-    let mut stop = run("pg_ctl");
-    stop.args(["-m", "immediate", "stop", "-D"]).arg(&data);
-    cleanup::stop_command(stop);
-    let output = run("pg_ctl")
-        .args(["-w", "-t", "30", "-o", &options, "-l"])
-        .arg(dir.join("log"))
-        .arg("-D")
-        .arg(&data)
-        .arg("start")
-        .output()
-        .map_err(|e| format!("pg_ctl: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
 /// The directory with `initdb` and `pg_ctl`: the PATH, else Debian's newest version.

@@ -4,7 +4,11 @@
 use std::time::Duration;
 
 use api::auth::Role;
+
+#[path = "../shared/graphql_ws.rs"]
+mod graphql_ws;
 use api::{Application, Config};
+pub use graphql_ws::RawOperation;
 
 /// The signing secret every test server uses, so tests can mint tokens.
 pub const TEST_SECRET: &str = "cartsource-test-secret-0123456789abcdef";
@@ -239,21 +243,6 @@ pub async fn ws_expect_close(ws: &mut Ws, within: Duration) -> (Option<u16>, Str
     }
 }
 
-/// A graphql-ws-client operation: query text and variables, answered as raw JSON.
-#[derive(serde::Serialize)]
-pub struct RawOperation {
-    pub query: String,
-    pub variables: serde_json::Value,
-}
-
-impl graphql_ws_client::graphql::GraphqlOperation for RawOperation {
-    type Response = serde_json::Value;
-    type Error = serde_json::Error;
-    fn decode(&self, data: serde_json::Value) -> Result<Self::Response, Self::Error> {
-        Ok(data)
-    }
-}
-
 // ---------------------------------------------------------------- GraphQL helpers (schema and resolvers)
 
 /// Runs an operation that must succeed and returns its `data`; panics with the errors.
@@ -353,19 +342,6 @@ impl LiveSubscription {
 /// Subscribes with `query`/`variables` as the holder of `token`.
 pub async fn subscribe(server: &TestServer, token: &str, query: &str, variables: serde_json::Value) -> LiveSubscription {
     let socket = ws_connect(server, "graphql-transport-ws", None).await.expect("connect the WebSocket");
-    let (client, actor) = graphql_ws_client::Client::build(socket)
-        .payload(serde_json::json!({"Authorization": format!("Bearer {token}")}))
-        .expect("an init payload")
-        .build()
-        .await
-        .expect("connection_ack");
-    tokio::spawn(std::future::IntoFuture::into_future(actor));
-    let stream = client
-        .subscribe(RawOperation {
-            query: query.to_owned(),
-            variables,
-        })
-        .await
-        .expect("subscribe");
+    let (client, stream) = graphql_ws::subscribe_on(socket, token, query, variables).await;
     LiveSubscription { _client: client, stream }
 }

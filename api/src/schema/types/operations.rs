@@ -38,6 +38,11 @@ impl ProjectionStatus {
     async fn updated_at(&self) -> DateTime {
         self.0.updated_at.into()
     }
+
+    /// The worker (`<host>-<pid>`) that holds or last held this consumer's lease.
+    async fn leader(&self) -> Option<&str> {
+        self.0.leader.as_deref()
+    }
 }
 
 /// An event as stored, after upcasting to its current schema.

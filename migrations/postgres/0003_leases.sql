@@ -1,0 +1,27 @@
+-- Leadership by lease instead of session advisory locks (#16). Never edit once applied.
+--
+-- A session advisory lock is held for as long as its connection lives, and the connection of
+-- a frozen process (SIGSTOP, a stalled host, a long pause) lives on: its standby never took
+-- over and every read model stood still while it lasted. A lease ends by itself.
+--
+-- The lease of a consumer lives in its checkpoint row: `leader` holds it, `leader_epoch` is
+-- its fencing token, and it is valid until `lease_expires_at` (null: free, e.g. released at
+-- shutdown). One keeper per process renews all of its leases in one statement per heartbeat:
+--
+--   update projection_checkpoints set lease_expires_at = now() + <duration>
+--    where name = $name and leader = $me and leader_epoch = $my_epoch
+--
+-- and takes expired or free ones, bumping the token in the same statement:
+--
+--   update projection_checkpoints set leader = $me, leader_epoch = leader_epoch + 1, ...
+--    where name in (select name from projection_checkpoints where name = any($wanted)
+--                    and (lease_expires_at is null or lease_expires_at < now())
+--                    for update skip locked)
+--
+-- Expiry is judged by the database's clock alone, so hosts' clocks need not agree. Every
+-- checkpoint write already names the writer's `leader_epoch` (0002), so a leader that wakes
+-- up after its lease was taken moves nothing: its transaction matches no row and rolls back.
+-- `skip locked`: a frozen leader may hold the row in an open transaction; the take skips it
+-- until the server ends that transaction (`idle_in_transaction_session_timeout`).
+
+alter table projection_checkpoints add column lease_expires_at timestamptz;
