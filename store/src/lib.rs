@@ -39,5 +39,5 @@ pub use event::{
 };
 pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};
-pub use postgres::{PgStore, PgStoreOptions};
+pub use postgres::{open_read_replica, PgStore, PgStoreOptions};
 pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};
