@@ -65,6 +65,10 @@ pub enum StartError {
     Seed(#[from] seed::SeedError),
     #[error("{0}")]
     Leases(String),
+    #[error("--read-database-url (READ_DATABASE_URL) needs a PostgreSQL event store: the embedded SQLite store has no replicas; remove it, or set DATABASE_URL to postgres://...")]
+    ReplicaWithoutPostgres,
+    #[error("cannot open the read replica: {0}")]
+    ReadReplica(store::StoreError),
 }
 
 /// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
@@ -243,19 +247,55 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
         }
     };
+    let replica = match readiness.projections.replica_status().await {
+        None => None,
+        Some(Ok(status)) => Some(replica_json(&status, head)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the read replica does not answer");
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "read replica unavailable"}))).into_response();
+        }
+    };
     match readiness.projections.statuses().await {
         Ok(statuses) => {
             let projections: Vec<_> = statuses
                 .iter()
                 .map(|s| json!({"name": s.name, "state": s.state.as_str(), "position": s.position.0, "lag": head.saturating_sub(s.position.0)}))
                 .collect();
-            (StatusCode::OK, Json(json!({"status": "ready", "head": head, "projections": projections}))).into_response()
+            let mut body = json!({"status": "ready", "head": head, "projections": projections});
+            if let Some(replica) = replica {
+                body["replica"] = replica;
+            }
+            (StatusCode::OK, Json(body)).into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness: projection statuses unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "projections unavailable"}))).into_response()
         }
     }
+}
+
+/// The replica's part of readiness: each read model's position there and its lag behind
+/// the primary's head.
+fn replica_json(status: &projections::ReplicaStatus, head: u64) -> serde_json::Value {
+    let projections: Vec<_> = status
+        .positions
+        .iter()
+        .map(|(name, position)| json!({"name": name, "position": position.0, "lag": head.saturating_sub(position.0)}))
+        .collect();
+    json!({"in_recovery": status.in_recovery, "replay_paused": status.replay_paused, "projections": projections})
+}
+
+/// The read replica's pool when one is configured and this process serves the API (the
+/// workers never read from it).
+async fn open_read_replica(config: &Config, options: store::PgStoreOptions) -> Result<Option<store::PgPool>, StartError> {
+    let Some(url) = config.read_replica.read_database_url.as_deref().filter(|_| config.role.serves_api()) else {
+        return Ok(None);
+    };
+    let options = store::PgStoreOptions {
+        max_connections: config.read_replica.read_database_pool_size.unwrap_or(config.database_pool_size),
+        ..options
+    };
+    store::open_read_replica(url, &options).await.map(Some).map_err(StartError::ReadReplica)
 }
 
 async fn metrics_text(State(readiness): State<Readiness>) -> Response {
@@ -293,6 +333,9 @@ impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         metrics::handle();
         // Before anything else, so a second server on the same SQLite file touches nothing.
+        if config.read_replica.read_database_url.is_some() && !config.database_url().starts_with("postgres") {
+            return Err(StartError::ReplicaWithoutPostgres);
+        }
         let lock = crate::instance_lock::lock(&config.database_url())?;
         let leases = config.leases.timings().map_err(StartError::Leases)?;
         let options = store::PgStoreOptions {
@@ -303,7 +346,8 @@ impl Application {
             idle_in_transaction_timeout: Some(leases.duration),
             ..Default::default()
         };
-        let db = store::open_with(&config.database_url(), options).await?;
+        let db = store::open_with(&config.database_url(), options.clone()).await?;
+        let replica = open_read_replica(config, options).await?;
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         if config.seeds() {
@@ -317,11 +361,12 @@ impl Application {
                 nats_stream: config.bus_names.nats_stream.clone(),
                 nats_subject_prefix: config.bus_names.nats_subject_prefix.clone(),
                 lease: leases,
+                read_replica: replica,
                 ..Default::default()
             };
             projections::Projections::start(db.clone(), settings, live.clone()).await?
         } else {
-            projections::Projections::observer(db.clone())
+            projections::Projections::observer_reading_from(db.clone(), replica)
         };
         let shutdown = CancellationToken::new();
         let rate_limit = RateLimit::new(&config.limits);
