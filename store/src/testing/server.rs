@@ -102,6 +102,7 @@ pub struct PrivatePostgres {
     bin: PathBuf,
     as_root: bool,
     options: String,
+    port: u16,
 }
 
 impl PrivatePostgres {
@@ -113,12 +114,18 @@ impl PrivatePostgres {
             chown_to_postgres(&dir)?;
         }
         let port = free_port();
+        // wal_level and wal senders (PostgreSQL's defaults, spelled out) let `replica` stream
+        // from it; initdb's pg_hba.conf already trusts replication from 127.0.0.1.
         let pg = PrivatePostgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            options: format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display()),
+            options: format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c wal_level=replica -c max_wal_senders=5",
+                dir.display()
+            ),
             dir,
             bin,
             as_root,
+            port,
         };
         let output = pg
             .command("initdb")
@@ -134,6 +141,43 @@ impl PrivatePostgres {
         cleanup::stop_command(stop);
         pg.start_again()?;
         Ok(pg)
+    }
+
+    /// A streaming replica of this server (hot standby): `pg_basebackup -R` into a directory of
+    /// its own, started on a free port; stopped and removed when the process exits like its
+    /// primary. Its `url` names the `postgres` database; `pg_wal_replay_pause()` there holds
+    /// it back.
+    pub fn replica(&self) -> Result<PrivatePostgres, String> {
+        let dir = temp_dir("cartsource-pg-replica");
+        if self.as_root {
+            chown_to_postgres(&dir)?;
+        }
+        let port = free_port();
+        let replica = PrivatePostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            options: format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on",
+                dir.display()
+            ),
+            dir,
+            bin: self.bin.clone(),
+            as_root: self.as_root,
+            port,
+        };
+        let output = replica
+            .command("pg_basebackup")
+            .args(["-R", "-X", "stream", "--no-sync", "-U", "postgres", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-D"])
+            .arg(replica.dir.join("data"))
+            .output()
+            .map_err(|e| format!("pg_basebackup: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        let mut stop = replica.command("pg_ctl");
+        stop.args(["-m", "immediate", "stop", "-D"]).arg(replica.dir.join("data"));
+        cleanup::stop_command(stop);
+        replica.start_again()?;
+        Ok(replica)
     }
 
     /// Stops the server (fast shutdown: sessions are ended, as in a restart or failover).
@@ -180,10 +224,13 @@ impl PrivatePostgres {
     }
 }
 
-/// The directory with `initdb` and `pg_ctl`: the PATH, else Debian's newest version.
+/// The directory with `initdb` and `pg_ctl` (and the other PostgreSQL programs): the PATH,
+/// else Debian's newest version.
 fn postgres_bin_dir() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()));
+        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()))
+        // Where a symlink on the PATH points: pg_basebackup (`replica`) lives beside the real one.
+        .map(|dir| std::fs::canonicalize(dir.join("pg_ctl")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(dir));
     on_path.or_else(|| {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
