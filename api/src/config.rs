@@ -385,9 +385,16 @@ mod tests {
             }
             other => panic!("expected serve, got {other:?}"),
         }
-        match Cli::try_parse_from(["cartsource", "serve", "--read-database-url", "postgres://r@replica/db", "--read-database-pool-size", "4"])
-            .expect("parse")
-            .command
+        match Cli::try_parse_from([
+            "cartsource",
+            "serve",
+            "--read-database-url",
+            "postgres://r@replica/db",
+            "--read-database-pool-size",
+            "4",
+        ])
+        .expect("parse")
+        .command
         {
             Some(Command::Serve(config)) => {
                 assert_eq!(config.read_replica.read_database_url.as_deref(), Some("postgres://r@replica/db"));

@@ -61,12 +61,15 @@ impl Target {
     }
 
     fn explain(&self, error: &sqlx::Error) -> String {
-        let Target { address, user, database, setting } = self;
+        let Target {
+            address,
+            user,
+            database,
+            setting,
+        } = self;
         match error {
             sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                format!(
-                    "nothing accepts connections at {address} (connection refused): start PostgreSQL there or fix the host and port in {setting}"
-                )
+                format!("nothing accepts connections at {address} (connection refused): start PostgreSQL there or fix the host and port in {setting}")
             }
             sqlx::Error::Io(e) => format!("cannot reach PostgreSQL at {address} ({e}): check the host and port in {setting}"),
             sqlx::Error::Database(db) => match db.code().as_deref() {

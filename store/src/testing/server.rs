@@ -166,7 +166,19 @@ impl PrivatePostgres {
         };
         let output = replica
             .command("pg_basebackup")
-            .args(["-R", "-X", "stream", "--no-sync", "-U", "postgres", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-D"])
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-U",
+                "postgres",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-D",
+            ])
             .arg(replica.dir.join("data"))
             .output()
             .map_err(|e| format!("pg_basebackup: {e}"))?;
@@ -230,7 +242,12 @@ fn postgres_bin_dir() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()))
         // Where a symlink on the PATH points: pg_basebackup (`replica`) lives beside the real one.
-        .map(|dir| std::fs::canonicalize(dir.join("pg_ctl")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(dir));
+        .map(|dir| {
+            std::fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(dir)
+        });
     on_path.or_else(|| {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?

@@ -78,11 +78,19 @@ async fn reads_go_to_the_replica_and_min_position_waits_until_it_has_replayed_th
     // ... while the read model, read on the replica, stands still: a plain read shows the
     // state before the write, and a read that must see it times out.
     let (_, body) = cart_at(&server, &alice, &cart, None).await;
-    assert_eq!(body["data"]["cart"], json!({"version": 2, "itemCount": 1}), "reads come from the paused replica: {body}");
+    assert_eq!(
+        body["data"]["cart"],
+        json!({"version": 2, "itemCount": 1}),
+        "reads come from the paused replica: {body}"
+    );
     let started = Instant::now();
     let (_, body) = cart_at(&server, &alice, &cart, Some(&second)).await;
     assert_eq!(error_codes(&body), ["CONSISTENCY_TIMEOUT"], "{body}");
-    assert!(started.elapsed() >= Duration::from_secs(4), "it waited for the replica: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "it waited for the replica: {:?}",
+        started.elapsed()
+    );
 
     // A read that is waiting when replay resumes answers the new state.
     let started = Instant::now();
@@ -108,7 +116,10 @@ async fn without_a_replica_readiness_names_none() {
 async fn a_replica_for_the_sqlite_store_is_refused_at_start() {
     let mut config = test_config(store::testing::sqlite());
     config.read_replica.read_database_url = Some("postgres://postgres@127.0.0.1:5432/postgres".into());
-    let error = api::Application::build(&config).await.err().expect("SQLite with a read replica must not start");
+    let error = api::Application::build(&config)
+        .await
+        .err()
+        .expect("SQLite with a read replica must not start");
     assert!(matches!(error, api::server::StartError::ReplicaWithoutPostgres), "{error}");
     assert!(error.to_string().contains("READ_DATABASE_URL"), "{error}");
 }
