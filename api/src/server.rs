@@ -247,13 +247,9 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
         }
     };
-    let replica = match readiness.projections.replica_status().await {
-        None => None,
-        Some(Ok(status)) => Some(replica_json(&status, head)),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: the read replica does not answer");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "read replica unavailable"}))).into_response();
-        }
+    let replica = match crate::replica::readiness(&readiness.projections, head).await {
+        Ok(replica) => replica,
+        Err(unavailable) => return unavailable,
     };
     match readiness.projections.statuses().await {
         Ok(statuses) => {
@@ -272,30 +268,6 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "projections unavailable"}))).into_response()
         }
     }
-}
-
-/// The replica's part of readiness: each read model's position there and its lag behind
-/// the primary's head.
-fn replica_json(status: &projections::ReplicaStatus, head: u64) -> serde_json::Value {
-    let projections: Vec<_> = status
-        .positions
-        .iter()
-        .map(|(name, position)| json!({"name": name, "position": position.0, "lag": head.saturating_sub(position.0)}))
-        .collect();
-    json!({"in_recovery": status.in_recovery, "replay_paused": status.replay_paused, "projections": projections})
-}
-
-/// The read replica's pool when one is configured and this process serves the API (the
-/// workers never read from it).
-async fn open_read_replica(config: &Config, options: store::PgStoreOptions) -> Result<Option<store::PgPool>, StartError> {
-    let Some(url) = config.read_replica.read_database_url.as_deref().filter(|_| config.role.serves_api()) else {
-        return Ok(None);
-    };
-    let options = store::PgStoreOptions {
-        max_connections: config.read_replica.read_database_pool_size.unwrap_or(config.database_pool_size),
-        ..options
-    };
-    store::open_read_replica(url, &options).await.map(Some).map_err(StartError::ReadReplica)
 }
 
 async fn metrics_text(State(readiness): State<Readiness>) -> Response {
@@ -332,10 +304,8 @@ impl Application {
     /// development, builds the schema and binds.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         metrics::handle();
+        crate::replica::check(config)?;
         // Before anything else, so a second server on the same SQLite file touches nothing.
-        if config.read_replica.read_database_url.is_some() && !config.database_url().starts_with("postgres") {
-            return Err(StartError::ReplicaWithoutPostgres);
-        }
         let lock = crate::instance_lock::lock(&config.database_url())?;
         let leases = config.leases.timings().map_err(StartError::Leases)?;
         let options = store::PgStoreOptions {
@@ -347,7 +317,7 @@ impl Application {
             ..Default::default()
         };
         let db = store::open_with(&config.database_url(), options.clone()).await?;
-        let replica = open_read_replica(config, options).await?;
+        let replica = crate::replica::open(config, options).await?;
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         if config.seeds() {

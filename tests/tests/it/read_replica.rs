@@ -123,3 +123,23 @@ async fn a_replica_for_the_sqlite_store_is_refused_at_start() {
     assert!(matches!(error, api::server::StartError::ReplicaWithoutPostgres), "{error}");
     assert!(error.to_string().contains("READ_DATABASE_URL"), "{error}");
 }
+
+#[tokio::test]
+async fn an_unreachable_replica_stops_the_start_naming_read_database_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // Nothing listens on the port once the listener is dropped.
+    let mut config = test_config(store::testing::postgres().await.url);
+    config.read_replica.read_database_url = Some(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
+    let error = api::Application::build(&config)
+        .await
+        .err()
+        .expect("an unreachable replica must stop the start");
+    assert!(matches!(error, api::server::StartError::ReadReplica(_)), "{error}");
+    let said = error.to_string();
+    for word in [format!("127.0.0.1:{port}").as_str(), "connection refused", "READ_DATABASE_URL"] {
+        assert!(said.contains(word), "{word:?} in {said}");
+    }
+}
