@@ -137,6 +137,8 @@ pub struct Config {
     pub leases: LeaseConfig,
     #[command(flatten)]
     pub bus_names: BusNames,
+    #[command(flatten)]
+    pub read_replica: ReadReplicaConfig,
 }
 
 /// Where the publisher writes in JetStream (with --nats-url); several deployments, or
@@ -275,6 +277,7 @@ impl Default for Config {
             storefront: false,
             leases: LeaseConfig::default(),
             bus_names: BusNames::default(),
+            read_replica: ReadReplicaConfig::default(),
         }
     }
 }
@@ -309,6 +312,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(seconds));
     }
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d: {e}"))
+}
+
+// ------------------------------------------------------------------ read replica
+
+/// A PostgreSQL streaming replica for the read models' queries (API roles; a worker-only
+/// process does not use it). Commands, the event feed, subscriptions, history and the
+/// workers stay on DATABASE_URL; `minPosition` waits until the replica has applied the
+/// position.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReadReplicaConfig {
+    /// A streaming replica of DATABASE_URL's database (postgres://...); not with SQLite.
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// Connections of the replica's pool (default: --database-pool-size).
+    #[arg(long, env = "READ_DATABASE_POOL_SIZE", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub read_database_pool_size: Option<u32>,
 }
 
 #[cfg(test)]
@@ -363,6 +382,23 @@ mod tests {
             Some(Command::Serve(config)) => {
                 let timings = config.leases.timings().expect("valid timings");
                 assert_eq!((timings.duration, timings.heartbeat), (Duration::from_secs(10), Duration::from_secs(2)));
+            }
+            other => panic!("expected serve, got {other:?}"),
+        }
+        match Cli::try_parse_from([
+            "cartsource",
+            "serve",
+            "--read-database-url",
+            "postgres://r@replica/db",
+            "--read-database-pool-size",
+            "4",
+        ])
+        .expect("parse")
+        .command
+        {
+            Some(Command::Serve(config)) => {
+                assert_eq!(config.read_replica.read_database_url.as_deref(), Some("postgres://r@replica/db"));
+                assert_eq!(config.read_replica.read_database_pool_size, Some(4));
             }
             other => panic!("expected serve, got {other:?}"),
         }

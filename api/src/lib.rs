@@ -21,6 +21,7 @@ mod instance_lock;
 mod limits;
 mod metrics;
 mod playground;
+mod replica;
 pub mod schema;
 pub mod seed;
 pub mod server;

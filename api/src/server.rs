@@ -65,6 +65,10 @@ pub enum StartError {
     Seed(#[from] seed::SeedError),
     #[error("{0}")]
     Leases(String),
+    #[error("--read-database-url (READ_DATABASE_URL) needs a PostgreSQL event store: the embedded SQLite store has no replicas; remove it, or set DATABASE_URL to postgres://...")]
+    ReplicaWithoutPostgres,
+    #[error("cannot open the read replica: {0}")]
+    ReadReplica(store::StoreError),
 }
 
 /// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
@@ -243,13 +247,21 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
         }
     };
+    let replica = match crate::replica::readiness(&readiness.projections, head).await {
+        Ok(replica) => replica,
+        Err(unavailable) => return unavailable,
+    };
     match readiness.projections.statuses().await {
         Ok(statuses) => {
             let projections: Vec<_> = statuses
                 .iter()
                 .map(|s| json!({"name": s.name, "state": s.state.as_str(), "position": s.position.0, "lag": head.saturating_sub(s.position.0)}))
                 .collect();
-            (StatusCode::OK, Json(json!({"status": "ready", "head": head, "projections": projections}))).into_response()
+            let mut body = json!({"status": "ready", "head": head, "projections": projections});
+            if let Some(replica) = replica {
+                body["replica"] = replica;
+            }
+            (StatusCode::OK, Json(body)).into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness: projection statuses unavailable");
@@ -292,6 +304,7 @@ impl Application {
     /// development, builds the schema and binds.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         metrics::handle();
+        crate::replica::check(config)?;
         // Before anything else, so a second server on the same SQLite file touches nothing.
         let lock = crate::instance_lock::lock(&config.database_url())?;
         let leases = config.leases.timings().map_err(StartError::Leases)?;
@@ -303,7 +316,8 @@ impl Application {
             idle_in_transaction_timeout: Some(leases.duration),
             ..Default::default()
         };
-        let db = store::open_with(&config.database_url(), options).await?;
+        let db = store::open_with(&config.database_url(), options.clone()).await?;
+        let replica = crate::replica::open(config, options).await?;
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         if config.seeds() {
@@ -317,11 +331,12 @@ impl Application {
                 nats_stream: config.bus_names.nats_stream.clone(),
                 nats_subject_prefix: config.bus_names.nats_subject_prefix.clone(),
                 lease: leases,
+                read_replica: replica,
                 ..Default::default()
             };
             projections::Projections::start(db.clone(), settings, live.clone()).await?
         } else {
-            projections::Projections::observer(db.clone())
+            projections::Projections::observer_reading_from(db.clone(), replica)
         };
         let shutdown = CancellationToken::new();
         let rate_limit = RateLimit::new(&config.limits);

@@ -168,7 +168,11 @@ pub(crate) async fn read(db: &Database, name: &str) -> Result<Checkpoint, Projec
 
 pub(crate) async fn read_all(db: &Database) -> Result<Vec<Checkpoint>, ProjectionError> {
     let mut conn = ReadConn::acquire(db).await?;
-    conn.conn().json_rows(LOAD_ALL, &[]).await
+    load_all(&mut conn.conn()).await
+}
+
+pub(crate) async fn load_all(conn: &mut Conn<'_>) -> Result<Vec<Checkpoint>, ProjectionError> {
+    conn.json_rows(LOAD_ALL, &[]).await
 }
 
 /// Takes a new fencing token for `worker`; returns it. SQLite's local lease (on Postgres,

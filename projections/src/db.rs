@@ -17,7 +17,7 @@
 
 use serde::de::DeserializeOwned;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, Transaction};
 use store::{Database, Position};
 use time::format_description::well_known::Rfc3339;
 use time::format_description::FormatItem;
@@ -132,6 +132,14 @@ pub(crate) enum ReadConn {
 
 impl ReadConn {
     pub async fn acquire(db: &Database) -> Result<ReadConn, ProjectionError> {
+        ReadConn::acquire_from(db, None).await
+    }
+
+    /// From the read replica's pool when there is one, else as [`ReadConn::acquire`].
+    pub async fn acquire_from(db: &Database, replica: Option<&PgPool>) -> Result<ReadConn, ProjectionError> {
+        if let Some(replica) = replica {
+            return Ok(ReadConn::Pg(replica.acquire().await?));
+        }
         Ok(match db {
             Database::Postgres(store) => ReadConn::Pg(store.pool().acquire().await?),
             Database::Sqlite(store) => ReadConn::Lite(store.pool().reader.acquire().await?),

@@ -34,6 +34,11 @@
 //!   no event between its checkpoint and that position (reads only, so it works from any
 //!   process, for any position, on every projection); the process running the worker answers
 //!   from memory once the worker has applied or read past the position (`progress`).
+//! * **Read replica.** With [`ProjectionsConfig::read_replica`] (a Postgres streaming
+//!   replica) the read models' queries and the checkpoint rows `wait_for` reads go to the
+//!   replica; a checkpoint row commits with the rows it covers, so once the replica shows the
+//!   row at a position, the queries that follow see the read model there. Workers, the feed
+//!   and every write stay on the primary.
 //! * **The bus.** With `nats_url`, every event goes to JetStream in order, each publish
 //!   acknowledged before the checkpoint moves (`publisher`).
 //! * **Backends.** Each statement is written for Postgres and for SQLite; rows travel as JSON
@@ -58,4 +63,4 @@ pub use model::products::ProductView;
 pub use model::read_models::{LineView, Page, ReadModels};
 pub use model::Model;
 pub use progress::WorkerCounters;
-pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, WaitError};
+pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, ReplicaStatus, WaitError};

@@ -39,5 +39,7 @@ pub use event::{
 };
 pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};
-pub use postgres::{PgStore, PgStoreOptions};
+pub use postgres::{open_read_replica, PgStore, PgStoreOptions};
 pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};
+/// The pool type of [`PgStore::pool`] and [`open_read_replica`], for crates without sqlx.
+pub use sqlx::PgPool;

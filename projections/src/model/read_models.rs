@@ -13,8 +13,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use sqlx::PgPool;
 use store::Database;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::db::ReadConn;
 use crate::error::ProjectionError;
 
@@ -39,9 +41,15 @@ pub struct Page<T> {
 }
 
 /// Queries over the read models. Cheap to clone.
+///
+/// With a read replica (Postgres only) every query, and the checkpoint rows that
+/// read-your-writes waits on, are read from the replica: a checkpoint row and the rows it
+/// covers are written in one transaction, so the replica shows them together, and a read
+/// after the replica's row reached a position sees the read model at that position.
 #[derive(Clone)]
 pub struct ReadModels {
     db: Database,
+    replica: Option<PgPool>,
 }
 
 /// The generation a projection serves, as a subquery (a macro, so `concat!` can build
@@ -55,11 +63,31 @@ pub(crate) use serving;
 
 impl ReadModels {
     pub fn new(db: Database) -> Self {
-        ReadModels { db }
+        ReadModels { db, replica: None }
+    }
+
+    /// Reads from `replica` (a streaming replica of `db`'s Postgres database) when given.
+    pub fn with_replica(db: Database, replica: Option<PgPool>) -> Self {
+        ReadModels { db, replica }
+    }
+
+    /// The read replica's pool, when reads go to one.
+    pub fn replica(&self) -> Option<&PgPool> {
+        self.replica.as_ref()
     }
 
     pub(crate) async fn conn(&self) -> Result<ReadConn, ProjectionError> {
-        ReadConn::acquire(&self.db).await
+        ReadConn::acquire_from(&self.db, self.replica.as_ref()).await
+    }
+
+    /// Projection `name`'s checkpoint as these reads see it (on the replica, if any).
+    pub(crate) async fn checkpoint(&self, name: &str) -> Result<Checkpoint, ProjectionError> {
+        checkpoint::load(&mut self.conn().await?.conn(), name).await
+    }
+
+    /// Every checkpoint as these reads see it.
+    pub(crate) async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ProjectionError> {
+        checkpoint::load_all(&mut self.conn().await?.conn()).await
     }
 }
 

@@ -35,6 +35,10 @@ pub struct ProjectionsConfig {
     /// take an expired one): a frozen or dead leader is replaced within about
     /// `duration + heartbeat`.
     pub lease: LeaseTimings,
+    /// A streaming replica of the store's Postgres database: the read models' queries, and
+    /// the checkpoints their `wait_for` reads, go there (see [`crate::ReadModels`]). The
+    /// workers, the feed and every write stay on the primary.
+    pub read_replica: Option<sqlx::PgPool>,
 }
 
 impl Default for ProjectionsConfig {
@@ -56,6 +60,7 @@ impl Default for ProjectionsConfig {
             reactor_batch_size: 100,
             poll_interval: store::live::POLL_INTERVAL,
             lease: LeaseTimings::default(),
+            read_replica: None,
         }
     }
 }

@@ -78,6 +78,7 @@ impl Projections {
 
     pub(super) fn with_live(db: Database, config: ProjectionsConfig, live: Option<LiveFeed>) -> Projections {
         let store = db.store();
+        let read = ReadModels::with_replica(db.clone(), config.read_replica.clone());
         let leases = Leases::new(db.clone(), config.worker_name.clone(), config.lease);
         let shared = Arc::new(Shared {
             db: db.clone(),
@@ -93,7 +94,7 @@ impl Projections {
         Projections {
             inner: Arc::new(Inner {
                 shared,
-                read: ReadModels::new(db),
+                read,
                 tasks: Mutex::new(Vec::new()),
             }),
         }
@@ -124,10 +125,16 @@ impl Projections {
 
     /// The same handle without workers (role api): statuses, waits, requests.
     pub fn observer(db: Database) -> Projections {
+        Projections::observer_reading_from(db, None)
+    }
+
+    /// [`Projections::observer`] whose read models are read from `replica` when given.
+    pub fn observer_reading_from(db: Database, replica: Option<sqlx::PgPool>) -> Projections {
         Projections::new(
             db,
             ProjectionsConfig {
                 run_reactors: false,
+                read_replica: replica,
                 ..ProjectionsConfig::default()
             },
         )
@@ -162,18 +169,7 @@ impl Projections {
     /// the head when nothing of its feed lies between its checkpoint and the head (see
     /// `progress`), else the checkpoint (or what the local worker covered).
     pub(super) async fn status_of(&self, cp: Checkpoint, head: Position) -> Result<ProjectionStatus, ProjectionError> {
-        let shared = self.shared();
-        let mut applied = cp.position();
-        if !cp.failed() {
-            applied = applied.max(shared.progress.covered_here(&cp.name).unwrap_or_default());
-            if applied < head {
-                if let Some(categories) = progress::categories_of(&cp.name) {
-                    if progress::reached(shared.store.as_ref(), &cp, categories.as_deref(), head).await? {
-                        applied = head;
-                    }
-                }
-            }
-        }
+        let applied = self.applied(&cp, head, true).await?;
         Ok(ProjectionStatus {
             position: applied,
             head_position: head.max(applied),
@@ -184,6 +180,54 @@ impl Projections {
             rebuild_progress: cp.rebuild_generation.and(cp.rebuild_position).map(position),
             leader: cp.leader,
             name: cp.name,
+        })
+    }
+
+    /// How far the consumer whose row is `cp` has applied its feed, up to `head`; `local`
+    /// trusts what this process's own worker covered (true of the primary, not of a replica
+    /// that may lag behind it).
+    async fn applied(&self, cp: &Checkpoint, head: Position, local: bool) -> Result<Position, ProjectionError> {
+        let shared = self.shared();
+        let mut applied = cp.position();
+        if !cp.failed() {
+            if local {
+                applied = applied.max(shared.progress.covered_here(&cp.name).unwrap_or_default());
+            }
+            if applied < head {
+                if let Some(categories) = progress::categories_of(&cp.name) {
+                    if progress::reached(shared.store.as_ref(), cp, categories.as_deref(), head).await? {
+                        applied = head;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The read replica as readiness reports it, when reads go to one: whether it is a
+    /// standby replaying the primary's log, and how far each consumer's read model on it
+    /// has got (from the checkpoint rows as replicated).
+    pub async fn replica_status(&self) -> Option<Result<ReplicaStatus, ProjectionError>> {
+        let replica = self.inner.read.replica()?.clone();
+        Some(self.replica_status_of(&replica).await)
+    }
+
+    async fn replica_status_of(&self, replica: &sqlx::PgPool) -> Result<ReplicaStatus, ProjectionError> {
+        // `case`: pg_is_wal_replay_paused() raises an error outside recovery.
+        let (in_recovery, replay_paused): (bool, bool) =
+            sqlx::query_as("select pg_is_in_recovery(), case when pg_is_in_recovery() then pg_is_wal_replay_paused() else false end")
+                .fetch_one(replica)
+                .await?;
+        let head = self.shared().store.head_position().await?;
+        let mut positions = Vec::new();
+        for cp in self.inner.read.checkpoints().await? {
+            let applied = self.applied(&cp, head, false).await?;
+            positions.push((cp.name, applied));
+        }
+        Ok(ReplicaStatus {
+            in_recovery,
+            replay_paused,
+            positions,
         })
     }
 
@@ -201,22 +245,29 @@ impl Projections {
     /// the checkpoint and `position` (`progress::reached`; reads only, so an API-only node
     /// can wait for a worker that runs elsewhere). In the process running the worker it
     /// resolves from memory when the worker has already applied the position or read past it
-    /// (woken as it does); otherwise it polls those reads (2 to 50 ms).
+    /// (woken as it does); otherwise it polls those reads (2 to 50 ms). With a read replica
+    /// the checkpoint is read there and memory is not trusted, so that the query that follows
+    /// on the replica sees the position (the feed's half of `reached` still reads the
+    /// primary: it only asks whether events lie between the replica's row and `position`).
     pub async fn wait_for(&self, name: &str, position: Position, timeout: Duration) -> Result<(), WaitError> {
         let shared = self.shared();
         let categories = progress::categories_of(name);
+        let on_replica = self.inner.read.replica().is_some();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut bell = shared.progress.bell.subscribe();
         let mut pause = Duration::from_millis(2);
         let mut next_poll = tokio::time::Instant::now();
         loop {
             bell.borrow_and_update();
-            if shared.progress.covered_here(name).is_some_and(|covered| covered >= position) {
+            // What the local worker covered is on the primary; a replica may not have it yet.
+            if !on_replica && shared.progress.covered_here(name).is_some_and(|covered| covered >= position) {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
             if now >= next_poll {
-                let cp = checkpoint::read(&shared.db, name).await.map_err(WaitError::Store)?;
+                // The row where the reads go: on a replica, the read model as replicated is at
+                // least there (it moves with the row, in one transaction).
+                let cp = self.inner.read.checkpoint(name).await.map_err(WaitError::Store)?;
                 if cp.position() >= position {
                     return Ok(());
                 }

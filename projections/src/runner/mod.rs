@@ -31,7 +31,7 @@ mod worker;
 
 pub use config::ProjectionsConfig;
 pub use handle::Projections;
-pub use status::{ProjectionState, ProjectionStatus, WaitError};
+pub use status::{ProjectionState, ProjectionStatus, ReplicaStatus, WaitError};
 
 use handle::Shared;
 use steps::FeedPage;

@@ -69,3 +69,15 @@ pub enum WaitError {
     #[error(transparent)]
     Store(ProjectionError),
 }
+
+/// The read replica as readiness reports it ([`super::Projections::replica_status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// A standby replaying the primary's log (false: a primary, or a promoted standby, that
+    /// no longer follows).
+    pub in_recovery: bool,
+    /// Replay paused (`pg_wal_replay_pause()`): reads there stand still.
+    pub replay_paused: bool,
+    /// How far each consumer's read model on the replica has applied its feed, by name.
+    pub positions: Vec<(String, Position)>,
+}

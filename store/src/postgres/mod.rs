@@ -17,11 +17,13 @@
 //!   poll as well, so a lost notification only delays.
 //!
 //! Files: `append` (the statements and the retry loop), `feed` (reads below the horizon),
-//! `wakeups` (doorbell, notifier, listener), `checks` (what opening the store refuses).
+//! `wakeups` (doorbell, notifier, listener), `checks` (what opening the store refuses),
+//! `replica` (the optional read replica's pool).
 
 mod append;
 mod checks;
 mod feed;
+mod replica;
 mod wakeups;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapsh
 use crate::event_store::EventStore;
 
 pub use append::is_unique_violation;
+pub use replica::open_read_replica;
 pub use wakeups::{CHANNEL, LISTENER_APPLICATION_NAME, NOTIFIER_APPLICATION_NAME};
 
 /// Ordinals per transaction: positions are `(xid << ORDINAL_BITS) | ordinal`.
@@ -77,7 +80,7 @@ pub struct PgStoreOptions {
 /// per append. The store pings only connections idle for `IDLE_PING_AFTER`, which catches
 /// the connections a restarted server or a firewall dropped; a connection that dies in use
 /// fails that one call with an I/O error, which `StoreError::is_transient` marks retryable.
-fn pool_options(options: &PgStoreOptions) -> PgPoolOptions {
+pub(crate) fn pool_options(options: &PgStoreOptions) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(options.max_connections)
         .min_connections(options.min_connections)
@@ -131,7 +134,7 @@ impl PgStore {
         let connect_options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
-        crate::startup::check_postgres(&connect_options, options.connect_timeout).await?;
+        crate::startup::check_postgres(&connect_options, options.connect_timeout, "DATABASE_URL").await?;
         let connect_options = match options.idle_in_transaction_timeout {
             Some(limit) => connect_options.options([("idle_in_transaction_session_timeout", format!("{}ms", limit.as_millis().max(1)))]),
             None => connect_options,

@@ -102,38 +102,73 @@ pub struct PrivatePostgres {
     bin: PathBuf,
     as_root: bool,
     options: String,
+    port: u16,
 }
 
 impl PrivatePostgres {
     pub fn start() -> Result<PrivatePostgres, String> {
         let bin = postgres_bin_dir().ok_or("no initdb and pg_ctl on the PATH or under /usr/lib/postgresql")?;
-        let dir = temp_dir("cartsource-pg");
         let as_root = unsafe { libc::geteuid() } == 0;
+        // wal_level and wal senders (PostgreSQL's defaults, spelled out) let `replica` stream
+        // from it; initdb's pg_hba.conf already trusts replication from 127.0.0.1.
+        let pg = PrivatePostgres::unstarted("cartsource-pg", bin, as_root, "-c wal_level=replica -c max_wal_senders=5")?;
+        pg.make_data("initdb", &["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+        pg.start_first()?;
+        Ok(pg)
+    }
+
+    /// A streaming replica of this server (hot standby): `pg_basebackup -R` into a directory of
+    /// its own, started on a free port; stopped and removed when the process exits like its
+    /// primary. Its `url` names the `postgres` database; `pg_wal_replay_pause()` there holds
+    /// it back.
+    pub fn replica(&self) -> Result<PrivatePostgres, String> {
+        let replica = PrivatePostgres::unstarted("cartsource-pg-replica", self.bin.clone(), self.as_root, "-c hot_standby=on")?;
+        let port = self.port.to_string();
+        let args = ["-R", "-X", "stream", "--no-sync", "-U", "postgres", "-h", "127.0.0.1", "-p", &port];
+        replica.make_data("pg_basebackup", &args)?;
+        replica.start_first()?;
+        Ok(replica)
+    }
+
+    /// A server yet to be made in a new directory, on a free port, with `settings` on top of
+    /// the common ones.
+    fn unstarted(prefix: &str, bin: PathBuf, as_root: bool, settings: &str) -> Result<PrivatePostgres, String> {
+        let dir = temp_dir(prefix);
         if as_root {
             chown_to_postgres(&dir)?;
         }
         let port = free_port();
-        let pg = PrivatePostgres {
+        Ok(PrivatePostgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            options: format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.display()),
+            options: format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {settings}", dir.display()),
             dir,
             bin,
             as_root,
-        };
-        let output = pg
-            .command("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
-            .arg(pg.dir.join("data"))
+            port,
+        })
+    }
+
+    /// Runs `program` (initdb, pg_basebackup) with `args` and `-D <data directory>`.
+    fn make_data(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let output = self
+            .command(program)
+            .args(args)
+            .arg("-D")
+            .arg(self.dir.join("data"))
             .output()
-            .map_err(|e| format!("initdb: {e}"))?;
+            .map_err(|e| format!("{program}: {e}"))?;
         if !output.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+            return Err(format!("{program} failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
         }
-        let mut stop = pg.command("pg_ctl");
-        stop.args(["-m", "immediate", "stop", "-D"]).arg(pg.dir.join("data"));
+        Ok(())
+    }
+
+    /// Starts the server for the first time, its stop registered for the process's exit.
+    fn start_first(&self) -> Result<(), String> {
+        let mut stop = self.command("pg_ctl");
+        stop.args(["-m", "immediate", "stop", "-D"]).arg(self.dir.join("data"));
         cleanup::stop_command(stop);
-        pg.start_again()?;
-        Ok(pg)
+        self.start_again()
     }
 
     /// Stops the server (fast shutdown: sessions are ended, as in a restart or failover).
@@ -180,10 +215,18 @@ impl PrivatePostgres {
     }
 }
 
-/// The directory with `initdb` and `pg_ctl`: the PATH, else Debian's newest version.
+/// The directory with `initdb` and `pg_ctl` (and the other PostgreSQL programs): the PATH,
+/// else Debian's newest version.
 fn postgres_bin_dir() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()));
+        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()))
+        // Where a symlink on the PATH points: pg_basebackup (`replica`) lives beside the real one.
+        .map(|dir| {
+            std::fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(dir)
+        });
     on_path.or_else(|| {
         let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?

@@ -15,6 +15,7 @@ mod graphql_stream_events;
 mod graphql_subscriptions;
 mod graphql_write_path;
 mod health;
+mod read_replica;
 mod server_http;
 mod server_ws;
 mod web_pages;
