@@ -36,6 +36,9 @@ pub mod code {
     /// HTTP request timeout): nothing more will happen for it; try again.
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The database cannot be reached for a moment (a restart, a failover, a full pool, a
+    /// replica cancelling a read while it replays): nothing was written; try again.
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
     /// A subscription fell too far behind the live feed and was ended; extensions say
     /// where to resume (afterVersion or afterPosition).
     pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
@@ -66,6 +69,9 @@ pub enum ApiError {
     Timeout,
     #[error("too many requests; slow down")]
     RateLimited,
+    /// A transient database failure; the cause is logged, never sent.
+    #[error("the database is unavailable for a moment; try again")]
+    Unavailable(String),
     /// The subscriber did not read fast enough and was dropped from the live feed.
     #[error("this subscription fell too far behind and was ended; subscribe again after {0}")]
     SubscriptionLagged(store::Resume),
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::ConsistencyTimeout => code::CONSISTENCY_TIMEOUT,
             ApiError::Timeout => code::TIMEOUT,
             ApiError::RateLimited => code::RATE_LIMITED,
+            ApiError::Unavailable(_) => code::UNAVAILABLE,
             ApiError::SubscriptionLagged(_) => code::SUBSCRIPTION_LAGGED,
             ApiError::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +130,7 @@ impl ApiError {
             ApiError::Domain(DomainError::ItemNotInCart { sku }) => extensions.set("sku", sku.as_str()),
             ApiError::Domain(DomainError::InvalidOrderState { from, .. }) => extensions.set("status", from.as_str()),
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error answered as INTERNAL_SERVER_ERROR"),
+            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable, answered as UNAVAILABLE"),
             _ => {}
         }
         async_graphql::Error {
@@ -173,6 +181,7 @@ impl From<CommandError> for ApiError {
             CommandError::Timeout => ApiError::Timeout,
             CommandError::Store(e) => match Arc::try_unwrap(e) {
                 Ok(e) => e.into(),
+                Err(shared) if shared.is_transient() => ApiError::Unavailable(error_chain(shared.as_ref())),
                 Err(shared) => ApiError::Internal(error_chain(shared.as_ref())),
             },
         }
@@ -191,6 +200,7 @@ impl From<StoreError> for ApiError {
                 ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
             }
             StoreError::SubscriberTooSlow { resume } => ApiError::SubscriptionLagged(resume),
+            other if other.is_transient() => ApiError::Unavailable(error_chain(&other)),
             other => ApiError::Internal(error_chain(&other)),
         }
     }
@@ -202,6 +212,7 @@ impl From<ProjectionError> for ApiError {
             ProjectionError::BadCursor => ApiError::BadUserInput("the `after` cursor is not one this server gave out".to_owned()),
             ProjectionError::UnknownProjection(name) => ApiError::NotFound(format!("projection {name:?}")),
             ProjectionError::NotRebuildable(name) => ApiError::BadUserInput(format!("{name} is not a read model and cannot be rebuilt")),
+            other if other.is_transient() => ApiError::Unavailable(error_chain(&other)),
             other => ApiError::Internal(error_chain(&other)),
         }
     }
@@ -211,6 +222,7 @@ impl From<WaitError> for ApiError {
     fn from(e: WaitError) -> Self {
         match e {
             WaitError::Timeout => ApiError::ConsistencyTimeout,
+            WaitError::Store(e) => e.into(),
             other => ApiError::Internal(format!("waiting for a projection: {other:?}")),
         }
     }
@@ -315,6 +327,16 @@ mod tests {
             (CommandError::NotFound("cart".into()).into(), "NOT_FOUND"),
             (AuthError::Expired.into(), "UNAUTHENTICATED"),
             (WaitError::Timeout.into(), "CONSISTENCY_TIMEOUT"),
+            (StoreError::Database(sqlx::Error::PoolTimedOut).into(), "UNAVAILABLE"),
+            (
+                CommandError::Store(Arc::new(StoreError::Database(sqlx::Error::PoolClosed))).into(),
+                "UNAVAILABLE",
+            ),
+            (ProjectionError::Database(sqlx::Error::PoolTimedOut).into(), "UNAVAILABLE"),
+            (
+                WaitError::Store(ProjectionError::Database(sqlx::Error::PoolTimedOut)).into(),
+                "UNAVAILABLE",
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error:?}");

@@ -64,26 +64,11 @@ impl ProjectionError {
     pub fn is_transient(&self) -> bool {
         match self {
             ProjectionError::Store(e) => e.is_transient(),
-            ProjectionError::Database(e) => is_transient_sqlx(e),
+            ProjectionError::Database(e) => store::error::is_transient_sqlx(e),
             ProjectionError::Command(CommandError::Store(e)) => e.is_transient(),
             ProjectionError::Command(CommandError::Timeout) => true,
             ProjectionError::Bus(_) => true,
             _ => false,
         }
-    }
-}
-
-/// The store's classification, for errors raised by our own statements.
-pub(crate) fn is_transient_sqlx(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            let code = code.as_deref().unwrap_or_default();
-            // serialization_failure, deadlock_detected, admin/crash shutdown, cannot connect
-            // now, connection exceptions (08xxx); SQLite BUSY, LOCKED, BUSY_SNAPSHOT.
-            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517") || code.starts_with("08")
-        }
-        _ => false,
     }
 }

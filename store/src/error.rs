@@ -59,16 +59,26 @@ impl StoreError {
     /// Worth retrying as is: a dropped connection, a serialisation failure, a full pool.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(e) => match e {
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => matches!(
-                    db.code().as_deref(),
-                    // serialization_failure, deadlock_detected, admin_shutdown, SQLite BUSY / LOCKED
-                    Some("40001") | Some("40P01") | Some("57P01") | Some("5") | Some("6") | Some("517")
-                ),
-                _ => false,
-            },
+            StoreError::Database(e) => is_transient_sqlx(e),
             _ => false,
         }
+    }
+}
+
+/// A database error that goes away by itself: the connection or the server is away for a
+/// moment (a restart, a failover, a full pool), or a transaction lost a race it can retry.
+/// Shared by every layer that runs SQL, so that they agree on what "try again" means.
+pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            // serialization_failure (also a replica's recovery conflict), deadlock_detected,
+            // admin/crash shutdown, cannot connect now, connection exceptions (08xxx);
+            // SQLite BUSY, LOCKED, BUSY_SNAPSHOT.
+            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517") || code.starts_with("08")
+        }
+        _ => false,
     }
 }
