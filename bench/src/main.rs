@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use driver::{Binaries, Kind, Server};
+use driver::{Binaries, Kind, Role, Server};
 use report::{Meta, Results};
 use workloads::{Http, Live};
 
@@ -82,19 +82,31 @@ struct RunArgs {
     /// Do not run `cargo build --release -p api` first; use the binary next to this one.
     #[arg(long)]
     no_build: bool,
-    /// Skip the live (subscription) workloads.
+    /// Skip the live (subscription) workloads, the cross-node ones too.
     #[arg(long)]
     skip_live: bool,
     /// Run only these workloads (repeatable): own1, own8, own32, shared, reads, live (both
-    /// live workloads), hot (the live one on one cart). For profiling one of them; the
-    /// report lists what ran.
-    #[arg(long, value_parser = ["own1", "own8", "own32", "shared", "reads", "live", "hot"])]
+    /// live workloads), hot (the live one on one cart), cross-node (both live workloads
+    /// with the writer on one node and the subscribers on another). For profiling one of
+    /// them; the report lists what ran.
+    #[arg(long, value_parser = ["own1", "own8", "own32", "shared", "reads", "live", "hot", "cross-node"])]
     only: Vec<String>,
 }
 
 impl RunArgs {
     fn runs(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
+    /// The live workloads this run measures (`--skip-live` aside).
+    fn lives(&self) -> Vec<Live> {
+        live_workloads(self.subscribers as usize)
+            .into_iter()
+            .filter(|l| match l.across_nodes {
+                true => self.runs("cross-node"),
+                false => self.runs("live") || (l.carts == 1 && self.runs("hot")),
+            })
+            .collect()
     }
 }
 
@@ -136,12 +148,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin = PgPoolOptions::new().max_connections(2).connect(&args.database_url).await?;
     let postgres: String = sqlx::query_scalar("show server_version").fetch_one(&admin).await?;
     let (warmup, measure) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
-    let n = args.subscribers as usize;
-    let lives = [Live { carts: n, subscribers: n }, Live { carts: 1, subscribers: n }];
-    let lives: Vec<Live> = lives
-        .into_iter()
-        .filter(|l| args.runs("live") || (l.carts == 1 && args.runs("hot")))
-        .collect();
+    let lives = args.lives();
     let mut results = Results::default();
     for pass in 0..args.passes {
         let order = if pass % 2 == 0 {
@@ -176,7 +183,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     eprintln!("pass {}: cartsource {live:?}", pass + 1);
                     // A fresh server each: its idle RSS is the baseline of the live figures.
                     let server = start(kind, &binaries, &admin, &args).await?;
-                    let outcome = workloads::run_live(&server, live, args.writer_rate, measure).await;
+                    let node_b = match live.across_nodes {
+                        true => match server.join(&binaries, Role::Api).await {
+                            Ok(node) => Some(node),
+                            Err(e) => {
+                                server.stop(&admin).await?;
+                                return Err(e);
+                            }
+                        },
+                        false => None,
+                    };
+                    let subscribed = node_b.as_ref().unwrap_or(&server);
+                    let outcome = workloads::run_live(&server, subscribed, live, args.writer_rate, measure).await;
+                    if let Some(node) = node_b {
+                        node.stop(&admin).await?;
+                    }
                     server.stop(&admin).await?;
                     let summary = report::LiveSummary::from(outcome?);
                     eprintln!(
@@ -211,6 +232,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The live workloads for `n` subscribers: on one node `n` on `n` carts and `n` on one
+/// cart; across two nodes the same on `n` carts, and a tenth of `n` on one cart: the hop
+/// between nodes (a NOTIFY, then node B reading the log) costs the same whatever the
+/// fan-out behind it, which the single-node hot cart measures already, and 1,000 sockets on
+/// one cart beside two servers would measure a saturated 2-core machine instead.
+fn live_workloads(n: usize) -> [Live; 4] {
+    let live = |carts, subscribers, across_nodes| Live {
+        carts,
+        subscribers,
+        across_nodes,
+    };
+    [live(n, n, false), live(1, n, false), live(n, n, true), live(1, (n / 10).max(1), true)]
+}
+
 /// Starts a server on a fresh database and registers the products.
 async fn start(kind: Kind, binaries: &Binaries, admin: &PgPool, args: &RunArgs) -> anyhow::Result<Server> {
     let server = Server::start(kind, binaries, admin, &args.database_url, args.pool_size).await?;
@@ -237,5 +272,25 @@ fn commit() -> String {
         Some(hash) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => format!("{hash}-dirty"),
         Some(hash) => hash,
         None => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lives(args: &[&str]) -> Vec<Live> {
+        let cli = Cli::try_parse_from(["cartsource-bench"].iter().chain(args)).expect("parse");
+        cli.run.lives()
+    }
+
+    #[test]
+    fn cross_node_is_in_the_default_run_and_selectable_alone() {
+        assert_eq!(lives(&[]).len(), 4);
+        let across = lives(&["--only", "cross-node", "--subscribers", "500"]);
+        let shape: Vec<_> = across.iter().map(|l| (l.carts, l.subscribers, l.across_nodes)).collect();
+        assert_eq!(shape, [(500, 500, true), (1, 50, true)]);
+        assert!(lives(&["--only", "live"]).iter().all(|l| !l.across_nodes));
+        assert!(lives(&["--only", "own1"]).is_empty());
     }
 }

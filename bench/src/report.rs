@@ -236,16 +236,33 @@ pub fn markdown(meta: &Meta, results: &Results) -> String {
 }
 
 fn live_markdown(out: &mut String, meta: &Meta, results: &Results) {
-    let _ = writeln!(
-        out,
-        "\n(d) Live, cartsource only: one WebSocket per subscriber (graphql-transport-ws, `cartChanged` from version 1), \
-         a writer sending addItemToCart at {}/s without waiting for answers. Commit-to-client = receive time minus the \
-         event's `occurredAt` (Postgres: the appending transaction's start, so an upper bound); \"from ack\" = receive \
-         time minus the writer's receipt of the mutation's answer (0 when the event came first).\n",
-        meta.writer_rate
-    );
-    // Many carts first, then the hot cart.
-    let lives: Vec<&Live> = results.live.keys().rev().collect();
+    let (across, one_node): (Vec<&Live>, Vec<&Live>) = results.live.keys().partition(|l| l.across_nodes);
+    if !one_node.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n(d) Live, cartsource only: one WebSocket per subscriber (graphql-transport-ws, `cartChanged` from version 1), \
+             a writer sending addItemToCart at {}/s without waiting for answers. Commit-to-client = receive time minus the \
+             event's `occurredAt` (Postgres: the appending transaction's start, so an upper bound); \"from ack\" = receive \
+             time minus the writer's receipt of the mutation's answer (0 when the event came first).\n",
+            meta.writer_rate
+        );
+        live_table(out, results, one_node, "< 50 (1,000 carts), < 100 (hot cart)");
+    }
+    if !across.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n(e) Live across nodes: the same, with two cartsource processes on one database: the writer sends to node A \
+             (role all: API, projections, reactors), every subscriber listens on node B (role api); RSS is node B's. \
+             Target of issue #16: p99 < 100 ms with writes at {}/s.\n",
+            meta.writer_rate
+        );
+        live_table(out, results, across, "< 100");
+    }
+}
+
+/// One table of live workloads, many carts before one cart; `p99_target` is that row's target.
+fn live_table(out: &mut String, results: &Results, mut lives: Vec<&Live>, p99_target: &str) {
+    lives.sort_by_key(|l| std::cmp::Reverse(l.carts));
     let mut header = "| Metric |".to_owned();
     let mut rule = "|---|".to_owned();
     for l in &lives {
@@ -277,13 +294,7 @@ fn live_markdown(out: &mut String, meta: &Meta, results: &Results) {
     line(out, "out of order", &|s| Some(s.out_of_order as f64), 0, "0");
     line(out, "subscribers ended early", &|s| Some(s.ended_early.0 as f64), 0, "0");
     line(out, "commit-to-client p50 (ms)", &|s| s.recorded_p50, 1, "");
-    line(
-        out,
-        "commit-to-client p99 (ms)",
-        &|s| s.recorded_p99,
-        1,
-        "< 50 (1,000 carts), < 100 (hot cart)",
-    );
+    line(out, "commit-to-client p99 (ms)", &|s| s.recorded_p99, 1, p99_target);
     line(out, "from ack p50 (ms)", &|s| s.ack_p50, 1, "");
     line(out, "from ack p99 (ms)", &|s| s.ack_p99, 1, "");
     for (i, label) in [
@@ -306,13 +317,14 @@ fn live_markdown(out: &mut String, meta: &Meta, results: &Results) {
     }
 }
 
-/// Issue #10's targets: every pass complete (all acknowledged on the hot cart, nothing
-/// missed, duplicated, out of order or ended), and the median p99 under the bound.
+/// The targets of issues #10 and #16: every pass complete (all acknowledged on the hot
+/// cart, nothing missed, duplicated, out of order or ended), and the median p99 under the
+/// bound (50 ms on one node with many carts, else 100 ms).
 fn live_met(live: &Live, runs: &[LiveSummary]) -> bool {
     let complete = runs
         .iter()
         .all(|s| s.missed == 0 && s.duplicated == 0 && s.out_of_order == 0 && s.ended_early.0 == 0 && (live.carts > 1 || s.acknowledged == s.sent));
-    let bound = if live.carts == 1 { 100.0 } else { 50.0 };
+    let bound = if live.carts == 1 || live.across_nodes { 100.0 } else { 50.0 };
     let p99 = spread(runs.iter().filter_map(|s| s.recorded_p99).collect());
     !runs.is_empty() && complete && p99.is_some_and(|(median, _, _)| median < bound)
 }
@@ -327,6 +339,38 @@ mod tests {
         assert_eq!(quantile_ms(&mut samples, 0.50), Some(50.0));
         assert_eq!(quantile_ms(&mut samples, 0.99), Some(99.0));
         assert_eq!(quantile_ms(&mut [], 0.5), None);
+    }
+
+    fn clean_run(p99_ms: f64) -> LiveSummary {
+        LiveSummary {
+            sent: 10,
+            acknowledged: 10,
+            errors: BTreeMap::new(),
+            deliveries: 10,
+            missed: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            ended_early: (0, None),
+            recorded_p50: Some(1.0),
+            recorded_p99: Some(p99_ms),
+            ack_p50: None,
+            ack_p99: None,
+            rss: [None; 4],
+        }
+    }
+
+    #[test]
+    fn across_nodes_the_bound_is_100_ms_and_completeness_still_counts() {
+        let live = |across_nodes| Live {
+            carts: 1000,
+            subscribers: 1000,
+            across_nodes,
+        };
+        assert!(live_met(&live(true), &[clean_run(70.0)]));
+        assert!(!live_met(&live(false), &[clean_run(70.0)]));
+        assert!(!live_met(&live(true), &[clean_run(120.0)]));
+        let missed_one = LiveSummary { missed: 1, ..clean_run(5.0) };
+        assert!(!live_met(&live(true), &[missed_one]));
     }
 
     #[test]

@@ -218,6 +218,8 @@ async fn client_loop(gql: Gql, mut cart: Uuid, workload: Http, shared: Arc<Share
 pub struct Live {
     pub carts: usize,
     pub subscribers: usize,
+    /// The writer on one node, the subscribers on another node on the same database.
+    pub across_nodes: bool,
 }
 
 /// One run of a live workload.
@@ -245,17 +247,19 @@ pub struct LiveRun {
 type AckTimes = Arc<Mutex<BTreeMap<(usize, i64), OffsetDateTime>>>;
 
 /// Subscribers first, then a writer at `rate` addItemToCart/s (open loop: it does not
-/// wait for answers) round-robin over the carts for `measure`; then a bounded drain.
-pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration) -> anyhow::Result<LiveRun> {
+/// wait for answers) round-robin over the carts for `measure`; then a bounded drain. The
+/// writer sends to `written`, the subscribers listen on `subscribed` (the same server, or
+/// another node on its database); the RSS figures are `subscribed`'s.
+pub async fn run_live(written: &Server, subscribed: &Server, live: Live, rate: u32, measure: Duration) -> anyhow::Result<LiveRun> {
     let owner = format!("bench-live-{}", Uuid::new_v4().simple());
     let token = token_for(&owner)?;
-    let writer = Gql::new(&server.base_url, &token)?;
+    let writer = Gql::new(&written.base_url, &token)?;
     let mut carts = Vec::with_capacity(live.carts);
     for _ in 0..live.carts {
         carts.push(writer.create_cart().await.map_err(|c| anyhow::anyhow!("createCart: {c}"))?);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_idle_kib = server.rss_kib();
+    let rss_idle_kib = subscribed.rss_kib();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut subscribers = Vec::with_capacity(live.subscribers);
@@ -263,7 +267,7 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
         for &i in batch {
             let cart = i % carts.len();
             let latest = Arc::new(AtomicI64::new(0));
-            let task = ws::subscribe_cart(server.ws_url.clone(), token.clone(), carts[cart], latest.clone(), stop_rx.clone());
+            let task = ws::subscribe_cart(subscribed.ws_url.clone(), token.clone(), carts[cart], latest.clone(), stop_rx.clone());
             subscribers.push((cart, latest, tokio::spawn(task)));
         }
         // Connect in batches, each live before the next, as clients arriving over time would.
@@ -272,7 +276,7 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
             bail!("only {live_now} of {} subscribers live within 60 s", subscribers.len());
         }
     }
-    let rss_connected_kib = server.rss_kib();
+    let rss_connected_kib = subscribed.rss_kib();
 
     let acks: AckTimes = Arc::default();
     let errors = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
@@ -311,7 +315,7 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
     }
     // Drain: up to 10 s for every subscriber to receive its cart's last version.
     wait_until(&subscribers, |cart, v| v >= last[cart], Duration::from_secs(10)).await;
-    let rss_after_run_kib = server.rss_kib();
+    let rss_after_run_kib = subscribed.rss_kib();
     let _ = stop_tx.send(true);
     let mut logs = Vec::with_capacity(subscribers.len());
     for (cart, _, task) in subscribers {
@@ -331,7 +335,7 @@ pub async fn run_live(server: &Server, live: Live, rate: u32, measure: Duration)
     }
     drop(logs);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    run.rss_closed_kib = server.rss_kib();
+    run.rss_closed_kib = subscribed.rss_kib();
     Ok(run)
 }
 

@@ -37,7 +37,8 @@ pub struct Binaries {
     pub bench: PathBuf,
 }
 
-/// A running server on its own database.
+/// A running server on its own database, or (made by [`Server::join`]) another node on
+/// the database of one.
 pub struct Server {
     pub kind: Kind,
     pub base_url: String,
@@ -45,7 +46,28 @@ pub struct Server {
     child: tokio::process::Child,
     pid: u32,
     database: String,
+    database_url: String,
+    /// Whether [`Server::stop`] drops the database: only the server that created it does.
+    owns_database: bool,
     log_path: PathBuf,
+}
+
+/// The `CARTSOURCE_ROLE` of a cartsource process (the baseline has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// API, projections and reactors in one process: the single-node setup.
+    All,
+    /// API only: a second node behind a load balancer.
+    Api,
+}
+
+impl Role {
+    fn env_value(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+        }
+    }
 }
 
 impl Server {
@@ -55,9 +77,32 @@ impl Server {
         // A name of our own making (letters, digits, `_`): safe to put in DDL.
         sqlx::query(&format!("create database {database}")).execute(admin).await?;
         let database_url = with_database(admin_url, &database)?;
+        let spawned = Server::spawn(kind, binaries, &database, &database_url, pool_size, Role::All).await;
+        match spawned {
+            Ok(mut server) => {
+                server.owns_database = true;
+                Ok(server)
+            }
+            Err(e) => {
+                drop_database(admin, &database).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Another cartsource process with `role` on this server's database and a port of its
+    /// own, as a second node of one deployment would be. Stop it before this one.
+    pub async fn join(&self, binaries: &Binaries, role: Role) -> anyhow::Result<Server> {
+        Server::spawn(self.kind, binaries, &self.database, &self.database_url, 0, role).await
+    }
+
+    /// Starts a process on `database` (which exists) and waits until it is ready.
+    async fn spawn(kind: Kind, binaries: &Binaries, database: &str, database_url: &str, pool_size: u32, role: Role) -> anyhow::Result<Server> {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
-        let log_path = std::env::temp_dir().join(format!("{database}.log"));
+        // One log and data directory per process: several may share the database.
+        let process = format!("{database}_{port}");
+        let log_path = std::env::temp_dir().join(format!("{process}.log"));
         let log = std::fs::File::create(&log_path)?;
         let mut command = match kind {
             Kind::Baseline => {
@@ -67,19 +112,20 @@ impl Server {
                     "--listen",
                     &listen,
                     "--database-url",
-                    &database_url,
+                    database_url,
                     "--pool-size",
                     &pool_size.to_string(),
                 ]);
                 c
             }
             Kind::Cartsource => {
-                let data_dir = std::env::temp_dir().join(&database);
+                let data_dir = std::env::temp_dir().join(&process);
                 let mut c = tokio::process::Command::new(&binaries.cartsource);
-                c.env("DATABASE_URL", &database_url)
+                c.env("DATABASE_URL", database_url)
                     .env("JWT_SECRET", BENCH_SECRET)
                     .env("LISTEN_ADDR", &listen)
                     .env("CARTSOURCE_ENV", "production")
+                    .env("CARTSOURCE_ROLE", role.env_value())
                     .env("CARTSOURCE_DATA_DIR", data_dir)
                     .env("RUST_LOG", "warn")
                     // One simulated user may send far more than a shop's per-caller limit.
@@ -98,7 +144,9 @@ impl Server {
             ws_url: format!("ws://{listen}/graphql/ws"),
             child,
             pid,
-            database,
+            database: database.to_owned(),
+            database_url: database_url.to_owned(),
+            owns_database: false,
             log_path,
         };
         let probe = match kind {
@@ -133,15 +181,22 @@ impl Server {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// Kills the process and drops its database.
+    /// Kills the process and, if it created its database, drops that.
     pub async fn stop(mut self, admin: &PgPool) -> anyhow::Result<()> {
         let _ = self.child.kill().await;
-        sqlx::query(&format!("drop database if exists {} with (force)", self.database))
-            .execute(admin)
-            .await?;
+        if self.owns_database {
+            drop_database(admin, &self.database).await?;
+        }
         let _ = std::fs::remove_file(&self.log_path);
         Ok(())
     }
+}
+
+async fn drop_database(admin: &PgPool, database: &str) -> anyhow::Result<()> {
+    sqlx::query(&format!("drop database if exists {database} with (force)"))
+        .execute(admin)
+        .await?;
+    Ok(())
 }
 
 /// `url` with its database (the path) replaced.
