@@ -131,6 +131,8 @@ pub struct Config {
     /// (development always serves them).
     #[arg(long, env = "STOREFRONT")]
     pub storefront: bool,
+    #[command(flatten)]
+    pub exposure: ExposureConfig,
 }
 
 /// Abuse limits; the defaults suit one small shop.
@@ -207,6 +209,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             limits: LimitsConfig::default(),
             storefront: false,
+            exposure: ExposureConfig::default(),
         }
     }
 }
@@ -230,6 +233,59 @@ impl Config {
     /// Seeding happens only in development, and not when turned off.
     pub fn seeds(&self) -> bool {
         !self.is_production() && !self.no_seed && self.role.runs_workers()
+    }
+}
+
+// ------------------------------------------------------------------ exposure (production hardening)
+
+/// What the server shows to the network beyond the contract: GraphiQL, introspection,
+/// where `/metrics` listens, and the store that makes rate limits shared between nodes.
+#[derive(Debug, Clone, Args)]
+pub struct ExposureConfig {
+    /// Serve GraphiQL (`GET /graphql` in a browser) in production too; implies
+    /// --introspection, without which GraphiQL cannot load the schema. Development always
+    /// serves it.
+    #[arg(long, env = "GRAPHIQL")]
+    pub graphiql: bool,
+    /// Answer introspection (`__schema`, `__type`) in production too, e.g. for code
+    /// generators. Development always does.
+    #[arg(long, env = "INTROSPECTION")]
+    pub introspection: bool,
+    /// Serve `/metrics` only on this (internal) address, e.g. `10.0.0.5:9100`, instead of
+    /// on the public one. The probes stay on --listen-addr.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Redis holding the rate limits, so that a caller's allowance holds across all nodes
+    /// (redis://host:6379/0). Without it each process limits on its own.
+    #[arg(long, env = "RATE_LIMIT_REDIS_URL", hide_env_values = true)]
+    pub rate_limit_redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis: nodes sharing it share allowances.
+    #[arg(long, env = "RATE_LIMIT_NAMESPACE", default_value = "cartsource")]
+    pub rate_limit_namespace: String,
+}
+
+impl Default for ExposureConfig {
+    fn default() -> Self {
+        ExposureConfig {
+            graphiql: false,
+            introspection: false,
+            metrics_addr: None,
+            rate_limit_redis_url: None,
+            rate_limit_namespace: "cartsource".into(),
+        }
+    }
+}
+
+impl Config {
+    /// GraphiQL: always in development, in production only with `--graphiql`.
+    pub fn serves_graphiql(&self) -> bool {
+        !self.is_production() || self.exposure.graphiql
+    }
+
+    /// Introspection: always in development, in production with `--introspection` or
+    /// `--graphiql`.
+    pub fn allows_introspection(&self) -> bool {
+        self.serves_graphiql() || self.exposure.introspection
     }
 }
 

@@ -14,6 +14,7 @@ mod graphql_schema;
 mod graphql_stream_events;
 mod graphql_subscriptions;
 mod graphql_write_path;
+mod hardening;
 mod health;
 mod server_http;
 mod server_ws;
