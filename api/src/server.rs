@@ -69,6 +69,8 @@ pub enum StartError {
     Projections(#[from] projections::ProjectionError),
     #[error("cannot seed the demo catalog: {0}")]
     Seed(#[from] seed::SeedError),
+    #[error(transparent)]
+    RateLimitStore(#[from] crate::shared_limit::SharedLimitError),
 }
 
 /// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
@@ -201,7 +203,7 @@ async fn graphql_post<E: Executor>(
         Ok(principal) => principal,
         Err(e) => {
             // Failed attempts count against the peer, so guessing costs like anything else.
-            if let Err(limited) = state.rate_limit.check(&format!("ip:{}", peer.ip())) {
+            if let Err(limited) = state.rate_limit.check(&format!("ip:{}", peer.ip())).await {
                 return limited.into_response();
             }
             let mut response = error_response(StatusCode::UNAUTHORIZED, e.into());
@@ -215,7 +217,7 @@ async fn graphql_post<E: Executor>(
         Some(p) => format!("sub:{}", p.id),
         None => format!("ip:{}", peer.ip()),
     };
-    if let Err(limited) = state.rate_limit.check(&caller) {
+    if let Err(limited) = state.rate_limit.check(&caller).await {
         return limited.into_response();
     }
     let bytes = match limits::read_body(body, state.max_body_bytes).await {
@@ -346,7 +348,11 @@ impl Application {
             projections::Projections::observer(db.clone())
         };
         let shutdown = CancellationToken::new();
-        let rate_limit = RateLimit::new(&config.limits);
+        let rate_limit = RateLimit::with_store(
+            &config.limits,
+            config.exposure.rate_limit_redis_url.as_deref(),
+            &config.exposure.rate_limit_namespace,
+        )?;
         tokio::spawn(rate_limit.clone().housekeeping(shutdown.clone()));
         let readiness = Readiness {
             store: db.store(),

@@ -8,6 +8,8 @@
 //!   when Docker is reachable; else the test fails naming all four. Never skipped.
 //! * NATS ([`nats_url`]): `NATS_URL`; else 127.0.0.1:4222; else `nats-server -js` from the
 //!   PATH on a free port; else a container; else a clear failure.
+//! * Redis ([`redis_url`]): `REDIS_URL`; else 127.0.0.1:6379; else `redis-server` from the
+//!   PATH on a free port; else a clear failure.
 //! * SQLite ([`sqlite`]) and scratch directories ([`temp_dir`]): under the system temp dir.
 //!
 //! Everything a test process creates (databases, files, servers) is removed when it exits,
@@ -15,6 +17,7 @@
 
 mod cleanup;
 mod nats;
+mod redis;
 mod server;
 
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 pub use nats::nats_url;
+pub use redis::redis_url;
 
 /// Test databases are named `cstest_<pid>_<hex>`: the pid lets a later run drop the
 /// databases of a process that was killed before it could.

@@ -18,4 +18,5 @@ mod hardening;
 mod health;
 mod server_http;
 mod server_ws;
+mod shared_rate_limits;
 mod web_pages;
