@@ -75,13 +75,18 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/html"))
 }
 
+/// The one `<style>` the bundle injects: react-remove-scroll's scroll lock, added when a
+/// menu or dialog opens (`body[data-scroll-locked] { overflow: hidden ... }`, with a gap of
+/// 0 px on this full-height page without scroll bars). Chromium prints the hash of a
+/// refused one in its console; the browser test fails when an upgrade changes it.
+const INJECTED_STYLE_SHA256: &str = "Y/huXlwoYkVyQlxwSVcCi1RCDGDCSVBzDt0hYP9qlTc=";
+
 /// The page, under the same Content-Security-Policy as every page of the server: no inline
-/// style or script, and no `'unsafe-eval'` (the bundle's one `new Function`, a fallback to
-/// find the global object, is caught and falls back to `window`). What a strict
-/// `style-src` does block is the `<style>` that GraphiQL's dialogs inject to lock the
-/// body's scrolling, which a full-height page does not need.
+/// script, no `'unsafe-eval'` (the bundle's one `new Function`, a fallback to find the
+/// global object, is caught and falls back to `window`), and of inline styles only the
+/// one above, by its hash.
 pub fn page(headers: &HeaderMap) -> Response {
-    crate::web::html_page(headers, PAGE)
+    crate::web::html_page(headers, PAGE, &[INJECTED_STYLE_SHA256])
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {

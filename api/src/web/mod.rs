@@ -53,8 +53,11 @@ pub fn routes(config: &Config, secret: Arc<[u8]>) -> Router {
 
 /// The policy of every page: only this origin, for scripts, styles, images and
 /// connections, plus its own WebSocket endpoint (`ws:`/`wss:` of the host the browser
-/// asked for; older browsers do not count them as `'self'`); no framing.
-fn content_security_policy(headers: &HeaderMap) -> HeaderValue {
+/// asked for; older browsers do not count them as `'self'`); no framing. Images and fonts
+/// may also be `data:` URLs (GraphiQL's stylesheet embeds its fonts so).
+/// `style_hashes` allow the `<style>` elements of those SHA-256 hashes (base64), for a
+/// page whose scripts inject known ones.
+fn content_security_policy(headers: &HeaderMap, style_hashes: &[&str]) -> HeaderValue {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -63,26 +66,32 @@ fn content_security_policy(headers: &HeaderMap) -> HeaderValue {
         Some(host) => format!("'self' ws://{host} wss://{host}"),
         None => "'self'".to_owned(),
     };
+    let style = if style_hashes.is_empty() {
+        String::new()
+    } else {
+        let hashes: Vec<String> = style_hashes.iter().map(|h| format!(" 'sha256-{h}'")).collect();
+        format!(" style-src 'self'{};", hashes.concat())
+    };
     let policy = format!(
-        "default-src 'self'; connect-src {connect}; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'self'; connect-src {connect}; img-src 'self' data:; font-src 'self' data:;{style} object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     );
     // Only the filtered host is interpolated, so the value is always a valid header.
     HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"))
 }
 
 fn page(headers: &HeaderMap, html: &'static str) -> Response {
-    html_page(headers, html)
+    html_page(headers, html, &[])
 }
 
 /// An HTML page of this server (`headers` are the request's): the policy above, plus
 /// `X-Frame-Options` and `Referrer-Policy` for browsers that predate `frame-ancestors` or
 /// would send page URLs (cart ids) elsewhere. Not cached without asking again.
-pub(crate) fn html_page(headers: &HeaderMap, html: &'static str) -> Response {
+pub(crate) fn html_page(headers: &HeaderMap, html: &'static str, style_hashes: &[&str]) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, content_security_policy(headers)),
+            (header::CONTENT_SECURITY_POLICY, content_security_policy(headers, style_hashes)),
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         ],
@@ -136,7 +145,7 @@ mod tests {
     fn the_policy_names_only_the_requested_host() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        let policy = content_security_policy(&headers);
+        let policy = content_security_policy(&headers, &[]);
         let policy = policy.to_str().expect("ascii");
         assert!(policy.starts_with("default-src 'self';"), "{policy}");
         assert!(
@@ -145,7 +154,16 @@ mod tests {
         );
         assert!(policy.ends_with("frame-ancestors 'none'"), "{policy}");
         headers.insert(header::HOST, HeaderValue::from_static("evil; script-src *"));
-        let policy = content_security_policy(&headers);
+        let policy = content_security_policy(&headers, &[]);
         assert!(policy.to_str().expect("ascii").contains("connect-src 'self';"), "{policy:?}");
+        assert!(!policy.to_str().expect("ascii").contains("style-src"), "{policy:?}");
+        let policy = content_security_policy(&headers, &["abc=", "def="]);
+        assert!(
+            policy
+                .to_str()
+                .expect("ascii")
+                .contains("; style-src 'self' 'sha256-abc=' 'sha256-def='; "),
+            "{policy:?}"
+        );
     }
 }
