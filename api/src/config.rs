@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP and WebSocket, run the workers (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print a JWT signed with the configured secret (development: the generated one in the data directory).
     Token(TokenArgs),
     /// Print the GraphQL schema (SDL).

@@ -75,7 +75,7 @@ async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Token(args)) => token(&args),
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         None => serve(cli.serve).await,
     }
 }
