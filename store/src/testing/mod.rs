@@ -114,6 +114,32 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("find a free port: {e}"))
 }
 
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn reachable(port: u16, timeout: std::time::Duration) -> bool {
+    std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout).is_ok()
+}
+
+/// Starts `server` (told to listen on 127.0.0.1:`port`, output discarded), to be stopped
+/// when the process exits, and waits up to 10 s until it listens.
+fn start_listening(mut server: std::process::Command, port: u16) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let name = server.get_program().to_string_lossy().into_owned();
+    let child = server
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    cleanup::child(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if reachable(port, Duration::from_millis(200)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{name} did not listen on 127.0.0.1:{port} within 10 s"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_db;
