@@ -346,6 +346,38 @@ mod tests {
         assert!(Cli::try_parse_from(["cartsource", "serve", "--database-pool-size", "0"]).is_err());
     }
 
+    #[test]
+    fn production_exposes_only_what_its_flags_turn_on() {
+        let parse = |args: &[&str]| match Cli::try_parse_from([&["cartsource", "serve"], args].concat()).expect("parse").command {
+            Some(Command::Serve(config)) => *config,
+            other => panic!("expected serve, got {other:?}"),
+        };
+        let development = parse(&[]);
+        assert!(development.serves_graphiql() && development.allows_introspection());
+        assert_eq!(development.exposure.metrics_addr, None);
+        let bare = parse(&["--env", "production"]);
+        assert!(!bare.serves_graphiql() && !bare.allows_introspection());
+        let tools = parse(&["--env", "production", "--introspection"]);
+        assert!(!tools.serves_graphiql() && tools.allows_introspection());
+        let graphiql = parse(&["--env", "production", "--graphiql"]);
+        assert!(
+            graphiql.serves_graphiql() && graphiql.allows_introspection(),
+            "GraphiQL needs introspection"
+        );
+        let shared = parse(&[
+            "--metrics-addr",
+            "10.0.0.5:9100",
+            "--rate-limit-redis-url",
+            "redis://cache:6379/0",
+            "--rate-limit-namespace",
+            "shop-eu",
+        ]);
+        assert_eq!(shared.exposure.metrics_addr.as_deref(), Some("10.0.0.5:9100"));
+        assert_eq!(shared.exposure.rate_limit_redis_url.as_deref(), Some("redis://cache:6379/0"));
+        assert_eq!(shared.exposure.rate_limit_namespace, "shop-eu");
+        assert_eq!(development.exposure.rate_limit_namespace, ExposureConfig::default().rate_limit_namespace);
+    }
+
     impl Cli {
         fn command_for_tests() -> clap::Command {
             <Cli as clap::CommandFactory>::command()
