@@ -28,8 +28,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -44,6 +43,8 @@ use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
 use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
+pub use crate::probes::Readiness;
+use crate::probes::{metrics_routes, probe_routes};
 use crate::telemetry::ReceivedTrace;
 use crate::ws::{self, WsHub, WsSettings};
 use crate::{metrics, playground, seed};
@@ -83,14 +84,6 @@ pub fn resolve_secret(config: &SecretConfig) -> Result<Vec<u8>, StartError> {
     }
 }
 
-/// Who answers readiness.
-#[derive(Clone)]
-pub struct Readiness {
-    pub store: Arc<dyn store::EventStore>,
-    pub projections: projections::Projections,
-    pub shutdown: CancellationToken,
-}
-
 /// What the GraphQL routes share.
 #[derive(Clone)]
 pub struct GraphqlState<E> {
@@ -114,18 +107,6 @@ pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router
     } else {
         router
     }
-}
-
-/// The probes, served by every role on the public address.
-pub fn probe_routes(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(readiness))
-}
-
-/// `/metrics`: on the public address, or alone on `--metrics-addr`.
-pub fn metrics_routes(readiness: Readiness) -> Router {
-    Router::new().route("/metrics", get(metrics_text).with_state(readiness))
 }
 
 /// The middleware every route gets: request ids, tracing, CORS and WebSocket origins,
@@ -259,49 +240,6 @@ fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refusal> {
         return Err(bad("the request body must be a JSON object with a `query` string".to_owned()));
     }
     serde_json::from_value(value).map_err(|e| bad(format!("the request body is not a GraphQL request: {e}")))
-}
-
-async fn readyz(State(readiness): State<Readiness>) -> Response {
-    if readiness.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response();
-    }
-    let head = match readiness.store.head_position().await {
-        Ok(head) => head.0,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: the event store does not answer");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
-        }
-    };
-    match readiness.projections.statuses().await {
-        Ok(statuses) => {
-            let projections: Vec<_> = statuses
-                .iter()
-                .map(|s| json!({"name": s.name, "state": s.state.as_str(), "position": s.position.0, "lag": head.saturating_sub(s.position.0)}))
-                .collect();
-            (StatusCode::OK, Json(json!({"status": "ready", "head": head, "projections": projections}))).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: projection statuses unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "projections unavailable"}))).into_response()
-        }
-    }
-}
-
-async fn metrics_text(State(readiness): State<Readiness>) -> Response {
-    if let Ok(head) = readiness.store.head_position().await {
-        metrics::head_position(head.0);
-        if let Ok(statuses) = readiness.projections.statuses().await {
-            for s in statuses {
-                let running = matches!(s.state, projections::ProjectionState::Running | projections::ProjectionState::CatchingUp);
-                metrics::projection(&s.name, s.position.0, head.0, running);
-            }
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
-        metrics::render(),
-    )
-        .into_response()
 }
 
 /// A server bound to its port (port 0 picks a free one), not yet serving.
