@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP and WebSocket, run the workers (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print a JWT signed with the configured secret (development: the generated one in the data directory).
     Token(TokenArgs),
     /// Print the GraphQL schema (SDL).
@@ -133,6 +133,8 @@ pub struct Config {
     /// (development always serves them).
     #[arg(long, env = "STOREFRONT")]
     pub storefront: bool,
+    #[command(flatten)]
+    pub exposure: ExposureConfig,
     #[command(flatten)]
     pub leases: LeaseConfig,
     #[command(flatten)]
@@ -278,6 +280,7 @@ impl Default for Config {
             leases: LeaseConfig::default(),
             bus_names: BusNames::default(),
             read_replica: ReadReplicaConfig::default(),
+            exposure: ExposureConfig::default(),
         }
     }
 }
@@ -301,6 +304,59 @@ impl Config {
     /// Seeding happens only in development, and not when turned off.
     pub fn seeds(&self) -> bool {
         !self.is_production() && !self.no_seed && self.role.runs_workers()
+    }
+}
+
+// ------------------------------------------------------------------ exposure (production hardening)
+
+/// What the server shows to the network beyond the contract: GraphiQL, introspection,
+/// where `/metrics` listens, and the store that makes rate limits shared between nodes.
+#[derive(Debug, Clone, Args)]
+pub struct ExposureConfig {
+    /// Serve GraphiQL (`GET /graphql` in a browser) in production too; implies
+    /// --introspection, without which GraphiQL cannot load the schema. Development always
+    /// serves it.
+    #[arg(long, env = "GRAPHIQL")]
+    pub graphiql: bool,
+    /// Answer introspection (`__schema`, `__type`) in production too, e.g. for code
+    /// generators. Development always does.
+    #[arg(long, env = "INTROSPECTION")]
+    pub introspection: bool,
+    /// Serve `/metrics` only on this (internal) address, e.g. `10.0.0.5:9100`, instead of
+    /// on the public one. The probes stay on --listen-addr.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Redis holding the rate limits, so that a caller's allowance holds across all nodes
+    /// (redis://host:6379/0). Without it each process limits on its own.
+    #[arg(long, env = "RATE_LIMIT_REDIS_URL", hide_env_values = true)]
+    pub rate_limit_redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis: nodes sharing it share allowances.
+    #[arg(long, env = "RATE_LIMIT_NAMESPACE", default_value = "cartsource")]
+    pub rate_limit_namespace: String,
+}
+
+impl Default for ExposureConfig {
+    fn default() -> Self {
+        ExposureConfig {
+            graphiql: false,
+            introspection: false,
+            metrics_addr: None,
+            rate_limit_redis_url: None,
+            rate_limit_namespace: "cartsource".into(),
+        }
+    }
+}
+
+impl Config {
+    /// GraphiQL: always in development, in production only with `--graphiql`.
+    pub fn serves_graphiql(&self) -> bool {
+        !self.is_production() || self.exposure.graphiql
+    }
+
+    /// Introspection: always in development, in production with `--introspection` or
+    /// `--graphiql`.
+    pub fn allows_introspection(&self) -> bool {
+        self.serves_graphiql() || self.exposure.introspection
     }
 }
 
@@ -407,6 +463,38 @@ mod tests {
             lease_heartbeat: Duration::from_secs(1),
         };
         assert!(slow.timings().is_err(), "a heartbeat as long as the lease cannot keep it");
+    }
+
+    #[test]
+    fn production_exposes_only_what_its_flags_turn_on() {
+        let parse = |args: &[&str]| match Cli::try_parse_from([&["cartsource", "serve"], args].concat()).expect("parse").command {
+            Some(Command::Serve(config)) => *config,
+            other => panic!("expected serve, got {other:?}"),
+        };
+        let development = parse(&[]);
+        assert!(development.serves_graphiql() && development.allows_introspection());
+        assert_eq!(development.exposure.metrics_addr, None);
+        let bare = parse(&["--env", "production"]);
+        assert!(!bare.serves_graphiql() && !bare.allows_introspection());
+        let tools = parse(&["--env", "production", "--introspection"]);
+        assert!(!tools.serves_graphiql() && tools.allows_introspection());
+        let graphiql = parse(&["--env", "production", "--graphiql"]);
+        assert!(
+            graphiql.serves_graphiql() && graphiql.allows_introspection(),
+            "GraphiQL needs introspection"
+        );
+        let shared = parse(&[
+            "--metrics-addr",
+            "10.0.0.5:9100",
+            "--rate-limit-redis-url",
+            "redis://cache:6379/0",
+            "--rate-limit-namespace",
+            "shop-eu",
+        ]);
+        assert_eq!(shared.exposure.metrics_addr.as_deref(), Some("10.0.0.5:9100"));
+        assert_eq!(shared.exposure.rate_limit_redis_url.as_deref(), Some("redis://cache:6379/0"));
+        assert_eq!(shared.exposure.rate_limit_namespace, "shop-eu");
+        assert_eq!(development.exposure.rate_limit_namespace, ExposureConfig::default().rate_limit_namespace);
     }
 
     impl Cli {

@@ -4,8 +4,9 @@
 //! * `schema` (with `context`, `auth`, `error`): the contract's types and resolvers;
 //!   mutations go through the write model (the `commands` crate), queries read
 //!   the projections, subscriptions follow the event store.
-//! * `server`: routes, middleware, start-up per role, graceful shutdown; `ws` the
-//!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits;
+//! * `server`: routes, middleware, start-up per role, graceful shutdown; `probes` health,
+//!   readiness and metrics; `ws` the
+//!   WebSocket transport; `playground` GraphiQL from the binary; `limits` abuse limits (`shared_limit` their Redis store);
 //!   `metrics` Prometheus; `telemetry` logs, traces and their propagation; `config` flags and environment; `seed` the demo catalog;
 //!   `web` the storefront and the admin console (pages on the public contract).
 //!
@@ -21,10 +22,12 @@ mod instance_lock;
 mod limits;
 mod metrics;
 mod playground;
+mod probes;
 mod replica;
 pub mod schema;
 pub mod seed;
 pub mod server;
+mod shared_limit;
 pub mod telemetry;
 mod web;
 mod ws;

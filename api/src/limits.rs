@@ -9,7 +9,10 @@
 //! * Rate: a GCRA limiter (governor) keyed by the token's subject, or by the peer's IP
 //!   for anonymous callers, answering HTTP 429 with RATE_LIMITED and `Retry-After`.
 //!   Behind a reverse proxy every anonymous caller shares the proxy's IP: give them
-//!   tokens or raise the limit.
+//!   tokens or raise the limit. Each process limits on its own, so behind a load
+//!   balancer a caller's allowance multiplies by the number of nodes, unless
+//!   `--rate-limit-redis-url` makes the nodes share it (`shared_limit`; the process's
+//!   own limiter decides while Redis cannot).
 //! * CORS and WebSocket origins: see `cors`.
 //!
 //! Deliberate refusals: batched requests (a JSON array) are refused, because one HTTP
@@ -30,6 +33,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
+use crate::shared_limit::{SharedLimit, SharedLimitError};
 
 /// A whole GraphQL response made of one error, with an HTTP status.
 pub fn error_response(status: StatusCode, error: ApiError) -> Response {
@@ -91,28 +95,58 @@ pub fn too_large() -> ApiError {
     ApiError::BadUserInput("the request body is too large".to_owned())
 }
 
-/// The per-caller limiter.
+/// Requests per second and burst; zeros mean one per second and a burst of the rate.
+fn quota(limits: &LimitsConfig) -> (NonZeroU32, NonZeroU32) {
+    let per_second = NonZeroU32::new(limits.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
+    (per_second, NonZeroU32::new(limits.rate_limit_burst).unwrap_or(per_second))
+}
+
+/// The per-caller limiter: the process's own, or the nodes' shared one in Redis.
 #[derive(Clone)]
 pub struct RateLimit {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    shared: Option<SharedLimit>,
 }
 
 impl RateLimit {
+    /// The process's own limiter.
     pub fn new(limits: &LimitsConfig) -> Self {
-        let per_second = NonZeroU32::new(limits.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.rate_limit_burst).unwrap_or(per_second);
+        let (per_second, burst) = quota(limits);
         RateLimit {
             limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))),
+            shared: None,
         }
     }
 
+    /// Shared through Redis at `url` under `namespace` when given, with the same rate
+    /// and burst (and the process's own limiter as the fallback).
+    pub fn with_store(limits: &LimitsConfig, url: Option<&str>, namespace: &str) -> Result<Self, SharedLimitError> {
+        let mut limit = RateLimit::new(limits);
+        if let Some(url) = url {
+            let (per_second, burst) = quota(limits);
+            limit.shared = Some(SharedLimit::new(url, namespace, per_second.get(), burst.get())?);
+        }
+        Ok(limit)
+    }
+
     /// `Ok` to go on, or the 429 to send.
-    pub fn check(&self, caller: &str) -> Result<(), Refusal> {
-        match self.limiter.check_key(&caller.to_owned()) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
+    pub async fn check(&self, caller: &str) -> Result<(), Refusal> {
+        let decided = match &self.shared {
+            Some(shared) => shared.check(caller).await.map_err(|_| crate::metrics::rate_limit_fallback()).ok(),
+            None => None,
+        };
+        let wait = match decided {
+            Some(wait) => wait,
+            None => self
+                .limiter
+                .check_key(&caller.to_owned())
+                .err()
+                .map(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        };
+        match wait {
+            None => Ok(()),
+            Some(wait) => {
                 crate::metrics::rate_limited();
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(Refusal {
                     status: StatusCode::TOO_MANY_REQUESTS,

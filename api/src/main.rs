@@ -75,7 +75,7 @@ async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Token(args)) => token(&args),
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         None => serve(cli.serve).await,
     }
 }
@@ -118,12 +118,18 @@ async fn serve_traced(config: api::Config) -> ExitCode {
     };
     match app.local_addr() {
         Ok(addr) => {
-            tracing::info!(%addr, role = api::server::role_name(config.role), store = %store::connect::redact(&config.database_url()), "cartsource listening; GraphiQL at http://{addr}/graphql");
+            tracing::info!(%addr, role = api::server::role_name(config.role), store = %store::connect::redact(&config.database_url()), "cartsource listening");
+            if config.role.serves_api() && config.serves_graphiql() {
+                tracing::info!("GraphiQL at http://{addr}/graphql");
+            }
             if config.role.serves_api() && config.serves_pages() {
                 tracing::info!("storefront at http://{addr}/, admin console at http://{addr}/admin");
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the bound address"),
+    }
+    if let Some(Ok(addr)) = app.metrics_addr() {
+        tracing::info!(%addr, "metrics at http://{addr}/metrics (not on the public address)");
     }
     if let Err(e) = app.run_until(signal).await {
         tracing::error!(error = %e, "server failed");

@@ -15,6 +15,7 @@ pub const REQUESTS: &str = "cartsource_graphql_requests_total";
 pub const REQUEST_SECONDS: &str = "cartsource_graphql_request_duration_seconds";
 pub const COMMANDS: &str = "cartsource_commands_total";
 pub const RATE_LIMITED: &str = "cartsource_rate_limited_total";
+pub const RATE_LIMIT_FALLBACKS: &str = "cartsource_rate_limit_store_fallbacks_total";
 pub const WS_CONNECTIONS: &str = "cartsource_websocket_connections";
 pub const WS_SUBSCRIPTIONS: &str = "cartsource_websocket_subscriptions";
 pub const WS_REFUSED: &str = "cartsource_websocket_refused_total";
@@ -90,6 +91,11 @@ pub fn command(name: &str, outcome: &str) {
 
 pub fn rate_limited() {
     counter!(RATE_LIMITED).increment(1);
+}
+
+/// A rate-limit decision made by this process alone because the shared store failed.
+pub fn rate_limit_fallback() {
+    counter!(RATE_LIMIT_FALLBACKS).increment(1);
 }
 
 pub fn ws_connection(delta: f64) {

@@ -5,7 +5,7 @@
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 struct Asset {
     name: &'static str,
@@ -36,6 +36,11 @@ const ASSETS: &[Asset] = &[
     },
     // Versioned by hand: bump the suffix when the file changes.
     Asset {
+        name: "playground-1.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../assets/playground.css"),
+    },
+    Asset {
         name: "playground-2.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../assets/playground.js"),
@@ -49,7 +54,7 @@ const PAGE: &str = r#"<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>cartsource GraphiQL</title>
 <link rel="stylesheet" href="/graphql/assets/graphiql-3.8.3.min.css">
-<style>html, body, #graphiql { height: 100%; margin: 0; }</style>
+<link rel="stylesheet" href="/graphql/assets/playground-1.css">
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL&hellip;</div>
@@ -70,10 +75,18 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/html"))
 }
 
-pub fn page() -> Response {
-    let mut response = Html(PAGE).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+/// The one `<style>` the bundle injects: react-remove-scroll's scroll lock, added when a
+/// menu or dialog opens (`body[data-scroll-locked] { overflow: hidden ... }`, with a gap of
+/// 0 px on this full-height page without scroll bars). Chromium prints the hash of a
+/// refused one in its console; the browser test fails when an upgrade changes it.
+const INJECTED_STYLE_SHA256: &str = "Y/huXlwoYkVyQlxwSVcCi1RCDGDCSVBzDt0hYP9qlTc=";
+
+/// The page, under the same Content-Security-Policy as every page of the server: no inline
+/// script, no `'unsafe-eval'` (the bundle's one `new Function`, a fallback to find the
+/// global object, is caught and falls back to `window`), and of inline styles only the
+/// one above, by its hash.
+pub fn page(headers: &HeaderMap) -> Response {
+    crate::web::html_page(headers, PAGE, &[INJECTED_STYLE_SHA256])
 }
 
 pub async fn asset(Path(name): Path<String>) -> Response {
@@ -108,10 +121,14 @@ mod tests {
             found += 1;
             rest = &tail[end..];
         }
-        assert_eq!(found, 5);
+        assert_eq!(found, 6);
         assert!(
             !PAGE.contains("http://") && !PAGE.contains("https://"),
             "the page must not load anything from elsewhere"
+        );
+        assert!(
+            !PAGE.contains("<style") && !PAGE.contains(" style=") && !PAGE.contains("<script>"),
+            "nothing inline: the page runs under a strict Content-Security-Policy"
         );
     }
 }

@@ -6,6 +6,11 @@
 //! projections started, not shutting down), `/metrics`; the pages (`/`, `/admin`, ...)
 //! come from `web`. A worker-only process serves the probes and metrics alone.
 //!
+//! Production serves neither GraphiQL (its page and assets) nor introspection unless
+//! asked (`--graphiql`, `--introspection`). With `--metrics-addr`, `/metrics` moves to a
+//! second listener of its own (an internal address) and leaves the public one; both stop
+//! together. Every response carries `X-Content-Type-Options: nosniff`.
+//!
 //! Every request gets an `x-request-id` (kept from the client or a new UUID), echoed in
 //! the response and recorded on the request's span, which encloses the resolver, the
 //! command and the store's append. A W3C `traceparent` makes that span part of the
@@ -23,12 +28,12 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId as HeaderRequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -38,6 +43,8 @@ use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
 use crate::http_response::{self, MediaType};
 use crate::limits::{self, error_response, RateLimit, Refusal};
+pub use crate::probes::Readiness;
+use crate::probes::{metrics_routes, probe_routes};
 use crate::telemetry::ReceivedTrace;
 use crate::ws::{self, WsHub, WsSettings};
 use crate::{metrics, playground, seed};
@@ -69,6 +76,8 @@ pub enum StartError {
     ReplicaWithoutPostgres,
     #[error("cannot open the read replica: {0}")]
     ReadReplica(store::StoreError),
+    #[error(transparent)]
+    RateLimitStore(#[from] crate::shared_limit::SharedLimitError),
 }
 
 /// The signing secret: `JWT_SECRET`, or in development the one generated once in the data directory.
@@ -81,14 +90,6 @@ pub fn resolve_secret(config: &SecretConfig) -> Result<Vec<u8>, StartError> {
     }
 }
 
-/// Who answers readiness.
-#[derive(Clone)]
-pub struct Readiness {
-    pub store: Arc<dyn store::EventStore>,
-    pub projections: projections::Projections,
-    pub shutdown: CancellationToken,
-}
-
 /// What the GraphQL routes share.
 #[derive(Clone)]
 pub struct GraphqlState<E> {
@@ -96,23 +97,22 @@ pub struct GraphqlState<E> {
     pub secret: Arc<[u8]>,
     pub rate_limit: RateLimit,
     pub max_body_bytes: usize,
+    /// Whether `GET /graphql` serves GraphiQL to browsers (and its assets are served).
+    pub graphiql: bool,
 }
 
 /// The full router for the API role; tests may mount it over any schema.
 pub fn graphql_routes<E: Executor>(state: GraphqlState<E>, hub: WsHub) -> Router {
     let executor = state.executor.clone();
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post::<E>).with_state(state))
-        .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)))
-        .route("/graphql/assets/{name}", get(playground::asset))
-}
-
-/// Probes and metrics, served by every role.
-pub fn operations_routes(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(readiness.clone()))
-        .route("/metrics", get(metrics_text).with_state(readiness))
+    let graphiql = state.graphiql;
+    let router = Router::new()
+        .route("/graphql", get(graphql_get::<E>).post(graphql_post::<E>).with_state(state))
+        .route("/graphql/ws", get(ws::upgrade::<E>).with_state((executor, hub)));
+    if graphiql {
+        router.route("/graphql/assets/{name}", get(playground::asset))
+    } else {
+        router
+    }
 }
 
 /// The middleware every route gets: request ids, tracing, CORS and WebSocket origins,
@@ -130,6 +130,10 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
         .layer(origins.layer());
     router
         .layer(axum::middleware::map_response(limits::graphql_shaped))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -144,9 +148,17 @@ pub fn with_middleware(router: Router, config: &Config) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-async fn graphql_get(headers: HeaderMap) -> Response {
+async fn graphql_get<E>(State(state): State<GraphqlState<E>>, headers: HeaderMap) -> Response {
+    if !state.graphiql {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadUserInput("send operations with POST (application/json); GraphiQL is turned off on this server".to_owned()),
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
     if playground::wants_html(&headers) {
-        return playground::page();
+        return playground::page(&headers);
     }
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -178,7 +190,7 @@ async fn graphql_post<E: Executor>(
         Ok(principal) => principal,
         Err(e) => {
             // Failed attempts count against the peer, so guessing costs like anything else.
-            if let Err(limited) = state.rate_limit.check(&format!("ip:{}", peer.ip())) {
+            if let Err(limited) = state.rate_limit.check(&format!("ip:{}", peer.ip())).await {
                 return limited.into_response();
             }
             let mut response = error_response(StatusCode::UNAUTHORIZED, e.into());
@@ -192,7 +204,7 @@ async fn graphql_post<E: Executor>(
         Some(p) => format!("sub:{}", p.id),
         None => format!("ip:{}", peer.ip()),
     };
-    if let Err(limited) = state.rate_limit.check(&caller) {
+    if let Err(limited) = state.rate_limit.check(&caller).await {
         return limited.into_response();
     }
     let bytes = match limits::read_body(body, state.max_body_bytes).await {
@@ -236,61 +248,12 @@ fn parse_request(bytes: &[u8]) -> Result<async_graphql::Request, Refusal> {
     serde_json::from_value(value).map_err(|e| bad(format!("the request body is not a GraphQL request: {e}")))
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
-    if readiness.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response();
-    }
-    let head = match readiness.store.head_position().await {
-        Ok(head) => head.0,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: the event store does not answer");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"}))).into_response();
-        }
-    };
-    let replica = match crate::replica::readiness(&readiness.projections, head).await {
-        Ok(replica) => replica,
-        Err(unavailable) => return unavailable,
-    };
-    match readiness.projections.statuses().await {
-        Ok(statuses) => {
-            let projections: Vec<_> = statuses
-                .iter()
-                .map(|s| json!({"name": s.name, "state": s.state.as_str(), "position": s.position.0, "lag": head.saturating_sub(s.position.0)}))
-                .collect();
-            let mut body = json!({"status": "ready", "head": head, "projections": projections});
-            if let Some(replica) = replica {
-                body["replica"] = replica;
-            }
-            (StatusCode::OK, Json(body)).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: projection statuses unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "projections unavailable"}))).into_response()
-        }
-    }
-}
-
-async fn metrics_text(State(readiness): State<Readiness>) -> Response {
-    if let Ok(head) = readiness.store.head_position().await {
-        metrics::head_position(head.0);
-        if let Ok(statuses) = readiness.projections.statuses().await {
-            for s in statuses {
-                let running = matches!(s.state, projections::ProjectionState::Running | projections::ProjectionState::CatchingUp);
-                metrics::projection(&s.name, s.position.0, head.0, running);
-            }
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
-        metrics::render(),
-    )
-        .into_response()
-}
-
 /// A server bound to its port (port 0 picks a free one), not yet serving.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `--metrics-addr`: its listener and router.
+    metrics: Option<(TcpListener, Router)>,
     shutdown: CancellationToken,
     hub: Option<WsHub>,
     projections: projections::Projections,
@@ -339,7 +302,11 @@ impl Application {
             projections::Projections::observer_reading_from(db.clone(), replica)
         };
         let shutdown = CancellationToken::new();
-        let rate_limit = RateLimit::new(&config.limits);
+        let rate_limit = RateLimit::with_store(
+            &config.limits,
+            config.exposure.rate_limit_redis_url.as_deref(),
+            &config.exposure.rate_limit_namespace,
+        )?;
         tokio::spawn(rate_limit.clone().housekeeping(shutdown.clone()));
         let readiness = Readiness {
             store: db.store(),
@@ -353,7 +320,7 @@ impl Application {
             // client gets the command's own answer.
             context.command_budget = config.limits.request_timeout.mul_f64(0.9);
             context.store = metrics::MeteredStore::wrap(context.store.clone());
-            let schema = crate::schema::build_schema(context);
+            let schema = crate::schema::build_schema_with(context, config.allows_introspection());
             let settings = WsSettings {
                 init_timeout: config.limits.ws_init_timeout,
                 max_subscriptions: config.limits.ws_max_subscriptions,
@@ -373,20 +340,24 @@ impl Application {
                 secret,
                 rate_limit,
                 max_body_bytes: config.limits.max_body_bytes,
+                graphiql: config.serves_graphiql(),
             };
-            (
-                graphql_routes(state, hub.clone()).merge(pages).merge(operations_routes(readiness)),
-                Some(hub),
-            )
+            (graphql_routes(state, hub.clone()).merge(pages), Some(hub))
         } else {
-            (operations_routes(readiness), None)
+            (Router::new(), None)
         };
-        let listener = TcpListener::bind(&config.listen_addr).await.map_err(|source| StartError::Bind {
-            addr: config.listen_addr.clone(),
-            source,
-        })?;
+        let mut router = router.merge(probe_routes(readiness.clone()));
+        let metrics = match &config.exposure.metrics_addr {
+            Some(addr) => Some((bind(addr).await?, with_middleware(metrics_routes(readiness), config))),
+            None => {
+                router = router.merge(metrics_routes(readiness));
+                None
+            }
+        };
+        let listener = bind(&config.listen_addr).await?;
         Ok(Application {
             listener,
+            metrics,
             router: with_middleware(router, config),
             shutdown,
             hub,
@@ -398,6 +369,12 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on when `--metrics-addr` moved it (else `None`:
+    /// it is on [`Self::local_addr`]).
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics.as_ref().map(|(listener, _)| listener.local_addr())
     }
 
     /// Cancelling it shuts the server down as SIGTERM would.
@@ -412,6 +389,7 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Application {
             listener,
+            metrics,
             router,
             shutdown,
             hub,
@@ -436,8 +414,27 @@ impl Application {
         });
         let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        // The internal listener stops with the public one; if either fails, both stop.
+        let serve_metrics = async {
+            let Some((listener, router)) = metrics else { return Ok(()) };
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        };
+        let stop_on_error = |result: std::io::Result<()>| {
+            if result.is_err() {
+                shutdown.cancel();
+            }
+            result
+        };
+        let both = async {
+            let (public, internal) = tokio::join!(async { stop_on_error(serve.into_future().await) }, async {
+                stop_on_error(serve_metrics.await)
+            });
+            public.and(internal)
+        };
         let served = tokio::select! {
-            result = serve.into_future() => result,
+            result = both => result,
             _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
                 Ok(())
@@ -454,6 +451,13 @@ impl Application {
         tracing::info!("shut down");
         served
     }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
 }
 
 /// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when

@@ -112,7 +112,7 @@ pub async fn upgrade<E: Executor>(
     if hub.shutdown.is_cancelled() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, ApiError::internal("shutting down"));
     }
-    if let Err(refused) = hub.rate_limit.check(&format!("ip:{}", peer.ip())) {
+    if let Err(refused) = hub.rate_limit.check(&format!("ip:{}", peer.ip())).await {
         metrics::ws_refused("rate_limited");
         return refused.into_response();
     }

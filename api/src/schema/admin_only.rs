@@ -41,25 +41,37 @@ pub(super) fn check(doc: &ExecutableDocument, who: Option<&Principal>) -> Result
 }
 
 fn selects_admin_only(doc: &ExecutableDocument) -> bool {
+    selects_root_field(doc, |ty, name| ADMIN_ONLY.iter().any(|(t, n)| *t == ty && name == *n))
+}
+
+/// Whether any operation of the document selects a root field that `matches` (by its
+/// operation type and name), looking through fragments.
+pub(super) fn selects_root_field(doc: &ExecutableDocument, matches: impl Fn(OperationType, &str) -> bool) -> bool {
     doc.operations.iter().any(|(_, op)| {
         let mut seen = HashSet::new();
-        root_fields_admin_only(doc, op.node.ty, &op.node.selection_set.node, &mut seen)
+        root_fields_match(doc, op.node.ty, &op.node.selection_set.node, &matches, &mut seen)
     })
 }
 
 /// Walks the root selection set through inline fragments and fragment spreads (each
 /// fragment once, so a cycle cannot loop; validation reports cycles itself).
-fn root_fields_admin_only<'a>(doc: &'a ExecutableDocument, ty: OperationType, set: &'a SelectionSet, seen: &mut HashSet<&'a str>) -> bool {
+fn root_fields_match<'a>(
+    doc: &'a ExecutableDocument,
+    ty: OperationType,
+    set: &'a SelectionSet,
+    matches: &impl Fn(OperationType, &str) -> bool,
+    seen: &mut HashSet<&'a str>,
+) -> bool {
     set.items.iter().any(|item| match &item.node {
-        Selection::Field(field) => ADMIN_ONLY.iter().any(|(t, name)| *t == ty && field.node.name.node.as_str() == *name),
-        Selection::InlineFragment(fragment) => root_fields_admin_only(doc, ty, &fragment.node.selection_set.node, seen),
+        Selection::Field(field) => matches(ty, field.node.name.node.as_str()),
+        Selection::InlineFragment(fragment) => root_fields_match(doc, ty, &fragment.node.selection_set.node, matches, seen),
         Selection::FragmentSpread(spread) => {
             let name = spread.node.fragment_name.node.as_str();
             seen.insert(name)
                 && doc
                     .fragments
                     .get(name)
-                    .is_some_and(|f| root_fields_admin_only(doc, ty, &f.node.selection_set.node, seen))
+                    .is_some_and(|f| root_fields_match(doc, ty, &f.node.selection_set.node, matches, seen))
         }
     })
 }

@@ -3,7 +3,8 @@
 //! 1. no string of the variables holds a NUL (`bad_text`);
 //! 2. the document parses (else GRAPHQL_PARSE_FAILED; parsed documents are reused by text,
 //!    see `documents`), and no inline argument holds a NUL;
-//! 3. an admin-only root field is refused unless the caller is an admin (`admin_only`);
+//! 3. an admin-only root field is refused unless the caller is an admin (`admin_only`),
+//!    and, when introspection is off, `__schema`/`__type` are refused (`introspection`);
 //! 4. async-graphql validates and executes the parsed document;
 //! 5. errors without a code get one (`error::coded_response`), and the request is counted
 //!    (`operation_metrics`).
@@ -25,7 +26,7 @@ use async_graphql::{Data, Request, Response, ServerError};
 
 use super::operation_metrics::Seen;
 use super::shared_changes::DocumentKey;
-use super::{admin_only, bad_text, AppSchema};
+use super::{admin_only, bad_text, introspection, AppSchema};
 use crate::auth::Principal;
 use crate::error::{code, coded_response, with_default_code};
 use crate::telemetry::ReceivedTrace;
@@ -41,6 +42,7 @@ fn admit(schema: &AppSchema, request: &mut Request, session: Option<&Data>) -> R
         .map_err(|e| with_default_code(e, code::GRAPHQL_PARSE_FAILED))?;
     bad_text::check_document(doc)?;
     admin_only::check(doc, who.as_ref())?;
+    introspection::check(doc, schema.introspection)?;
     Ok(Seen::of(doc, name.as_deref()))
 }
 

@@ -17,6 +17,7 @@ mod bad_text;
 mod connection;
 mod documents;
 mod gate;
+mod introspection;
 mod mutation;
 mod numbers;
 mod operation_metrics;
@@ -47,6 +48,8 @@ use types::Timestamps;
 pub struct AppSchema {
     schema: Schema<Query, Mutation, Subscription>,
     documents: std::sync::Arc<documents::Documents>,
+    /// Whether `__schema` and `__type` are answered (see `introspection`).
+    introspection: bool,
 }
 
 impl AppSchema {
@@ -87,8 +90,13 @@ pub(crate) fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
         .limit_complexity(MAX_COMPLEXITY)
 }
 
-/// The schema with everything the resolvers need.
+/// The schema with everything the resolvers need, introspection on.
 pub fn build_schema(ctx: ApiContext) -> AppSchema {
+    build_schema_with(ctx, true)
+}
+
+/// The schema, with introspection on or off (production's default, see `introspection`).
+pub fn build_schema_with(ctx: ApiContext, introspection: bool) -> AppSchema {
     // Schema-wide (so HTTP and WebSocket operations get it alike) and without a cache,
     // so it only merges the reads that are due at the same moment; nothing goes stale.
     let history = DataLoader::new(types::HistoryLoader::new(ctx.store.clone()), tokio::spawn);
@@ -97,9 +105,14 @@ pub fn build_schema(ctx: ApiContext) -> AppSchema {
     let commands = commands::Commands::new(ctx.store.clone());
     // One per schema too: the subscribers of a cart share each change's fold and rendering.
     let cart_changes = subscription::CartChanges::default();
+    let mut builder = builder().data(ctx).data(history).data(commands).data(cart_changes);
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
     AppSchema {
-        schema: builder().data(ctx).data(history).data(commands).data(cart_changes).finish(),
+        schema: builder.finish(),
         documents: Default::default(),
+        introspection,
     }
 }
 

@@ -4,9 +4,10 @@
 //! /dev/token`, that signs a token the way `cartsource token` does.
 //!
 //! Development serves the pages; production only with `--storefront`, and never the
-//! token helper (its route does not exist there: 404). Every page carries a strict
-//! Content-Security-Policy (no inline script or style anywhere in `api/web/`), and every
-//! response of these routes `X-Content-Type-Options: nosniff`.
+//! token helper (its route does not exist there: 404). Every HTML page of the server (these
+//! and GraphiQL) is sent by [`html_page`], with a strict Content-Security-Policy (no inline
+//! script or style anywhere in `api/web/` or GraphiQL's page), no framing and no referrer;
+//! every response of the server carries `X-Content-Type-Options: nosniff` (`server`).
 
 mod assets;
 #[cfg(test)]
@@ -21,7 +22,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{self, Role};
 use crate::config::Config;
@@ -29,11 +29,17 @@ use crate::config::Config;
 /// How long a token from the development helper lives: a working day of clicking around.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
 
+/// What the root says in production when it has neither pages nor GraphiQL to lead to.
+const BARE_ROOT: &str = "cartsource: a GraphQL API. Send operations with POST /graphql.\n";
+
 /// The routes of the pages. Without pages (production without `--storefront`) the root
-/// keeps leading to GraphiQL, as before there were pages.
+/// leads to GraphiQL when that is served, else it answers 404 with one line of text.
 pub fn routes(config: &Config, secret: Arc<[u8]>) -> Router {
     if !config.serves_pages() {
-        return Router::new().route("/", get(|| async { Redirect::temporary("/graphql") }));
+        if config.serves_graphiql() {
+            return Router::new().route("/", get(|| async { Redirect::temporary("/graphql") }));
+        }
+        return Router::new().route("/", get(|| async { (StatusCode::NOT_FOUND, BARE_ROOT) }));
     }
     let mut router = Router::new()
         .route("/", get(|headers: HeaderMap| async move { page(&headers, assets::STOREFRONT) }))
@@ -42,16 +48,16 @@ pub fn routes(config: &Config, secret: Arc<[u8]>) -> Router {
     if !config.is_production() {
         router = router.route("/dev/token", post(move |body| dev_token(secret.clone(), body)));
     }
-    router.layer(SetResponseHeaderLayer::overriding(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ))
+    router
 }
 
 /// The policy of every page: only this origin, for scripts, styles, images and
 /// connections, plus its own WebSocket endpoint (`ws:`/`wss:` of the host the browser
-/// asked for; older browsers do not count them as `'self'`); no framing.
-fn content_security_policy(headers: &HeaderMap) -> HeaderValue {
+/// asked for; older browsers do not count them as `'self'`); no framing. Images and fonts
+/// may also be `data:` URLs (GraphiQL's stylesheet embeds its fonts so).
+/// `style_hashes` allow the `<style>` elements of those SHA-256 hashes (base64), for a
+/// page whose scripts inject known ones.
+fn content_security_policy(headers: &HeaderMap, style_hashes: &[&str]) -> HeaderValue {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -60,19 +66,33 @@ fn content_security_policy(headers: &HeaderMap) -> HeaderValue {
         Some(host) => format!("'self' ws://{host} wss://{host}"),
         None => "'self'".to_owned(),
     };
+    let style = if style_hashes.is_empty() {
+        String::new()
+    } else {
+        let hashes: Vec<String> = style_hashes.iter().map(|h| format!(" 'sha256-{h}'")).collect();
+        format!(" style-src 'self'{};", hashes.concat())
+    };
     let policy = format!(
-        "default-src 'self'; connect-src {connect}; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'self'; connect-src {connect}; img-src 'self' data:; font-src 'self' data:;{style} object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     );
     // Only the filtered host is interpolated, so the value is always a valid header.
     HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"))
 }
 
 fn page(headers: &HeaderMap, html: &'static str) -> Response {
+    html_page(headers, html, &[])
+}
+
+/// An HTML page of this server (`headers` are the request's): the policy above, plus
+/// `X-Frame-Options` and `Referrer-Policy` for browsers that predate `frame-ancestors` or
+/// would send page URLs (cart ids) elsewhere. Not cached without asking again.
+pub(crate) fn html_page(headers: &HeaderMap, html: &'static str, style_hashes: &[&str]) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, content_security_policy(headers)),
+            (header::CONTENT_SECURITY_POLICY, content_security_policy(headers, style_hashes)),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         ],
         html,
@@ -125,7 +145,7 @@ mod tests {
     fn the_policy_names_only_the_requested_host() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        let policy = content_security_policy(&headers);
+        let policy = content_security_policy(&headers, &[]);
         let policy = policy.to_str().expect("ascii");
         assert!(policy.starts_with("default-src 'self';"), "{policy}");
         assert!(
@@ -134,7 +154,16 @@ mod tests {
         );
         assert!(policy.ends_with("frame-ancestors 'none'"), "{policy}");
         headers.insert(header::HOST, HeaderValue::from_static("evil; script-src *"));
-        let policy = content_security_policy(&headers);
+        let policy = content_security_policy(&headers, &[]);
         assert!(policy.to_str().expect("ascii").contains("connect-src 'self';"), "{policy:?}");
+        assert!(!policy.to_str().expect("ascii").contains("style-src"), "{policy:?}");
+        let policy = content_security_policy(&headers, &["abc=", "def="]);
+        assert!(
+            policy
+                .to_str()
+                .expect("ascii")
+                .contains("; style-src 'self' 'sha256-abc=' 'sha256-def='; "),
+            "{policy:?}"
+        );
     }
 }

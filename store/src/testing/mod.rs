@@ -8,6 +8,8 @@
 //!   when Docker is reachable; else the test fails naming all four. Never skipped.
 //! * NATS ([`nats_url`]): `NATS_URL`; else 127.0.0.1:4222; else `nats-server -js` from the
 //!   PATH on a free port; else a container; else a clear failure.
+//! * Redis ([`redis_url`]): `REDIS_URL`; else 127.0.0.1:6379; else `redis-server` from the
+//!   PATH on a free port; else a clear failure.
 //! * SQLite ([`sqlite`]) and scratch directories ([`temp_dir`]): under the system temp dir.
 //!
 //! Everything a test process creates (databases, files, servers) is removed when it exits,
@@ -15,6 +17,7 @@
 
 mod cleanup;
 mod nats;
+mod redis;
 mod server;
 
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 pub use nats::nats_url;
+pub use redis::redis_url;
 pub use server::PrivatePostgres;
 
 /// Test databases are named `cstest_<pid>_<hex>`: the pid lets a later run drop the
@@ -109,6 +113,32 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("find a free port: {e}"))
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn reachable(port: u16, timeout: std::time::Duration) -> bool {
+    std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), timeout).is_ok()
+}
+
+/// Starts `server` (told to listen on 127.0.0.1:`port`, output discarded), to be stopped
+/// when the process exits, and waits up to 10 s until it listens.
+fn start_listening(mut server: std::process::Command, port: u16) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let name = server.get_program().to_string_lossy().into_owned();
+    let child = server
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    cleanup::child(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if reachable(port, Duration::from_millis(200)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{name} did not listen on 127.0.0.1:{port} within 10 s"))
 }
 
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! Which NATS server (with JetStream) the tests use, found once per test process.
 
-use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{cleanup, free_port, temp_dir};
+use super::{free_port, reachable, start_listening, temp_dir};
 
 static URL: OnceLock<String> = OnceLock::new();
 
@@ -41,29 +40,13 @@ fn find() -> String {
     )
 }
 
-fn reachable(port: u16, timeout: Duration) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout).is_ok()
-}
-
 fn start_local() -> Result<String, String> {
     let port = free_port();
     let store_dir = temp_dir("cartsource-nats");
-    let child = std::process::Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&store_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("nats-server: {e}"))?;
-    cleanup::child(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if reachable(port, Duration::from_millis(200)) {
-            return Ok(format!("nats://127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("nats-server did not listen on 127.0.0.1:{port} within 10 s"))
+    let mut server = std::process::Command::new("nats-server");
+    server.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(&store_dir);
+    start_listening(server, port)?;
+    Ok(format!("nats://127.0.0.1:{port}"))
 }
 
 fn start_container() -> String {

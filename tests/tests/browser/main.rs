@@ -220,3 +220,25 @@ async fn the_storefront_says_when_the_server_is_down_and_recovers() {
     })
     .await;
 }
+
+/// GraphiQL (production with `--graphiql`) under the server's strict policy: it renders,
+/// loads the schema by introspection and runs a query, and the browser refused nothing.
+#[tokio::test]
+async fn graphiql_runs_under_the_content_security_policy() {
+    harness::run("graphiql_csp", async |browsers| {
+        let mut config = config_with_catalog(store::testing::sqlite());
+        config.secret.environment = api::config::Environment::Production;
+        config.exposure.graphiql = true;
+        let base = browsers.serve(config).await;
+        let page = browsers.open("graphiql").await;
+        page.goto(&format!("{base}/graphql")).await.expect("open GraphiQL");
+        click(&page, "[aria-label='Show Documentation Explorer']").await;
+        wait_for_text(&page, ".graphiql-doc-explorer", "Query", SLOW).await;
+        click(&page, ".graphiql-execute-button").await;
+        // The default document has several operations: the button offers them.
+        click(&page, "[role=menuitem]").await;
+        wait_for_text(&page, ".result-window", "\"products\"", SLOW).await;
+        browsers.assert_clean_consoles().await;
+    })
+    .await;
+}

@@ -86,7 +86,7 @@ async fn internal_failures_are_answered_without_detail() {
 /// The introspection query of the GraphiQL bundled with the server (graphql-js
 /// `getIntrospectionQuery()` with 9 levels of `ofType`): its deepest path,
 /// `__schema.types.fields.args.type.ofType*9.kind`, is 15 levels.
-const INTROSPECTION: &str = r#"
+pub(crate) const INTROSPECTION: &str = r#"
 query IntrospectionQuery {
   __schema {
     queryType { name } mutationType { name } subscriptionType { name }

@@ -8,12 +8,18 @@ use serde_json::json;
 
 use crate::support::{gql_data, spawn_server_with, test_config, TestServer};
 
-async fn get(server: &TestServer, path: &str) -> reqwest::Response {
+/// GET as a browser asks for a page (GraphiQL is served only to those).
+pub(crate) async fn get(server: &TestServer, path: &str) -> reqwest::Response {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    client.get(format!("{}{path}", server.base_url)).send().await.expect("GET")
+    client
+        .get(format!("{}{path}", server.base_url))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("GET")
 }
 
 async fn dev_token(server: &TestServer, body: serde_json::Value) -> reqwest::Response {
@@ -25,12 +31,13 @@ async fn dev_token(server: &TestServer, body: serde_json::Value) -> reqwest::Res
         .expect("POST /dev/token")
 }
 
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+pub(crate) fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-/// A page: HTML under a CSP that allows only this origin (and its WebSocket), no framing, no sniffing.
-async fn assert_page(server: &TestServer, path: &str, title: &str) {
+/// A page: HTML under a CSP that allows only this origin (and its WebSocket), no framing
+/// (also for browsers without `frame-ancestors`), no sniffing, no referrer.
+pub(crate) async fn assert_page(server: &TestServer, path: &str, title: &str) {
     let response = get(server, path).await;
     assert_eq!(response.status(), 200, "{path}");
     assert!(header(&response, "content-type").starts_with("text/html"), "{path}");
@@ -44,6 +51,8 @@ async fn assert_page(server: &TestServer, path: &str, title: &str) {
     );
     assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
     assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{path}: {policy}");
+    assert_eq!(header(&response, "x-frame-options"), "DENY", "{path}");
+    assert_eq!(header(&response, "referrer-policy"), "no-referrer", "{path}");
     let html = response.text().await.expect("body");
     assert!(html.contains(title), "{path}");
 }
@@ -93,7 +102,7 @@ async fn development_serves_the_pages_with_their_headers_and_a_token_helper() {
     server.stop().await;
 }
 
-fn production(storefront: bool) -> api::Config {
+pub(crate) fn production(storefront: bool) -> api::Config {
     let mut config = test_config(store::testing::sqlite());
     config.secret.environment = Environment::Production;
     config.storefront = storefront;
@@ -104,8 +113,9 @@ fn production(storefront: bool) -> api::Config {
 async fn production_has_no_token_helper_and_pages_only_when_asked() {
     let server = spawn_server_with(production(false)).await;
     let root = get(&server, "/").await;
-    assert_eq!(root.status(), 307, "without --storefront the root leads to GraphiQL");
-    assert_eq!(header(&root, "location"), "/graphql");
+    assert_eq!(root.status(), 404, "without --storefront or --graphiql the root has nothing to show");
+    assert!(header(&root, "content-type").starts_with("text/plain"));
+    assert!(root.text().await.expect("text").contains("POST /graphql"));
     assert_eq!(get(&server, "/admin").await.status(), 404);
     assert_eq!(get(&server, "/web/js/storefront.js").await.status(), 404);
     assert_eq!(dev_token(&server, json!({"sub": "mallory", "role": "admin"})).await.status(), 404);
