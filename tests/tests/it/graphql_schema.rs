@@ -49,8 +49,11 @@ async fn a_read_that_cannot_catch_up_answers_consistency_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5), "the wait is bounded: {:?}", started.elapsed());
 }
 
+/// A database that went away answers UNAVAILABLE (retry), with no internal detail; an
+/// unexpected failure answers INTERNAL_SERVER_ERROR the same way (unit-tested in
+/// `api::error`).
 #[tokio::test]
-async fn internal_failures_are_answered_without_detail() {
+async fn a_database_that_went_away_is_answered_without_detail() {
     let (schema, db) = schema_on(&store::testing::sqlite(), Duration::from_secs(1)).await;
     // A mutation works while the database is there.
     let created = run(
@@ -78,8 +81,11 @@ async fn internal_failures_are_answered_without_detail() {
     ] {
         let response = run(&schema, Some(alice()), query, variables).await;
         let error = &response["errors"][0];
-        assert_eq!(error["extensions"], json!({"code": "INTERNAL_SERVER_ERROR"}), "{response}");
-        assert_eq!(error["message"], "internal server error", "no internal detail: {response}");
+        assert_eq!(error["extensions"], json!({"code": "UNAVAILABLE"}), "{response}");
+        assert_eq!(
+            error["message"], "the database is unavailable for a moment; try again",
+            "no internal detail: {response}"
+        );
     }
 }
 
