@@ -177,11 +177,6 @@ pub fn markdown(meta: &Meta, results: &Results) -> String {
          pools of {} connections; median (min-max) over passes.\n",
         meta.cpus, meta.postgres, meta.passes, meta.seconds, meta.warmup, meta.pool_size
     );
-    let _ = writeln!(
-        out,
-        "| Workload | Metric | Baseline (CRUD) | cartsource | cartsource/baseline | Target | Met |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     let workloads: Vec<Http> = results
         .http
         .keys()
@@ -189,6 +184,14 @@ pub fn markdown(meta: &Meta, results: &Results) -> String {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // `--only live` (or hot, cross-node) runs no HTTP workload: no empty table for them.
+    if !workloads.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Workload | Metric | Baseline (CRUD) | cartsource | cartsource/baseline | Target | Met |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    }
     for w in workloads {
         let empty = Vec::new();
         let base = results.http.get(&(w, Kind::Baseline)).unwrap_or(&empty);
@@ -371,6 +374,31 @@ mod tests {
         assert!(!live_met(&live(true), &[clean_run(120.0)]));
         let missed_one = LiveSummary { missed: 1, ..clean_run(5.0) };
         assert!(!live_met(&live(true), &[missed_one]));
+    }
+
+    #[test]
+    fn a_live_only_run_prints_no_empty_http_table() {
+        let meta = Meta {
+            date: "today".into(),
+            commit: "abc".into(),
+            cpus: 2,
+            postgres: "15".into(),
+            passes: 1,
+            seconds: 1,
+            warmup: 0,
+            writer_rate: 50,
+            pool_size: 10,
+        };
+        let mut results = Results::default();
+        let hot = Live {
+            carts: 1,
+            subscribers: 1000,
+            across_nodes: false,
+        };
+        results.live.insert(hot, vec![clean_run(80.0)]);
+        let report = markdown(&meta, &results);
+        assert!(!report.contains("| Workload | Metric |"), "{report}");
+        assert!(report.contains("1000 subscribers on 1 cart"), "{report}");
     }
 
     #[test]
