@@ -108,7 +108,7 @@ async fn serve(config: api::Config) -> ExitCode {
 }
 
 async fn serve_traced(config: api::Config) -> ExitCode {
-    let signal = api::server::shutdown_signal();
+    let signal = shutdown_signal();
     let app = match api::Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {
@@ -118,7 +118,7 @@ async fn serve_traced(config: api::Config) -> ExitCode {
     };
     match app.local_addr() {
         Ok(addr) => {
-            tracing::info!(%addr, role = api::server::role_name(config.role), store = %store::connect::redact(&config.database_url()), "cartsource listening");
+            tracing::info!(%addr, role = config.role.as_str(), store = %store::connect::redact(&config.database_url()), "cartsource listening");
             if config.role.serves_api() && config.serves_graphiql() {
                 tracing::info!("GraphiQL at http://{addr}/graphql");
             }
@@ -136,4 +136,36 @@ async fn serve_traced(config: api::Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrives right after the server said it
+/// listens must shut it down gracefully, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for ctrl-c");
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+        tracing::info!("shutdown signal received");
+    }
 }

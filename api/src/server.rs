@@ -38,7 +38,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{self, Principal};
-use crate::config::{Config, Role, SecretConfig};
+use crate::config::{Config, SecretConfig};
 use crate::context::{ApiContext, RequestId};
 use crate::error::ApiError;
 use crate::http_response::{self, MediaType};
@@ -458,45 +458,4 @@ async fn bind(addr: &str) -> Result<TcpListener, StartError> {
         addr: addr.to_owned(),
         source,
     })
-}
-
-/// Resolves on ctrl-c or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled: a SIGTERM that arrives right after the server said it
-/// listens must shut it down gracefully, not kill it.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    async move {
-        let ctrl_c = async {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::error!(error = %e, "cannot listen for ctrl-c");
-                std::future::pending::<()>().await;
-            }
-        };
-        #[cfg(unix)]
-        let terminate = async {
-            match terminate {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-        tracing::info!("shutdown signal received");
-    }
-}
-
-/// The role as the logs and flags spell it.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Api => "api",
-        Role::Worker => "worker",
-        Role::All => "all",
-    }
 }
