@@ -2,6 +2,8 @@
 //! transactions, LISTEN/NOTIFY across stores and after a killed listener, and the mapping
 //! of unique violations. The backend-agnostic contract is in `contract` (run by `backends`).
 //! Needs PostgreSQL: `DATABASE_URL=postgres://user@host/db` (see `store::testing`).
+//!
+//! One file (about 500 lines): what only Postgres does, beside the helpers these tests share.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
