@@ -61,8 +61,12 @@ impl Chromedriver {
             "the browser tests need {CHROMIUM}: apt-get install {PACKAGES}"
         );
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        // Chromium leaves a singleton-socket directory in TMPDIR per browser
+        // (`org.chromium.Chromium.*`); a directory of our own, removed at exit, takes them.
+        let scratch = store::testing::temp_dir("cartsource-chromium");
         let child = Command::new(&binary)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &scratch)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
