@@ -27,7 +27,7 @@ fn find() -> String {
         Ok(url) => return url,
         Err(e) => e,
     };
-    if std::env::var_os("DOCKER_HOST").is_some() || std::path::Path::new("/var/run/docker.sock").exists() {
+    if super::server::docker_available() {
         return start_container();
     }
     panic!(

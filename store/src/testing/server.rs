@@ -150,17 +150,9 @@ impl PrivatePostgres {
 
     /// Runs `program` (initdb, pg_basebackup) with `args` and `-D <data directory>`.
     fn make_data(&self, program: &str, args: &[&str]) -> Result<(), String> {
-        let output = self
-            .command(program)
-            .args(args)
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if !output.status.success() {
-            return Err(format!("{program} failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-        }
-        Ok(())
+        let mut command = self.command(program);
+        command.args(args).arg("-D").arg(self.dir.join("data"));
+        run(command, program)
     }
 
     /// Starts the server for the first time, its stop registered for the process's exit.
@@ -173,33 +165,21 @@ impl PrivatePostgres {
 
     /// Stops the server (fast shutdown: sessions are ended, as in a restart or failover).
     pub fn stop(&self) -> Result<(), String> {
-        let output = self
-            .command("pg_ctl")
-            .args(["-w", "-t", "30", "-m", "fast", "stop", "-D"])
-            .arg(self.dir.join("data"))
-            .output()
-            .map_err(|e| format!("pg_ctl: {e}"))?;
-        if !output.status.success() {
-            return Err(format!("pg_ctl stop failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-        }
-        Ok(())
+        let mut command = self.command("pg_ctl");
+        command.args(["-w", "-t", "30", "-m", "fast", "stop", "-D"]).arg(self.dir.join("data"));
+        run(command, "pg_ctl stop")
     }
 
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_again(&self) -> Result<(), String> {
-        let output = self
-            .command("pg_ctl")
+        let mut command = self.command("pg_ctl");
+        command
             .args(["-w", "-t", "30", "-o", &self.options, "-l"])
             .arg(self.dir.join("log"))
             .arg("-D")
             .arg(self.dir.join("data"))
-            .arg("start")
-            .output()
-            .map_err(|e| format!("pg_ctl: {e}"))?;
-        if !output.status.success() {
-            return Err(format!("pg_ctl start failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-        }
-        Ok(())
+            .arg("start");
+        run(command, "pg_ctl start")
     }
 
     fn command(&self, program: &str) -> Command {
@@ -213,6 +193,16 @@ impl PrivatePostgres {
         command.stdin(std::process::Stdio::null());
         command
     }
+}
+
+/// Runs a PostgreSQL program to its end; its standard error is the failure's text.
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let program = what.split(' ').next().unwrap_or(what);
+    let output = command.output().map_err(|e| format!("{program}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{what} failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(())
 }
 
 /// The directory with `initdb` and `pg_ctl` (and the other PostgreSQL programs): the PATH,
@@ -256,7 +246,7 @@ fn chown_to_postgres(dir: &Path) -> Result<(), String> {
     std::os::unix::fs::chown(dir, Some(id("-u")?), Some(id("-g")?)).map_err(|e| format!("chown {}: {e}", dir.display()))
 }
 
-fn docker_available() -> bool {
+pub(super) fn docker_available() -> bool {
     std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists()
 }
 
