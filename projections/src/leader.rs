@@ -311,7 +311,8 @@ impl Leases {
                     _ => hold.valid(),
                 };
                 if !keep {
-                    tracing::warn!(worker = *name, epoch = hold.epoch, "lease lost; standing by");
+                    // The worker says so when it stops (it may notice first, by its clock).
+                    tracing::debug!(worker = *name, epoch = hold.epoch, "lease not renewed");
                 }
                 keep
             });

@@ -128,6 +128,9 @@ impl Worker {
                 return;
             }
             if lease.is_lost() {
+                // Said here, where the worker stops, whichever noticed first: the keeper (a
+                // renewal that failed or found the lease taken) or this worker's own clock.
+                tracing::warn!(worker = self.name, epoch = lease.epoch, "lease lost; standing by");
                 return;
             }
             match self.step(term).await {

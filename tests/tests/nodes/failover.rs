@@ -108,13 +108,23 @@ async fn leader_fails(failure: Failure) {
             epochs,
             "a token moved after the wake-up"
         );
-        let log = cluster.nodes[leader].log();
-        // Whichever notices first: the lease keeper at its next renewal ("lease lost"), or a
-        // worker whose fenced checkpoint write matched no row ("another process leads now").
-        assert!(
-            log.contains("lease lost") || log.contains("another process leads now"),
-            "the woken process did not notice it lost its leases"
-        );
+        // Every worker of the woken process says why it stopped: its lease lost, by its own
+        // clock or the keeper's renewal ("lease lost"), or its fenced checkpoint write matched
+        // no row ("another process leads now"). (A worker that noticed by its own clock before
+        // the keeper did used to stop silently.)
+        let woke = Instant::now();
+        loop {
+            let stopped = stood_down(&cluster.nodes[leader].log());
+            if stopped.len() == CONSUMERS {
+                break;
+            }
+            let state = cluster.nodes[leader].state();
+            assert!(
+                woke.elapsed() < Duration::from_secs(20),
+                "only {stopped:?} of the woken process said they stopped leading (process state: {state})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     let _ = stop_writing.send(true);
@@ -142,4 +152,16 @@ async fn leader_fails(failure: Failure) {
     let published = bus.holds_each_event_once(&cluster.db).await;
     println!("{failure:?}: the NATS stream holds each of {published} events once");
     checks::read_models_equal_a_rebuild(&cluster, &admin, &api_urls[1]).await;
+}
+
+/// The workers that logged that they stopped leading.
+fn stood_down(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            let message = line["message"].as_str().unwrap_or_default();
+            message.starts_with("lease lost") || message.starts_with("another process leads now")
+        })
+        .filter_map(|line| line["worker"].as_str().map(str::to_owned))
+        .collect()
 }

@@ -56,6 +56,16 @@ impl Node {
         assert!(status.success(), "kill -{signal} {} ({}) failed", self.pid, self.label);
     }
 
+    /// The process's state as the kernel reports it (`/proc/<pid>/stat`: R, S, T for
+    /// stopped, ...), for failure messages.
+    pub fn state(&self) -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // pid (comm) state ...: the state follows the last ')'.
+        stat.rsplit_once(')')
+            .map(|(_, rest)| rest.trim().chars().next().unwrap_or('?').to_string())
+            .unwrap_or_else(|| "gone".to_owned())
+    }
+
     /// The exit status, once the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().expect("wait for a node")
