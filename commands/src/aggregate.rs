@@ -59,7 +59,7 @@ pub fn encode<E: Event>(event: &E, metadata: &Metadata) -> NewEvent {
 
 /// A recorded (already upcast) event as a domain event.
 pub fn decode<E: Event>(recorded: &RecordedEvent) -> Result<E, StoreError> {
-    E::from_data_ref(&recorded.event_type, &recorded.data)
+    E::from_json(&recorded.event_type, recorded.data.raw())
         .map_err(|e| StoreError::Corrupt(format!("{} v{} of {}: {e}", recorded.event_type, recorded.version, recorded.stream_id)))
 }
 

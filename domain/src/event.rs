@@ -13,9 +13,9 @@
 
 use std::fmt::Debug;
 
-use serde::de::value::MapDeserializer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::cart::CartEvent;
@@ -83,21 +83,32 @@ pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
 
     /// Decodes data in the current schema of `event_type`.
     fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
-        Self::from_data_ref(event_type, &data)
+        let data = serde_json::value::to_raw_value(&data).map_err(|source| DecodeError::InvalidData {
+            event_type: event_type.to_owned(),
+            source,
+        })?;
+        Self::from_json(event_type, &data)
     }
 
-    /// [`Event::from_data`] without taking the data: it is read in place, the type first,
-    /// so serde decodes it in one pass. (Wrapping it as `json!({"type", "data"})` copied
-    /// it, and the map's key order put "data" first, which made serde buffer it whole
-    /// before decoding it: most of the cost of loading an aggregate in the profile of
-    /// issue #11.)
-    fn from_data_ref(event_type: &str, data: &Value) -> Result<Self, DecodeError> {
-        if Self::current_schema_version(event_type).is_none() {
+    /// [`Event::from_data`] from the JSON text of the data, as the store reads it: decoded
+    /// straight into the event, the type first so serde reads the data in one pass, with no
+    /// `serde_json::Value` between. (Building a `Value` per event, then decoding it, was most
+    /// of the cost of loading an aggregate in the profile of issue #11.)
+    fn from_json(event_type: &str, data: &RawValue) -> Result<Self, DecodeError> {
+        let Some(kind) = Self::TYPES.iter().find(|t| t.name == event_type) else {
             return Err(DecodeError::UnknownEventType(event_type.to_owned()));
-        }
-        let tag = Value::String(event_type.to_owned());
-        let tagged = MapDeserializer::<_, serde_json::Error>::new([("type", &tag), ("data", data)].into_iter());
-        Self::deserialize(tagged).map_err(|source| DecodeError::InvalidData {
+        };
+        // The declared name, not the caller's text: type names are plain identifiers, so
+        // nothing needs escaping; `data` is one JSON value (a `RawValue`), so it cannot add
+        // keys of its own.
+        let data = data.get();
+        let mut tagged = String::with_capacity(data.len() + kind.name.len() + 20);
+        tagged.push_str(r#"{"type":""#);
+        tagged.push_str(kind.name);
+        tagged.push_str(r#"","data":"#);
+        tagged.push_str(data);
+        tagged.push('}');
+        serde_json::from_str(&tagged).map_err(|source| DecodeError::InvalidData {
             event_type: event_type.to_owned(),
             source,
         })
@@ -156,17 +167,21 @@ impl AnyEvent {
 
     /// Decodes data in the current schema of any known type.
     pub fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
-        Self::from_data_ref(event_type, &data)
+        let data = serde_json::value::to_raw_value(&data).map_err(|source| DecodeError::InvalidData {
+            event_type: event_type.to_owned(),
+            source,
+        })?;
+        Self::from_json(event_type, &data)
     }
 
-    /// [`AnyEvent::from_data`] reading the data in place ([`Event::from_data_ref`]).
-    pub fn from_data_ref(event_type: &str, data: &Value) -> Result<Self, DecodeError> {
+    /// [`AnyEvent::from_data`] from the JSON text of the data ([`Event::from_json`]).
+    pub fn from_json(event_type: &str, data: &RawValue) -> Result<Self, DecodeError> {
         if CartEvent::current_schema_version(event_type).is_some() {
-            CartEvent::from_data_ref(event_type, data).map(Self::Cart)
+            CartEvent::from_json(event_type, data).map(Self::Cart)
         } else if ProductEvent::current_schema_version(event_type).is_some() {
-            ProductEvent::from_data_ref(event_type, data).map(Self::Product)
+            ProductEvent::from_json(event_type, data).map(Self::Product)
         } else if OrderEvent::current_schema_version(event_type).is_some() {
-            OrderEvent::from_data_ref(event_type, data).map(Self::Order)
+            OrderEvent::from_json(event_type, data).map(Self::Order)
         } else {
             Err(DecodeError::UnknownEventType(event_type.to_owned()))
         }

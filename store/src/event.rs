@@ -2,6 +2,7 @@
 //! metadata). The store never interprets `data`; the domain and the upcasters do.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::fmt;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -117,6 +118,69 @@ impl NewEvent {
     }
 }
 
+/// An event's `data` as read: the JSON text exactly as the database returned it, checked to
+/// be JSON but not parsed into a tree. Readers decode it straight into their own types
+/// (`domain`'s `from_json`): building a `serde_json::Value` for every event read, then
+/// decoding that, was most of the store's read cost in the profile of issue #11.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventData(Box<RawValue>);
+
+impl EventData {
+    /// Checks that `json` is JSON and keeps it as it is.
+    pub fn from_json(json: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(json).map(EventData)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text as one checked JSON value, for decoding (`domain`'s `from_json`).
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// As a JSON tree, for readers that want one (GraphQL's `JSON` scalar, upcasters).
+    pub fn to_value(&self) -> serde_json::Value {
+        // Parsing what was checked to be JSON does not fail.
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl From<&serde_json::Value> for EventData {
+    fn from(value: &serde_json::Value) -> Self {
+        // A `Value` always serialises to valid JSON.
+        EventData(serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+}
+
+impl From<serde_json::Value> for EventData {
+    fn from(value: serde_json::Value) -> Self {
+        EventData::from(&value)
+    }
+}
+
+/// Equal when they mean the same JSON (key order and spacing aside), as `Value`s compare.
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get() || self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<serde_json::Value> for EventData {
+    fn eq(&self, other: &serde_json::Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl PartialEq<EventData> for serde_json::Value {
+    fn eq(&self, other: &EventData) -> bool {
+        other == self
+    }
+}
+
 /// An event as stored, after upcasting to its current schema.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
@@ -128,7 +192,7 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The schema version after upcasting (what `data` now conforms to).
     pub schema_version: i32,
-    pub data: serde_json::Value,
+    pub data: EventData,
     pub metadata: Metadata,
     #[serde(with = "time::serde::rfc3339")]
     pub recorded_at: OffsetDateTime,

@@ -34,8 +34,8 @@ pub mod upcast;
 pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent,
-    Snapshot, StreamAppend, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, EventData, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position,
+    RecordedEvent, Snapshot, StreamAppend, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
 };
 pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};

@@ -264,3 +264,20 @@ fn unknown_fields_are_ignored_so_that_adding_an_optional_field_stays_readable() 
         }
     );
 }
+
+#[test]
+fn json_text_decodes_whatever_its_spacing_and_key_order() {
+    let text = serde_json::value::RawValue::from_string(r#" { "quantity" : 2 ,"sku":"tea" } "#.to_owned()).unwrap();
+    assert_eq!(
+        CartEvent::from_json("ItemQuantityChanged", &text).unwrap(),
+        CartEvent::ItemQuantityChanged {
+            sku: sku("tea"),
+            quantity: 2
+        }
+    );
+    // Only a declared type name is ever written into the tagged text.
+    assert!(matches!(
+        CartEvent::from_json(r#"ItemQuantityChanged","x":"#, &text),
+        Err(DecodeError::UnknownEventType(_))
+    ));
+}

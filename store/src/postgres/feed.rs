@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::{to_i64, to_u64, PgStore};
 use crate::error::StoreError;
-use crate::event::{check_feed_categories, Metadata, Position, RecordedEvent};
+use crate::event::{check_feed_categories, EventData, Metadata, Position, RecordedEvent};
 use crate::upcast::upcast;
 
 /// Columns in the order `decode_event_at` reads them.
@@ -154,11 +154,11 @@ fn decode_event_at(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> 
     let position = Position(to_u64(row.try_get(at)?, "position")?);
     let event_type: String = row.try_get(at + 4)?;
     let stored_schema: i32 = row.try_get(at + 5)?;
-    let data: serde_json::Value = row.try_get(at + 6)?;
+    let data: Json<EventData> = row.try_get(at + 6)?;
     let metadata: Json<&serde_json::value::RawValue> = row.try_get(at + 7)?;
     let metadata: Metadata =
         serde_json::from_str(metadata.0.get()).map_err(|e| StoreError::Corrupt(format!("metadata of event at position {position}: {e}")))?;
-    let (schema_version, data) = upcast(&event_type, stored_schema, data)?;
+    let (schema_version, data) = upcast(&event_type, stored_schema, data.0)?;
     Ok(RecordedEvent {
         position,
         stream_id: row.try_get(at + 1)?,

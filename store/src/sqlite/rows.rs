@@ -8,7 +8,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, Metadata, Position, RecordedEvent};
+use crate::event::{AppendOutcome, EventData, Metadata, Position, RecordedEvent};
 use crate::upcast::upcast;
 
 /// The one form times are stored in: fixed width, UTC, microseconds.
@@ -58,7 +58,7 @@ impl EventRow {
     fn into_event(self) -> Result<RecordedEvent, StoreError> {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event at position {}: {what}: {e}", self.position));
         let event_id = Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?;
-        let data: serde_json::Value = serde_json::from_str(&self.data).map_err(|e| corrupt("data", &e))?;
+        let data = EventData::from_json(self.data).map_err(|e| corrupt("data", &e))?;
         let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", &e))?;
         let recorded_at = parse_timestamp(&self.recorded_at)?;
         let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;

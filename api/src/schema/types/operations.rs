@@ -73,7 +73,7 @@ impl RecordedEvent {
     }
 
     async fn data(&self) -> Json {
-        Json(self.0.data.clone())
+        Json(self.0.data.to_value())
     }
 
     async fn metadata(&self) -> Json {
