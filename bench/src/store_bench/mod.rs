@@ -53,6 +53,10 @@ pub struct StoreArgs {
     /// Loads per pass in W3 (the pass's value is their median).
     #[arg(long, default_value_t = 50)]
     w3_rounds: usize,
+    /// The Postgres store's group commit: groups in flight at once (0: off); the store's
+    /// default when not given.
+    #[arg(long)]
+    group_commit_writers: Option<usize>,
     /// Skip the SQLite half.
     #[arg(long)]
     skip_sqlite: bool,

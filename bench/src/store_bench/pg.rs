@@ -32,11 +32,13 @@ pub(super) async fn main(args: &StoreArgs, name: &str, report: &mut Report) -> R
 
 async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String, BoxError> {
     let writers = args.w1_writers.iter().copied().chain([args.w2_writers]).max().unwrap_or(1).max(1);
+    let defaults = PgStoreOptions::default();
     let options = PgStoreOptions {
         max_connections: u32::try_from(writers + 1).unwrap_or(u32::MAX),
-        ..Default::default()
+        group_commit_writers: args.group_commit_writers.unwrap_or(defaults.group_commit_writers),
+        ..defaults
     };
-    let pg = PgStore::connect_with(url, options).await?;
+    let pg = PgStore::connect_with(url, options.clone()).await?;
     let store: Arc<dyn EventStore> = Arc::new(pg.clone());
     let pool = pg.pool().clone();
     sqlx::query(baseline::TABLE).execute(&pool).await?;
@@ -57,10 +59,11 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         settings.push(format!("{setting}={}", row.try_get::<_, String>(0)?));
     }
     let about = format!(
-        "Postgres: {}. Baseline: table `{}`; tokio-postgres 0.7, statements prepared once per connection, one connection per writer. Store: `PgStore`, a pool of {} connections.",
+        "Postgres: {}. Baseline: table `{}`; tokio-postgres 0.7, statements prepared once per connection, one connection per writer. Store: `PgStore`, a pool of {} connections, group commit with at most {} groups in flight (0: off).",
         settings.join(", "),
         baseline::TABLE.trim_start_matches("create table "),
-        writers + 1
+        writers + 1,
+        options.group_commit_writers
     );
     eprintln!("{about}");
 

@@ -7,9 +7,10 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
+use super::group_commit::{Answer, GroupCommit};
 use super::{to_u64, PgStore, ORDINAL_BITS};
 use crate::error::StoreError;
-use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, Metadata, Position, StreamAppend, StreamOutcome};
+use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, Position, StreamAppend, StreamOutcome};
 
 /// The constraint that makes two appends of the same stream version impossible.
 const STREAM_VERSION_KEY: &str = "events_stream_version_key";
@@ -48,7 +49,7 @@ macro_rules! append_sql {
             "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
              select (pg_current_xact_id()::text::bigint << 20) + $9::bigint + 1, $4, $1, $2, ",
             $start,
-            " + 1, $5, $6, $7, $8 ",
+            " + 1, $5, $6, $7::text::json, $8::text::json ",
             $check,
             " returning position, version"
         )
@@ -57,11 +58,11 @@ macro_rules! append_sql {
         concat!(
             "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
              select (pg_current_xact_id()::text::bigint << 20) + $9::bigint + e.ordinal,
-                    e.event_id, $1, $2, s.version + e.ordinal, e.event_type, e.schema_version, e.data, e.metadata
+                    e.event_id, $1, $2, s.version + e.ordinal, e.event_type, e.schema_version, e.data::json, e.metadata::json
                from (select ",
             $start,
             " as version) s,
-                    unnest($4::uuid[], $5::text[], $6::int4[], $7::jsonb[], $8::jsonb[])
+                    unnest($4::uuid[], $5::text[], $6::int4[], $7::text[], $8::text[])
                         with ordinality as e(event_id, event_type, schema_version, data, metadata, ordinal) ",
             $check,
             " returning position, version"
@@ -115,12 +116,15 @@ const ONE_EVENT: AppendStatements = append_statements!(one);
 const SEVERAL_EVENTS: AppendStatements = append_statements!(many);
 
 impl PgStore {
-    /// [`EventStore::append`](crate::EventStore::append): one statement when it can be,
-    /// else one transaction; then the wake-ups.
-    pub(super) async fn append_request(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+    /// [`EventStore::append`](crate::EventStore::append): one statement when it can be
+    /// (shared with other appends when it can be), else one transaction; then the wake-ups.
+    pub(super) async fn append_request(&self, mut request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
-        let outcome = match request.streams.as_slice() {
-            [stream] if request.idempotency.is_none() => self.append_one_statement(stream).await?,
+        let outcome = match request.streams.len() {
+            1 if request.idempotency.is_none() => {
+                let stream = request.streams.pop().ok_or_else(|| StoreError::InvalidRequest("no stream".into()))?;
+                self.append_one_statement(stream).await?
+            }
             _ => self.append_transaction(&request).await?,
         };
         if !outcome.replayed {
@@ -129,14 +133,26 @@ impl PgStore {
         Ok(outcome)
     }
 
-    /// One stream, no idempotency key: one statement, one round trip.
-    async fn append_one_statement(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
+    /// One stream, no idempotency key: one statement, one round trip; shared with other
+    /// appends waiting at the same time when it can be (`group_commit`).
+    async fn append_one_statement(&self, stream: StreamAppend) -> Result<AppendOutcome, StoreError> {
+        let (stream, mut answered) = match &self.inner.group_commit {
+            Some(group) if GroupCommit::accepts(&stream) => match group.write(stream).await? {
+                (stream, Answer::Written(written)) => (stream, Some(written)),
+                (stream, Answer::Alone) => (stream, None),
+            },
+            _ => (stream, None),
+        };
         let mut attempt = 0;
         let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             // The statement is alone in its implicit transaction: no ordinal is taken yet.
-            let failure = match write_stream(&self.inner.pool, stream, 0).await {
+            let written = match answered.take() {
+                Some(written) => written,
+                None => write_stream(&self.inner.pool, &stream, 0).await,
+            };
+            let failure = match written {
                 Ok(written) => {
                     return Ok(AppendOutcome {
                         streams: vec![written.outcome(&stream.stream_id)],
@@ -207,7 +223,7 @@ enum Written {
 }
 
 /// Why an attempt failed. The transaction must be rolled back.
-enum Failure {
+pub(super) enum Failure {
     /// The stream was not as expected when we wrote: an `Exact(n)` found no version n, or
     /// another append holds a version we meant to write (unique violation of
     /// `events_stream_version_key`). After re-reading the stream: a conflict, or (for `Any`,
@@ -233,10 +249,10 @@ impl From<StoreError> for Failure {
     }
 }
 
-struct StreamWritten {
+pub(super) struct StreamWritten {
     /// The stream's version before the append.
-    actual: u64,
-    positions: Vec<Position>,
+    pub actual: u64,
+    pub positions: Vec<Position>,
 }
 
 impl StreamWritten {
@@ -326,26 +342,32 @@ async fn write_request(conn: &mut PgConnection, request: &AppendRequest) -> Resu
 }
 
 /// One stream in one statement (`ONE_EVENT` or `SEVERAL_EVENTS`), its first event at ordinal `before + 1`.
-async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &StreamAppend, before: i64) -> Result<StreamWritten, Failure> {
+pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &StreamAppend, before: i64) -> Result<StreamWritten, Failure> {
     let query = match stream.events.as_slice() {
-        [event] => sqlx::query(ONE_EVENT.for_expectation(stream.expected))
-            .bind(&stream.stream_id)
-            .bind(category_of(&stream.stream_id))
-            .bind(expected_param(stream.expected))
-            .bind(event.event_id)
-            .bind(&event.event_type)
-            .bind(event.schema_version)
-            .bind(&event.data)
-            .bind(Json(&event.metadata)),
-        events => sqlx::query(SEVERAL_EVENTS.for_expectation(stream.expected))
-            .bind(&stream.stream_id)
-            .bind(category_of(&stream.stream_id))
-            .bind(expected_param(stream.expected))
-            .bind(events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>())
-            .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
-            .bind(events.iter().map(|e| e.schema_version).collect::<Vec<i32>>())
-            .bind(events.iter().map(|e| &e.data).collect::<Vec<&serde_json::Value>>())
-            .bind(events.iter().map(|e| Json(&e.metadata)).collect::<Vec<Json<&Metadata>>>()),
+        [event] => {
+            let (data, metadata) = json_text(event)?;
+            sqlx::query(ONE_EVENT.for_expectation(stream.expected))
+                .bind(&stream.stream_id)
+                .bind(category_of(&stream.stream_id))
+                .bind(expected_param(stream.expected))
+                .bind(event.event_id)
+                .bind(&event.event_type)
+                .bind(event.schema_version)
+                .bind(data)
+                .bind(metadata)
+        }
+        events => {
+            let (data, metadata): (Vec<String>, Vec<String>) = events.iter().map(json_text).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
+            sqlx::query(SEVERAL_EVENTS.for_expectation(stream.expected))
+                .bind(&stream.stream_id)
+                .bind(category_of(&stream.stream_id))
+                .bind(expected_param(stream.expected))
+                .bind(events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>())
+                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
+                .bind(events.iter().map(|e| e.schema_version).collect::<Vec<i32>>())
+                .bind(data)
+                .bind(metadata)
+        }
     };
     let stale = || Failure::Stale {
         stream: stream.stream_id.clone(),
@@ -370,6 +392,12 @@ async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &StreamAppend,
         actual: appended[0].1 - 1,
         positions: appended.into_iter().map(|(position, _)| Position(position)).collect(),
     })
+}
+
+/// An event's data and metadata as JSON text: what the `json` columns keep (migration 0004).
+pub(super) fn json_text(event: &NewEvent) -> Result<(String, String), StoreError> {
+    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("event metadata is not JSON: {e}")))?;
+    Ok((event.data.to_string(), metadata))
 }
 
 /// Sorts a database error into what the append loop does with it. Never reads message text.
@@ -420,7 +448,7 @@ pub(super) async fn stored_outcome<'e, E: PgExecutor<'e>>(
 }
 
 /// The statements' `$3`: the expected version, -1 for `Any`.
-fn expected_param(expected: ExpectedVersion) -> i64 {
+pub(super) fn expected_param(expected: ExpectedVersion) -> i64 {
     match expected {
         ExpectedVersion::Any => -1,
         ExpectedVersion::NoStream => 0,

@@ -23,6 +23,7 @@
 mod append;
 mod checks;
 mod feed;
+mod group_commit;
 mod replica;
 mod wakeups;
 
@@ -72,6 +73,9 @@ pub struct PgStoreOptions {
     /// row locks: a process frozen in the middle of one (SIGSTOP, a stalled host) would stall
     /// every node's feed and a standby's takeover for as long as it is frozen.
     pub idle_in_transaction_timeout: Option<Duration>,
+    /// Group commit (`group_commit`): at most this many groups of single-event appends in
+    /// flight at once, each one statement and one flush; 0 writes every append on its own.
+    pub group_commit_writers: usize,
 }
 
 /// How the store's pool is built.
@@ -105,6 +109,7 @@ impl Default for PgStoreOptions {
             connect_timeout: Duration::from_secs(5),
             feed_wait: Duration::from_secs(1),
             idle_in_transaction_timeout: None,
+            group_commit_writers: 4,
         }
     }
 }
@@ -120,6 +125,7 @@ struct Inner {
     pool: PgPool,
     wakeups: wakeups::Wakeups,
     feed_wait: Duration,
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 impl PgStore {
@@ -144,6 +150,8 @@ impl PgStore {
         let wakeups = wakeups::Wakeups::start(&pool).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
+                group_commit: (options.group_commit_writers > 0)
+                    .then(|| group_commit::GroupCommit::start(pool.clone(), options.group_commit_writers)),
                 pool,
                 wakeups,
                 feed_wait: options.feed_wait,

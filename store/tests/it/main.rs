@@ -4,6 +4,7 @@
 
 mod backends;
 mod contract;
+mod group_commit;
 mod migrations;
 mod postgres;
 mod sqlite;

@@ -161,7 +161,7 @@ pub async fn effects_happened_once(db: &PgPool) -> (usize, usize) {
         "select p.stream_id || ' ' || (l->>'sku'), \
                 (select count(*) from events r where r.event_type = 'StockReserved' \
                    and r.stream_id = 'product-' || (l->>'sku') and r.data->>'order_id' = p.data->>'order_id') \
-           from events p cross join jsonb_array_elements(p.data->'lines') l where p.event_type = 'OrderPlaced'",
+           from events p cross join json_array_elements(p.data->'lines') l where p.event_type = 'OrderPlaced'",
     )
     .await;
     // inventory: one StockReleased per cancelled order and line.
@@ -172,7 +172,7 @@ pub async fn effects_happened_once(db: &PgPool) -> (usize, usize) {
                 (select count(*) from events r where r.event_type = 'StockReleased' \
                    and r.stream_id = 'product-' || (l->>'sku') and r.data->>'order_id' = p.data->>'order_id') \
            from events c join events p on p.stream_id = c.stream_id and p.event_type = 'OrderPlaced' \
-          cross join jsonb_array_elements(p.data->'lines') l where c.event_type = 'OrderCancelled'",
+          cross join json_array_elements(p.data->'lines') l where c.event_type = 'OrderCancelled'",
     )
     .await;
     // notifications: one per order event it notifies of, keyed by the event.

@@ -1,0 +1,194 @@
+//! Group commit: single-event appends to one stream (no idempotency key, expecting no stream
+//! or an exact version: the command path's appends) that arrive while earlier ones are
+//! being written share one statement, one transaction and one WAL flush.
+//!
+//! A dispatcher task takes the first waiting append, then every append already waiting
+//! behind it, up to [`MAX_GROUP`], and writes them as one `INSERT` on a task of its own; at
+//! most `writers` groups are in flight. An append that finds a writer free is written at
+//! once, alone, with the store's one-event statement: grouping costs a lone writer nothing,
+//! and under load groups grow by themselves.
+//!
+//! Each append's expectation is checked on its own, in the same statement: a row is
+//! inserted only if its expected version exists (`Exact(n)`), and the stream-version key
+//! arbitrates races with `on conflict do nothing`, so an append that loses affects no
+//! other. One event per append means an append is written whole or not at all. Each caller
+//! is answered only after the statement has committed, so an acknowledgement still means
+//! that caller's event is durable. If the server refuses the statement as a whole (a
+//! duplicate event id), nothing of the group was written and each append is tried again
+//! alone, where it gets its own answer; if the connection fails under it, each gets the
+//! transient error a lone append would.
+//!
+//! Rows are written sorted by (stream, expected version), so two groups that touch the same
+//! streams wait on each other's keys in one order instead of deadlocking.
+
+use std::sync::Arc;
+
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
+
+use super::append::{expected_param, json_text, write_stream, Failure, StreamWritten};
+use super::{to_u64, ORDINAL_BITS};
+use crate::error::StoreError;
+use crate::event::{category_of, ExpectedVersion, Position, StreamAppend};
+
+/// Most appends one group writes (each one event; far below the 2^20 ordinals of a
+/// transaction).
+const MAX_GROUP: usize = 512;
+const _: () = assert!(MAX_GROUP < 1 << ORDINAL_BITS);
+
+/// The group's statement: every row whose expectation holds and whose version is free.
+/// `$4` is each row's expected version (0: no stream); it writes version `$4 + 1`.
+const GROUP_SQL: &str = "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
+select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.stream_id, r.category, r.expected + 1,
+       r.event_type, r.schema_version, r.data::json, r.metadata::json
+  from unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[])
+       with ordinality as r(event_id, stream_id, category, expected, event_type, schema_version, data, metadata, ordinal)
+ where r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected)
+on conflict (stream_id, version) do nothing
+returning event_id, position";
+
+/// What a grouped append hears back.
+pub(super) enum Answer {
+    Written(Result<StreamWritten, Failure>),
+    /// The group failed as a whole and wrote nothing: write this append alone.
+    Alone,
+}
+
+struct Pending {
+    stream: StreamAppend,
+    reply: oneshot::Sender<(StreamAppend, Answer)>,
+}
+
+/// The caller's side: a queue into the dispatcher, which stops when this is dropped.
+pub(super) struct GroupCommit {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the dispatcher with at most `writers` groups in flight.
+    pub(super) fn start(pool: PgPool, writers: usize) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(dispatch(pool, pending, Arc::new(Semaphore::new(writers.max(1)))));
+        GroupCommit { queue }
+    }
+
+    /// Whether `stream` may share a statement with others: one event, and an expectation
+    /// the group statement checks per row.
+    pub(super) fn accepts(stream: &StreamAppend) -> bool {
+        stream.events.len() == 1 && matches!(stream.expected, ExpectedVersion::NoStream | ExpectedVersion::Exact(_))
+    }
+
+    /// Writes `stream` with whichever group it joins; gives it back with the answer.
+    pub(super) async fn write(&self, stream: StreamAppend) -> Result<(StreamAppend, Answer), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(pending)) = self.queue.send(Pending { stream, reply }) {
+            return Ok((pending.stream, Answer::Alone));
+        }
+        // The group is written on a task of its own, so it answers even if this caller has
+        // gone. No answer means the runtime is shutting down under the dispatcher.
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is shutting down; the append may or may not have been written".into()))
+    }
+}
+
+async fn dispatch(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Semaphore>) {
+    loop {
+        let Ok(permit) = writers.clone().acquire_owned().await else { return };
+        let Some(first) = pending.recv().await else { return };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            write_group(&pool, group).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Writes one group and answers each of its appends.
+async fn write_group(pool: &PgPool, mut group: Vec<Pending>) {
+    if let [_] = group.as_slice() {
+        let Some(Pending { stream, reply }) = group.pop() else { return };
+        let written = write_stream(pool, &stream, 0).await;
+        let _ = reply.send((stream, Answer::Written(written)));
+        return;
+    }
+    group.sort_by(|a, b| (&a.stream.stream_id, expected(a)).cmp(&(&b.stream.stream_id, expected(b))));
+    let events = || group.iter().map(|p| &p.stream.events[0]);
+    let (data, metadata): (Vec<String>, Vec<String>) = match events().map(json_text).collect::<Result<Vec<_>, _>>() {
+        Ok(texts) => texts.into_iter().unzip(),
+        Err(_) => return answer_all(group, &Err(Answered::Alone)),
+    };
+    let rows = sqlx::query(GROUP_SQL)
+        .bind(events().map(|e| e.event_id).collect::<Vec<Uuid>>())
+        .bind(group.iter().map(|p| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
+        .bind(group.iter().map(|p| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
+        .bind(group.iter().map(expected).collect::<Vec<i64>>())
+        .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
+        .bind(events().map(|e| e.schema_version).collect::<Vec<i32>>())
+        .bind(data)
+        .bind(metadata)
+        .fetch_all(pool)
+        .await;
+    let written: Result<Vec<(Uuid, u64)>, Answered> = match rows {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, to_u64(row.try_get(1)?, "position")?)))
+            .collect::<Result<_, StoreError>>()
+            .map_err(|e| Answered::Each(format!("the group's appends were written, but their positions could not be read: {e}"))),
+        // The server refused the statement, or it was never sent: nothing was written.
+        Err(e @ (sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
+            tracing::debug!(error = %e, appends = group.len(), "a group append failed; writing each alone");
+            Err(Answered::Alone)
+        }
+        // The connection failed under the statement: written or not, nobody can say.
+        Err(e) => Err(Answered::Unknown(e.to_string())),
+    };
+    answer_all(group, &written);
+}
+
+fn answer_all(group: Vec<Pending>, written: &Result<Vec<(Uuid, u64)>, Answered>) {
+    for Pending { stream, reply } in group {
+        let answer = match written {
+            Err(Answered::Alone) => Answer::Alone,
+            Err(Answered::Each(reason)) => Answer::Written(Err(Failure::Store(StoreError::Corrupt(reason.clone())))),
+            Err(Answered::Unknown(reason)) => Answer::Written(Err(Failure::Store(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                reason.clone(),
+            )))))),
+            Ok(rows) => match rows.iter().find(|(id, _)| *id == stream.events[0].event_id) {
+                Some((_, position)) => Answer::Written(Ok(StreamWritten {
+                    actual: expected_param(stream.expected).unsigned_abs(),
+                    positions: vec![Position(*position)],
+                })),
+                None => Answer::Written(Err(Failure::Stale {
+                    stream: stream.stream_id.clone(),
+                    expected: stream.expected,
+                })),
+            },
+        };
+        let _ = reply.send((stream, answer));
+    }
+}
+
+/// How a group that did not write cleanly answers its appends.
+enum Answered {
+    /// Nothing was written: each append is tried alone.
+    Alone,
+    /// Written, then the answer could not be read: each append gets this error.
+    Each(String),
+    /// The connection failed: each append gets a transient error of unknown outcome, as a
+    /// lone append would.
+    Unknown(String),
+}
+
+fn expected(pending: &Pending) -> i64 {
+    expected_param(pending.stream.expected)
+}
