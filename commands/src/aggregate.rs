@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use domain::Event;
 
-use store::{EventStore, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StoreError};
+use store::{EventData, EventStore, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StoreError, StreamEvent};
 
 /// Page size when folding a stream.
 const PAGE: usize = 1_000;
@@ -59,8 +59,16 @@ pub fn encode<E: Event>(event: &E, metadata: &Metadata) -> NewEvent {
 
 /// A recorded (already upcast) event as a domain event.
 pub fn decode<E: Event>(recorded: &RecordedEvent) -> Result<E, StoreError> {
-    E::from_json(&recorded.event_type, recorded.data.raw())
-        .map_err(|e| StoreError::Corrupt(format!("{} v{} of {}: {e}", recorded.event_type, recorded.version, recorded.stream_id)))
+    decode_data(&recorded.stream_id, recorded.version, &recorded.event_type, &recorded.data)
+}
+
+/// An event of a stream as loaded for folding ([`EventStore::load_stream`]) as a domain event.
+pub fn decode_loaded<E: Event>(stream_id: &str, loaded: &StreamEvent) -> Result<E, StoreError> {
+    decode_data(stream_id, loaded.version, &loaded.event_type, &loaded.data)
+}
+
+fn decode_data<E: Event>(stream_id: &str, version: u64, event_type: &str, data: &EventData) -> Result<E, StoreError> {
+    E::from_json(event_type, data.raw()).map_err(|e| StoreError::Corrupt(format!("{event_type} v{version} of {stream_id}: {e}")))
 }
 
 /// An aggregate's state and the stream version it includes (the expected version for
@@ -114,7 +122,7 @@ pub async fn load<A: Aggregate>(store: &dyn EventStore, stream_id: &str) -> Resu
 pub async fn load_until<A: Aggregate>(
     store: &dyn EventStore,
     stream_id: &str,
-    keep: impl Fn(&RecordedEvent) -> bool,
+    keep: impl Fn(&StreamEvent) -> bool,
 ) -> Result<Loaded<A::State>, StoreError> {
     fold_after::<A>(store, stream_id, Loaded::empty(), keep).await
 }
@@ -125,15 +133,15 @@ pub(crate) async fn fold_after<A: Aggregate>(
     store: &dyn EventStore,
     stream_id: &str,
     mut loaded: Loaded<A::State>,
-    keep: impl Fn(&RecordedEvent) -> bool,
+    keep: impl Fn(&StreamEvent) -> bool,
 ) -> Result<Loaded<A::State>, StoreError> {
     loop {
-        let page = store.read_stream(stream_id, loaded.version + 1, PAGE).await?;
+        let page = store.load_stream(stream_id, loaded.version + 1, PAGE).await?;
         for recorded in &page {
             if !keep(recorded) {
                 return Ok(loaded);
             }
-            loaded.state = A::evolve(loaded.state, &decode::<A::Event>(recorded)?);
+            loaded.state = A::evolve(loaded.state, &decode_loaded::<A::Event>(stream_id, recorded)?);
             loaded.version = recorded.version;
             loaded.position = Some(recorded.position);
         }

@@ -37,7 +37,9 @@ use std::sync::{Arc, Mutex};
 use store::{EventStore, StoreError};
 use tokio::sync::oneshot;
 
-pub use aggregate::{decode, encode, load, load_until, snapshot_if_due, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate};
+pub use aggregate::{
+    decode, decode_loaded, encode, load, load_until, snapshot_if_due, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate,
+};
 pub use context::{CommandContext, Executed, DEFAULT_BUDGET};
 pub use error::CommandError;
 pub use place_order::PlacedOrder;

@@ -243,7 +243,7 @@ impl<A: Aggregate> Lane<A> {
         }
         Ok(self
             .store
-            .read_stream(stream_id, version, 1)
+            .load_stream(stream_id, version, 1)
             .await?
             .first()
             .map(|e| e.position)

@@ -204,6 +204,35 @@ impl RecordedEvent {
     }
 }
 
+/// A stream's event as folding an aggregate needs it ([`EventStore::load_stream`]): the
+/// record without the stream id (the caller named it), the event id and the metadata, which
+/// made up most of what a load read and decoded (issue #11).
+///
+/// [`EventStore::load_stream`]: crate::EventStore::load_stream
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEvent {
+    pub position: Position,
+    pub version: u64,
+    pub event_type: String,
+    /// The schema version after upcasting (what `data` now conforms to).
+    pub schema_version: i32,
+    pub data: EventData,
+    pub recorded_at: OffsetDateTime,
+}
+
+impl From<RecordedEvent> for StreamEvent {
+    fn from(e: RecordedEvent) -> Self {
+        StreamEvent {
+            position: e.position,
+            version: e.version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            data: e.data,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
 /// The category of a stream: the part of its id before the first '-' (`cart-<uuid>` -> `cart`).
 pub fn category_of(stream_id: &str) -> &str {
     stream_id.split_once('-').map_or(stream_id, |(category, _)| category)

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot};
+use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot, StreamEvent};
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -16,6 +16,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Events of one stream with `version >= from_version`, oldest first, at most `limit`.
     async fn read_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`EventStore::read_stream`] with only what folding an aggregate needs (`commands`
+    /// loads with it). The backends read just those columns; this default reads the whole
+    /// records, for wrappers that have nothing better.
+    async fn load_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
+        Ok(self
+            .read_stream(stream_id, from_version, limit)
+            .await?
+            .into_iter()
+            .map(StreamEvent::from)
+            .collect())
+    }
 
     /// The stream's current version (0 when it has no events).
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError>;

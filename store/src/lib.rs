@@ -35,7 +35,7 @@ pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
     category_of, check_feed_categories, AppendOutcome, AppendRequest, EventData, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position,
-    RecordedEvent, Snapshot, StreamAppend, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
+    RecordedEvent, Snapshot, StreamAppend, StreamEvent, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
 };
 pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};

@@ -214,7 +214,7 @@ pub(crate) fn valid_idempotency_key(key: Option<String>) -> Result<Option<String
 pub(crate) async fn state_as_of<A: Aggregate>(
     api: &ApiContext,
     stream_id: &str,
-    keep: impl Fn(&store::RecordedEvent) -> bool + Send + Sync,
+    keep: impl Fn(&store::StreamEvent) -> bool + Send + Sync,
 ) -> Result<(Loaded<A::State>, Timestamps), ApiError> {
     let times = Mutex::new(Timestamps::default());
     let loaded = load_until::<A>(api.store.as_ref(), stream_id, |e| {

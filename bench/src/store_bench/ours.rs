@@ -1,8 +1,9 @@
 //! The store side: the store's public API used exactly as the command path (`commands`)
 //! uses it. Appends carry domain events encoded by `commands::encode` with a command's
 //! metadata and `ExpectedVersion::Exact(version)` (`Exact(0)` for a new stream, as the
-//! mailbox does); loads read pages of 1,000 like `commands` folds a stream and decode each
-//! event with `commands::decode`; the feed is read like the projections read it.
+//! mailbox does); loads read pages of 1,000 with `load_stream` like `commands` folds a
+//! stream and decode each event with `commands::decode_loaded`; the feed is read like the
+//! projections read it.
 
 use std::sync::Arc;
 
@@ -54,9 +55,13 @@ pub(super) async fn load(store: &Arc<dyn EventStore>, stream_id: &str) -> Result
     let mut out = Vec::new();
     let mut version = 0;
     loop {
-        let page = store.read_stream(stream_id, version + 1, PAGE).await?;
+        let page = store.load_stream(stream_id, version + 1, PAGE).await?;
         for recorded in &page {
-            out.push((recorded.position, recorded.version, commands::decode::<CartEvent>(recorded)?));
+            out.push((
+                recorded.position,
+                recorded.version,
+                commands::decode_loaded::<CartEvent>(stream_id, recorded)?,
+            ));
             version = recorded.version;
         }
         if page.len() < PAGE {

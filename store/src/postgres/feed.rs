@@ -10,16 +10,24 @@ use sqlx::Row;
 
 use super::{to_i64, to_u64, PgStore};
 use crate::error::StoreError;
-use crate::event::{check_feed_categories, EventData, Metadata, Position, RecordedEvent};
+use crate::event::{check_feed_categories, EventData, Metadata, Position, RecordedEvent, StreamEvent};
 use crate::upcast::upcast;
 
 /// Columns in the order `decode_event_at` reads them.
 const READ_STREAM_SQL: &str = "select position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at
   from events where stream_id = $1 and version >= $2 order by version limit $3";
 
+/// What folding an aggregate reads (`load_stream`): no stream id, event id or metadata.
+const LOAD_STREAM_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at
+  from events where stream_id = $1 and version >= $2 order by version limit $3";
+
 /// The feed below the horizon of this statement's own snapshot (see the migration), with
 /// that horizon in every row (one row of nulls when the page is empty), so the reader knows
 /// how far the page is complete.
+///
+/// The rows come in the lateral subquery's order (one outer row, a nested loop), but SQL
+/// does not promise that, so `read_page` checks it. An outer `order by e.position` made
+/// Postgres sort every page again: 0.8 of 2.2 ms per page of 1,000 (`explain analyze`).
 const READ_ALL_SQL: &str =
     "select h.horizon, e.position, e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
   from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h
@@ -27,8 +35,7 @@ const READ_ALL_SQL: &str =
         select * from events
          where position > $1 and position < h.horizon
          order by position
-         limit $2) e on true
- order by e.position";
+         limit $2) e on true";
 
 /// The same, filtered by category. Each category is read on its own, in position order
 /// along `events_category_position_idx`, at most a page each, and the pages are merged:
@@ -46,8 +53,7 @@ const READ_ALL_CATEGORIES_SQL: &str =
                 order by position
                 limit $2) f
          order by f.position
-         limit $2) e on true
- order by e.position";
+         limit $2) e on true";
 
 const HEAD_SQL: &str = "select h.horizon, coalesce((select max(position) from events where position < h.horizon), 0)
   from (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20 as horizon) h";
@@ -61,6 +67,31 @@ impl PgStore {
             .fetch_all(&self.inner.pool)
             .await?;
         rows.iter().map(decode_event).collect()
+    }
+
+    pub(super) async fn load_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
+        let rows = sqlx::query(LOAD_STREAM_SQL)
+            .bind(stream_id)
+            .bind(to_i64(from_version))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let position = Position(to_u64(row.try_get(0)?, "position")?);
+                let event_type: String = row.try_get(2)?;
+                let data: Json<EventData> = row.try_get(4)?;
+                let (schema_version, data) = upcast(&event_type, row.try_get(3)?, data.0)?;
+                Ok(StreamEvent {
+                    position,
+                    version: to_u64(row.try_get(1)?, "version")?,
+                    event_type,
+                    schema_version,
+                    data,
+                    recorded_at: row.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -110,6 +141,9 @@ impl PgStore {
             if let Some(event) = decode_feed_row(row)? {
                 events.push(event);
             }
+        }
+        if !events.is_sorted_by_key(|e| e.position) {
+            events.sort_unstable_by_key(|e| e.position);
         }
         Ok((horizon, events))
     }

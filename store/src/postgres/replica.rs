@@ -26,7 +26,7 @@ pub async fn open_read_replica(url: &str, options: &PgStoreOptions) -> Result<Pg
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("READ_DATABASE_URL is not a valid PostgreSQL URL: {e}")))?;
     crate::startup::check_postgres(&connect_options, options.connect_timeout, "READ_DATABASE_URL").await?;
-    let connect_options = connect_options.options([("default_transaction_read_only", "on")]);
+    let connect_options = connect_options.options([("default_transaction_read_only", "on"), super::GENERIC_PLANS]);
     let pool = pool_options(options).connect_with(connect_options).await?;
     let deadline = Instant::now() + options.connect_timeout;
     loop {

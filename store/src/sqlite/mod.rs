@@ -43,13 +43,15 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
 };
 use crate::event_store::EventStore;
 
 mod rows;
 
-use rows::{clamp_i64, format_timestamp, from_i64, into_events, parse_outcome, parse_timestamp, to_i64, EventRow};
+use rows::{
+    clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow, StreamEventRow,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -375,6 +377,19 @@ impl EventStore for SqliteStore {
         .fetch_all(&self.pools.reader)
         .await?;
         into_events(rows)
+    }
+
+    async fn load_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
+        let rows: Vec<StreamEventRow> = sqlx::query_as(
+            "select position, version, event_type, schema_version, data, recorded_at \
+             from events where stream_id = ?1 and version >= ?2 order by version limit ?3",
+        )
+        .bind(stream_id)
+        .bind(clamp_i64(from_version))
+        .bind(clamp_i64(limit as u64))
+        .fetch_all(&self.pools.reader)
+        .await?;
+        into_stream_events(rows)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {

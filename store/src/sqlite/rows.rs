@@ -8,7 +8,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, EventData, Metadata, Position, RecordedEvent};
+use crate::event::{AppendOutcome, EventData, Metadata, Position, RecordedEvent, StreamEvent};
 use crate::upcast::upcast;
 
 /// The one form times are stored in: fixed width, UTC, microseconds.
@@ -78,4 +78,34 @@ impl EventRow {
 
 pub(super) fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.into_iter().map(EventRow::into_event).collect()
+}
+
+/// The columns `load_stream` reads.
+#[derive(sqlx::FromRow)]
+pub(super) struct StreamEventRow {
+    position: i64,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    data: String,
+    recorded_at: String,
+}
+
+impl StreamEventRow {
+    fn into_event(self) -> Result<StreamEvent, StoreError> {
+        let data = EventData::from_json(self.data).map_err(|e| StoreError::Corrupt(format!("event at position {}: data: {e}", self.position)))?;
+        let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
+        Ok(StreamEvent {
+            position: Position(from_i64(self.position, "position")?),
+            version: from_i64(self.version, "version")?,
+            event_type: self.event_type,
+            schema_version,
+            data,
+            recorded_at: parse_timestamp(&self.recorded_at)?,
+        })
+    }
+}
+
+pub(super) fn into_stream_events(rows: Vec<StreamEventRow>) -> Result<Vec<StreamEvent>, StoreError> {
+    rows.into_iter().map(StreamEventRow::into_event).collect()
 }
