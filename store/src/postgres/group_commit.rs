@@ -2,11 +2,12 @@
 //! or an exact version: the command path's appends) that arrive while earlier ones are
 //! being written share one statement, one transaction and one WAL flush.
 //!
-//! A dispatcher task takes the first waiting append, then every append already waiting
-//! behind it, up to [`MAX_GROUP`], and writes them as one `INSERT` on a task of its own; at
-//! most `writers` groups are in flight. An append that finds a writer free is written at
-//! once, alone, with the store's one-event statement: grouping costs a lone writer nothing,
-//! and under load groups grow by themselves.
+//! At most `writers` statements are in flight. An append that finds a writer free is written
+//! at once, alone, in its caller's task, with the store's one-event statement: grouping
+//! costs a lone writer nothing. Otherwise it queues; a dispatcher task takes the first
+//! waiting append, waits for a free writer, then takes every append queued behind it, up to
+//! [`MAX_GROUP`], and writes them as one `INSERT` on a task of its own. Under load, groups
+//! grow by themselves.
 //!
 //! Each append's expectation is checked on its own, in the same statement: a row is
 //! inserted only if its expected version exists (`Exact(n)`), and the stream-version key
@@ -63,14 +64,18 @@ struct Pending {
 /// The caller's side: a queue into the dispatcher, which stops when this is dropped.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
+    /// One permit per statement in flight, a lone append's or a group's.
+    writers: Arc<Semaphore>,
+    pool: PgPool,
 }
 
 impl GroupCommit {
-    /// Starts the dispatcher with at most `writers` groups in flight.
+    /// Starts the dispatcher with at most `writers` statements in flight.
     pub(super) fn start(pool: PgPool, writers: usize) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch(pool, pending, Arc::new(Semaphore::new(writers.max(1)))));
-        GroupCommit { queue }
+        let writers = Arc::new(Semaphore::new(writers.max(1)));
+        tokio::spawn(dispatch(pool.clone(), pending, writers.clone()));
+        GroupCommit { queue, writers, pool }
     }
 
     /// Whether `stream` may share a statement with others: one event, and an expectation
@@ -81,6 +86,13 @@ impl GroupCommit {
 
     /// Writes `stream` with whichever group it joins; gives it back with the answer.
     pub(super) async fn write(&self, stream: StreamAppend) -> Result<(StreamAppend, Answer), StoreError> {
+        // A writer is free, so nothing waits to be grouped (the dispatcher takes a free
+        // writer as soon as something waits): write at once, here, with no hand-off.
+        if let Ok(permit) = self.writers.clone().try_acquire_owned() {
+            let written = write_stream(&self.pool, &stream, 0).await;
+            drop(permit);
+            return Ok((stream, Answer::Written(written)));
+        }
         let (reply, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError(pending)) = self.queue.send(Pending { stream, reply }) {
             return Ok((pending.stream, Answer::Alone));
@@ -95,8 +107,9 @@ impl GroupCommit {
 
 async fn dispatch(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Semaphore>) {
     loop {
-        let Ok(permit) = writers.clone().acquire_owned().await else { return };
         let Some(first) = pending.recv().await else { return };
+        // While every writer is busy, more appends queue behind `first` and join its group.
+        let Ok(permit) = writers.clone().acquire_owned().await else { return };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match pending.try_recv() {
