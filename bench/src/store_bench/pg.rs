@@ -59,7 +59,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         settings.push(format!("{setting}={}", row.try_get::<_, String>(0)?));
     }
     let about = format!(
-        "Postgres: {}. Baseline: table `{}`; tokio-postgres 0.7, statements prepared once per connection, one connection per writer. Store: `PgStore`, a pool of {} connections, group commit with at most {} groups in flight (0: off).",
+        "Postgres: {}. Baseline: table `{}`; tokio-postgres 0.7, statements prepared once per connection, one connection per writer. Store: `PgStore`, a pool of {} connections, group commit with at most {} statements in flight (0: off).",
         settings.join(", "),
         baseline::TABLE.trim_start_matches("create table "),
         writers + 1,
