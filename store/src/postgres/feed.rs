@@ -60,22 +60,12 @@ const HEAD_SQL: &str = "select h.horizon, coalesce((select max(position) from ev
 
 impl PgStore {
     pub(super) async fn read_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(READ_STREAM_SQL)
-            .bind(stream_id)
-            .bind(to_i64(from_version))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&self.inner.pool)
-            .await?;
+        let rows = self.stream_rows(READ_STREAM_SQL, stream_id, from_version, limit).await?;
         rows.iter().map(decode_event).collect()
     }
 
     pub(super) async fn load_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows = sqlx::query(LOAD_STREAM_SQL)
-            .bind(stream_id)
-            .bind(to_i64(from_version))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&self.inner.pool)
-            .await?;
+        let rows = self.stream_rows(LOAD_STREAM_SQL, stream_id, from_version, limit).await?;
         rows.iter()
             .map(|row| {
                 let position = Position(to_u64(row.try_get(0)?, "position")?);
@@ -92,6 +82,16 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// A page of one stream's rows by version, with the columns `sql` selects.
+    async fn stream_rows(&self, sql: &'static str, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(stream_id)
+            .bind(to_i64(from_version))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await?)
     }
 
     pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {

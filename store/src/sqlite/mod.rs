@@ -49,9 +49,7 @@ use crate::event_store::EventStore;
 
 mod rows;
 
-use rows::{
-    clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow, StreamEventRow,
-};
+use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -323,6 +321,27 @@ fn is_in_memory(url: &str) -> bool {
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
 
+const READ_STREAM_SQL: &str = "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+     from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
+/// What folding an aggregate reads (`load_stream`): no stream id, event id or metadata.
+const LOAD_STREAM_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at \
+     from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
+
+impl SqliteStore {
+    /// A page of one stream's rows by version, with the columns `sql` selects.
+    async fn stream_rows<R>(&self, sql: &'static str, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        Ok(sqlx::query_as(sql)
+            .bind(stream_id)
+            .bind(clamp_i64(from_version))
+            .bind(clamp_i64(limit as u64))
+            .fetch_all(&self.pools.reader)
+            .await?)
+    }
+}
+
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE))
 }
@@ -367,29 +386,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-             from events where stream_id = ?1 and version >= ?2 order by version limit ?3",
-        )
-        .bind(stream_id)
-        .bind(clamp_i64(from_version))
-        .bind(clamp_i64(limit as u64))
-        .fetch_all(&self.pools.reader)
-        .await?;
-        into_events(rows)
+        into_events(self.stream_rows(READ_STREAM_SQL, stream_id, from_version, limit).await?)
     }
 
     async fn load_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows: Vec<StreamEventRow> = sqlx::query_as(
-            "select position, version, event_type, schema_version, data, recorded_at \
-             from events where stream_id = ?1 and version >= ?2 order by version limit ?3",
-        )
-        .bind(stream_id)
-        .bind(clamp_i64(from_version))
-        .bind(clamp_i64(limit as u64))
-        .fetch_all(&self.pools.reader)
-        .await?;
-        into_stream_events(rows)
+        into_stream_events(self.stream_rows(LOAD_STREAM_SQL, stream_id, from_version, limit).await?)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
