@@ -401,7 +401,7 @@ pub(super) fn json_text(event: &NewEvent) -> Result<(String, String), StoreError
 }
 
 /// Sorts a database error into what the append loop does with it. Never reads message text.
-fn classify(e: sqlx::Error) -> Failure {
+pub(super) fn classify(e: sqlx::Error) -> Failure {
     if let sqlx::Error::Database(db) = &e {
         if is_unique_violation(db.as_ref(), EVENT_ID_KEY) {
             return Failure::Store(StoreError::InvalidRequest("an event id in this append is already stored".into()));

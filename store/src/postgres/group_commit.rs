@@ -22,14 +22,16 @@
 //! Rows are written sorted by (stream, expected version), so two groups that touch the same
 //! streams wait on each other's keys in one order instead of deadlocking.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use sqlx::{PgPool, Row};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use super::append::{expected_param, json_text, write_stream, Failure, StreamWritten};
-use super::{to_u64, ORDINAL_BITS};
+use super::append::{classify, expected_param, json_text, write_stream, Failure, StreamWritten};
+use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
 use crate::error::StoreError;
 use crate::event::{category_of, ExpectedVersion, Position, StreamAppend};
 
@@ -64,18 +66,62 @@ struct Pending {
 /// The caller's side: a queue into the dispatcher, which stops when this is dropped.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
+    writers: Arc<Writers>,
+}
+
+/// The connections these statements run on, one per statement in flight, kept apart from
+/// the pool: sqlx's pool pings every connection it takes back (a second round trip per
+/// append, a `Sync` that `strace` showed beside every append's `Bind`).
+struct Writers {
     /// One permit per statement in flight, a lone append's or a group's.
-    writers: Arc<Semaphore>,
-    pool: PgPool,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    options: PgConnectOptions,
+}
+
+impl Writers {
+    /// Runs `write` on a connection of its own: an idle one (pinged first when it sat idle
+    /// long enough to have been dropped by a restarted server), or a new one. A connection
+    /// goes back only when `write` finished without an I/O or protocol error; a caller that
+    /// goes away mid-statement drops it.
+    async fn run<T>(&self, write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Failure>) -> Result<T, Failure> {
+        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let mut conn = match idle {
+            Some((mut conn, since)) if since.elapsed() >= IDLE_PING_AFTER => match conn.ping().await {
+                Ok(()) => conn,
+                Err(_) => self.connect().await?,
+            },
+            Some((conn, _)) => conn,
+            None => self.connect().await?,
+        };
+        let written = write(&mut conn).await;
+        let broken = matches!(&written, Err(Failure::Store(StoreError::Database(e))) if !matches!(e, sqlx::Error::Database(_)));
+        if !broken {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push((conn, Instant::now()));
+            }
+        }
+        written
+    }
+
+    /// A new connection; failing to open one wrote nothing, so it is worth trying again.
+    async fn connect(&self) -> Result<PgConnection, Failure> {
+        PgConnection::connect_with(&self.options).await.map_err(Failure::Retry)
+    }
 }
 
 impl GroupCommit {
-    /// Starts the dispatcher with at most `writers` statements in flight.
-    pub(super) fn start(pool: PgPool, writers: usize) -> Self {
+    /// Starts the dispatcher with at most `writers` statements in flight, on connections
+    /// made like the pool's.
+    pub(super) fn start(pool: &PgPool, writers: usize) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
-        let writers = Arc::new(Semaphore::new(writers.max(1)));
-        tokio::spawn(dispatch(pool.clone(), pending, writers.clone()));
-        GroupCommit { queue, writers, pool }
+        let writers = Arc::new(Writers {
+            permits: Arc::new(Semaphore::new(writers.max(1))),
+            idle: Mutex::new(Vec::new()),
+            options: pool.connect_options().as_ref().clone(),
+        });
+        tokio::spawn(dispatch(pending, writers.clone()));
+        GroupCommit { queue, writers }
     }
 
     /// Whether `stream` may share a statement with others: one event, and an expectation
@@ -88,8 +134,8 @@ impl GroupCommit {
     pub(super) async fn write(&self, stream: StreamAppend) -> Result<(StreamAppend, Answer), StoreError> {
         // A writer is free, so nothing waits to be grouped (the dispatcher takes a free
         // writer as soon as something waits): write at once, here, with no hand-off.
-        if let Ok(permit) = self.writers.clone().try_acquire_owned() {
-            let written = write_stream(&self.pool, &stream, 0).await;
+        if let Ok(permit) = self.writers.permits.clone().try_acquire_owned() {
+            let written = self.writers.run(async |conn| write_stream(conn, &stream, 0).await).await;
             drop(permit);
             return Ok((stream, Answer::Written(written)));
         }
@@ -105,11 +151,13 @@ impl GroupCommit {
     }
 }
 
-async fn dispatch(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Semaphore>) {
+async fn dispatch(mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Writers>) {
     loop {
         let Some(first) = pending.recv().await else { return };
         // While every writer is busy, more appends queue behind `first` and join its group.
-        let Ok(permit) = writers.clone().acquire_owned().await else { return };
+        let Ok(permit) = writers.permits.clone().acquire_owned().await else {
+            return;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match pending.try_recv() {
@@ -117,19 +165,19 @@ async fn dispatch(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>, w
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let writers = writers.clone();
         tokio::spawn(async move {
-            write_group(&pool, group).await;
+            write_group(&writers, group).await;
             drop(permit);
         });
     }
 }
 
 /// Writes one group and answers each of its appends.
-async fn write_group(pool: &PgPool, mut group: Vec<Pending>) {
+async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
     if let [_] = group.as_slice() {
         let Some(Pending { stream, reply }) = group.pop() else { return };
-        let written = write_stream(pool, &stream, 0).await;
+        let written = writers.run(async |conn| write_stream(conn, &stream, 0).await).await;
         let _ = reply.send((stream, Answer::Written(written)));
         return;
     }
@@ -139,16 +187,21 @@ async fn write_group(pool: &PgPool, mut group: Vec<Pending>) {
         Ok(texts) => texts.into_iter().unzip(),
         Err(_) => return answer_all(group, &Err(Answered::Alone)),
     };
-    let rows = sqlx::query(GROUP_SQL)
-        .bind(events().map(|e| e.event_id).collect::<Vec<Uuid>>())
-        .bind(group.iter().map(|p| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
-        .bind(group.iter().map(|p| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
-        .bind(group.iter().map(expected).collect::<Vec<i64>>())
-        .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
-        .bind(events().map(|e| e.schema_version).collect::<Vec<i32>>())
-        .bind(data)
-        .bind(metadata)
-        .fetch_all(pool)
+    let rows = writers
+        .run(async |conn| {
+            sqlx::query(GROUP_SQL)
+                .bind(events().map(|e| e.event_id).collect::<Vec<Uuid>>())
+                .bind(group.iter().map(|p| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
+                .bind(group.iter().map(|p| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
+                .bind(group.iter().map(expected).collect::<Vec<i64>>())
+                .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
+                .bind(events().map(|e| e.schema_version).collect::<Vec<i32>>())
+                .bind(data)
+                .bind(metadata)
+                .fetch_all(conn)
+                .await
+                .map_err(classify)
+        })
         .await;
     let written: Result<Vec<(Uuid, u64)>, Answered> = match rows {
         Ok(rows) => rows
@@ -156,13 +209,14 @@ async fn write_group(pool: &PgPool, mut group: Vec<Pending>) {
             .map(|row| Ok((row.try_get(0)?, to_u64(row.try_get(1)?, "position")?)))
             .collect::<Result<_, StoreError>>()
             .map_err(|e| Answered::Each(format!("the group's appends were written, but their positions could not be read: {e}"))),
-        // The server refused the statement, or it was never sent: nothing was written.
-        Err(e @ (sqlx::Error::Database(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
-            tracing::debug!(error = %e, appends = group.len(), "a group append failed; writing each alone");
+        // The connection failed under the statement: written or not, nobody can say.
+        Err(Failure::Store(StoreError::Database(e))) if !matches!(e, sqlx::Error::Database(_)) => Err(Answered::Unknown(e.to_string())),
+        // The server refused the statement (a reused event id, a deadlock), or it was never
+        // sent (no connection): nothing was written.
+        Err(_) => {
+            tracing::debug!(appends = group.len(), "a group append failed; writing each alone");
             Err(Answered::Alone)
         }
-        // The connection failed under the statement: written or not, nobody can say.
-        Err(e) => Err(Answered::Unknown(e.to_string())),
     };
     answer_all(group, &written);
 }

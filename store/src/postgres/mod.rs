@@ -56,13 +56,13 @@ pub(crate) const GENERIC_PLANS: (&str, &str) = ("plan_cache_mode", "force_generi
 const ORDINAL_BITS: u32 = 20;
 
 /// Connections idle this long are pinged before use.
-const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
+pub(super) const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
 
 /// How the store's pool is sized.
 #[derive(Clone, Debug)]
 pub struct PgStoreOptions {
     /// Connections for appends and reads. The listener and the notifier have one each of
-    /// their own on top of these.
+    /// their own on top of these, and group commit up to `group_commit_writers`.
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
@@ -162,8 +162,7 @@ impl PgStore {
         let wakeups = wakeups::Wakeups::start(&pool).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
-                group_commit: (options.group_commit_writers > 0)
-                    .then(|| group_commit::GroupCommit::start(pool.clone(), options.group_commit_writers)),
+                group_commit: (options.group_commit_writers > 0).then(|| group_commit::GroupCommit::start(&pool, options.group_commit_writers)),
                 pool,
                 wakeups,
                 feed_wait: options.feed_wait,
