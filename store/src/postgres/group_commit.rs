@@ -23,7 +23,7 @@
 //! streams wait on each other's keys in one order instead of deadlocking.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Row};
@@ -77,6 +77,8 @@ struct Writers {
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<(PgConnection, Instant)>>,
     options: PgConnectOptions,
+    /// How long opening a connection may take (a server that does not answer at all).
+    connect_timeout: Duration,
 }
 
 impl Writers {
@@ -106,19 +108,23 @@ impl Writers {
 
     /// A new connection; failing to open one wrote nothing, so it is worth trying again.
     async fn connect(&self) -> Result<PgConnection, Failure> {
-        PgConnection::connect_with(&self.options).await.map_err(Failure::Retry)
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
+            Ok(connected) => connected.map_err(Failure::Retry),
+            Err(_) => Err(Failure::Retry(sqlx::Error::PoolTimedOut)),
+        }
     }
 }
 
 impl GroupCommit {
     /// Starts the dispatcher with at most `writers` statements in flight, on connections
     /// made like the pool's.
-    pub(super) fn start(pool: &PgPool, writers: usize) -> Self {
+    pub(super) fn start(pool: &PgPool, writers: usize, connect_timeout: Duration) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         let writers = Arc::new(Writers {
             permits: Arc::new(Semaphore::new(writers.max(1))),
             idle: Mutex::new(Vec::new()),
             options: pool.connect_options().as_ref().clone(),
+            connect_timeout,
         });
         tokio::spawn(dispatch(pending, writers.clone()));
         GroupCommit { queue, writers }

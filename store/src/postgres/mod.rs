@@ -162,7 +162,8 @@ impl PgStore {
         let wakeups = wakeups::Wakeups::start(&pool).await?;
         Ok(PgStore {
             inner: Arc::new(Inner {
-                group_commit: (options.group_commit_writers > 0).then(|| group_commit::GroupCommit::start(&pool, options.group_commit_writers)),
+                group_commit: (options.group_commit_writers > 0)
+                    .then(|| group_commit::GroupCommit::start(&pool, options.group_commit_writers, options.connect_timeout)),
                 pool,
                 wakeups,
                 feed_wait: options.feed_wait,
