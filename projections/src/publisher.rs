@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use serde_json::json;
-use store::RecordedEvent;
+use serde::Serialize;
+use store::{EventData, Metadata, RecordedEvent};
 
 use crate::error::ProjectionError;
 
@@ -67,18 +67,33 @@ pub fn subject(prefix: &str, event: &RecordedEvent) -> String {
     format!("{prefix}.{}.{}", token(event.category()), token(&event.event_type))
 }
 
-/// The message body of an event.
-pub fn body(event: &RecordedEvent) -> serde_json::Value {
-    json!({
-        "position": event.position.0.to_string(),
-        "stream": event.stream_id,
-        "version": event.version,
-        "type": event.event_type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recorded_at": crate::db::format_time(event.recorded_at),
-    })
+/// The message body of an event. `data` goes out as the stored JSON text, never parsed.
+#[derive(Serialize)]
+struct Body<'a> {
+    position: String,
+    stream: &'a str,
+    version: u64,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    schema_version: i32,
+    data: &'a EventData,
+    metadata: &'a Metadata,
+    recorded_at: String,
+}
+
+impl<'a> Body<'a> {
+    fn of(event: &'a RecordedEvent) -> Self {
+        Body {
+            position: event.position.0.to_string(),
+            stream: &event.stream_id,
+            version: event.version,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            data: &event.data,
+            metadata: &event.metadata,
+            recorded_at: crate::db::format_time(event.recorded_at),
+        }
+    }
 }
 
 impl Publisher {
@@ -108,7 +123,7 @@ impl Publisher {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, event.event_id.to_string());
         headers.insert("Cartsource-Position", event.position.0.to_string());
-        let payload = serde_json::to_vec(&body(event)).map_err(bus)?;
+        let payload = serde_json::to_vec(&Body::of(event)).map_err(bus)?;
         let ack = self
             .js
             .publish_with_headers(subject(&self.prefix, event), headers, payload.into())
