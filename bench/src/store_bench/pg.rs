@@ -38,7 +38,8 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         group_commit_writers: args.group_commit_writers.unwrap_or(defaults.group_commit_writers),
         ..defaults
     };
-    let pg = PgStore::connect_with(url, options.clone()).await?;
+    let group_writers = options.group_commit_writers;
+    let pg = PgStore::connect_with(url, options).await?;
     let store: Arc<dyn EventStore> = Arc::new(pg.clone());
     let pool = pg.pool().clone();
     sqlx::query(baseline::TABLE).execute(&pool).await?;
@@ -63,7 +64,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         settings.join(", "),
         baseline::TABLE.trim_start_matches("create table "),
         writers + 1,
-        options.group_commit_writers
+        group_writers
     );
     eprintln!("{about}");
 

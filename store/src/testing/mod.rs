@@ -107,12 +107,24 @@ fn split_db(url: &str) -> (&str, &str, &str) {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after).
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1 (free when asked: the caller binds it soon after, or uses it
+/// as an address where nothing listens).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("find a free port: {e}"))
+}
+
+/// The server a test suite was pointed at (`var`), else the one on its default `port` of
+/// 127.0.0.1 when it accepts a connection, as a `scheme://` URL; `None`: neither.
+fn configured_or_default(var: &str, scheme: &str, port: u16) -> Option<String> {
+    if let Ok(url) = std::env::var(var) {
+        if !url.is_empty() {
+            return Some(url);
+        }
+    }
+    reachable(port, std::time::Duration::from_secs(1)).then(|| format!("{scheme}://127.0.0.1:{port}"))
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port`.

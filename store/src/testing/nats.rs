@@ -1,9 +1,8 @@
 //! Which NATS server (with JetStream) the tests use, found once per test process.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use super::{free_port, reachable, start_listening, temp_dir};
+use super::{configured_or_default, free_port, start_listening, temp_dir};
 
 static URL: OnceLock<String> = OnceLock::new();
 
@@ -15,13 +14,8 @@ pub fn nats_url() -> String {
 }
 
 fn find() -> String {
-    if let Ok(url) = std::env::var("NATS_URL") {
-        if !url.is_empty() {
-            return url;
-        }
-    }
-    if reachable(4222, Duration::from_secs(1)) {
-        return "nats://127.0.0.1:4222".to_owned();
+    if let Some(url) = configured_or_default("NATS_URL", "nats", 4222) {
+        return url;
     }
     let local = match start_local() {
         Ok(url) => return url,

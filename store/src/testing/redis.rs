@@ -1,9 +1,8 @@
 //! Which Redis server the tests use, found once per test process.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use super::{free_port, reachable, start_listening, temp_dir};
+use super::{configured_or_default, free_port, start_listening, temp_dir};
 
 static URL: OnceLock<String> = OnceLock::new();
 
@@ -15,13 +14,8 @@ pub fn redis_url() -> String {
 }
 
 fn find() -> String {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        if !url.is_empty() {
-            return url;
-        }
-    }
-    if reachable(6379, Duration::from_secs(1)) {
-        return "redis://127.0.0.1:6379".to_owned();
+    if let Some(url) = configured_or_default("REDIS_URL", "redis", 6379) {
+        return url;
     }
     match start_local() {
         Ok(url) => url,
@@ -64,6 +58,6 @@ mod tests {
         let url = super::start_local().unwrap_or_else(|e| panic!("{e}"));
         let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
         assert_ne!(port, 6379);
-        assert!(super::reachable(port, std::time::Duration::from_secs(1)), "{url}");
+        assert!(crate::testing::reachable(port, std::time::Duration::from_secs(1)), "{url}");
     }
 }

@@ -126,11 +126,8 @@ async fn a_replica_for_the_sqlite_store_is_refused_at_start() {
 
 #[tokio::test]
 async fn an_unreachable_replica_stops_the_start_naming_read_database_url() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // Nothing listens on the port once the listener is dropped.
+    // Nothing listens on a port that was free when asked.
+    let port = store::testing::free_port();
     let mut config = test_config(store::testing::postgres().await.url);
     config.read_replica.read_database_url = Some(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
     let error = api::Application::build(&config)

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::support::{error_codes, post_graphql, spawn_server, spawn_server_with, test_config, TestServer};
+use crate::support::{error_codes, metrics, post_graphql, spawn_server, spawn_server_with, test_config, TestServer};
 use api::auth::Role;
 use serde_json::{json, Value};
 
@@ -124,12 +124,7 @@ async fn metrics_are_exposed(url: String) {
     let customer = server.token("alice", Role::Customer);
     let (status, body) = post_graphql(&server, Some(&customer), "query WhoAmI { me { id } }", json!({})).await;
     assert_eq!(status, 200, "{body}");
-    let text = reqwest::get(format!("{}/metrics", server.base_url))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics(&server).await;
     for name in [
         "cartsource_graphql_requests_total",
         "cartsource_graphql_request_duration_seconds_bucket",

@@ -136,11 +136,8 @@ async fn without_a_shared_store_each_node_limits_on_its_own() {
 
 #[tokio::test]
 async fn an_unreachable_store_falls_back_to_local_limits() {
-    // A port nothing listens on: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // A port nothing listens on.
+    let port = store::testing::free_port();
     let namespace = format!("cstest-{}", uuid::Uuid::new_v4().simple());
     let (a, b) = two_nodes(Some(&format!("redis://127.0.0.1:{port}")), &namespace).await;
     // Per node: BURST/2 + EXTRA/2 = 5 requests each, within each node's own burst of 6.
@@ -152,12 +149,7 @@ async fn an_unreachable_store_falls_back_to_local_limits() {
         statuses.push(crate::support::post_graphql(&a, Some(&token), "{ me { id } }", json!({})).await.0);
     }
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
-    let metrics = reqwest::get(format!("{}/metrics", a.base_url))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(&a).await;
     let fallbacks = metrics
         .lines()
         .find_map(|line| line.strip_prefix("cartsource_rate_limit_store_fallbacks_total "))

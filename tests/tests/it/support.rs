@@ -283,6 +283,16 @@ pub async fn register_product(server: &TestServer, admin: &str, sku: &str, name:
     data["registerProduct"]["position"].as_str().expect("a position").to_owned()
 }
 
+/// The server's `/metrics` page (Prometheus text).
+pub async fn metrics(server: &TestServer) -> String {
+    reqwest::get(format!("{}/metrics", server.base_url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Creates a cart for the token's customer; returns its id.
 pub async fn create_cart(server: &TestServer, token: &str) -> String {
     let data = gql_data(server, Some(token), "mutation { createCart { cart { id } } }", serde_json::json!({})).await;

@@ -53,6 +53,12 @@ impl Client {
     pub async fn must(&self, base_url: &str, query: &str, variables: Value) -> Value {
         self.gql(base_url, query, variables).await.unwrap_or_else(|e| panic!("{query}: {e}"))
     }
+
+    /// Creates a cart for this client's customer; returns its id.
+    pub async fn create_cart(&self, base_url: &str) -> String {
+        let created = self.must(base_url, CREATE_CART, json!({})).await;
+        created["createCart"]["cart"]["id"].as_str().expect("a cart id").to_owned()
+    }
 }
 
 pub const CREATE_CART: &str = "mutation { createCart { cart { id } position } }";

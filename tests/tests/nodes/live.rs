@@ -23,8 +23,7 @@ async fn a_subscriber_on_one_node_sees_every_change_made_through_another_in_orde
     client::register_products(&admin, &a.base_url).await;
     let token = client::token("alice", Role::Customer);
     let alice = Client::new(token.clone());
-    let created = alice.must(&a.base_url, client::CREATE_CART, json!({})).await;
-    let cart = created["createCart"]["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart = alice.create_cart(&a.base_url).await;
 
     let mut subscription = client::subscribe(
         &b.ws_url,

@@ -13,8 +13,7 @@ use crate::harness::Cluster;
 /// Writes to one cart of its own through `url` every 20 ms until stopped; returns the
 /// cart, the versions acknowledged, and the failures.
 async fn write(client: Client, url: String, mut stop: watch::Receiver<bool>) -> (String, Vec<i64>, Vec<String>) {
-    let created = client.must(&url, client::CREATE_CART, json!({})).await;
-    let cart = created["createCart"]["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart = client.create_cart(&url).await;
     let (mut acknowledged, mut failed) = (vec![1], Vec::new());
     let mut i = 0;
     while !*stop.borrow() {

@@ -79,8 +79,7 @@ async fn every_node_recovers_from_a_postgres_restart_without_losing_a_write_or_a
     client::register_products(&admin, &a).await;
     let token = client::token("alice", Role::Customer);
     let alice = Client::new(token.clone());
-    let created = alice.must(&a, client::CREATE_CART, json!({})).await;
-    let cart = created["createCart"]["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart = alice.create_cart(&a).await;
 
     let (until, following) = watch::channel(0);
     let reader = tokio::spawn(follow(b, token, cart.clone(), following));

@@ -73,8 +73,7 @@ async fn sigterm_finishes_requests_closes_websockets_with_1001_and_clients_resum
     client::register_products(&admin, &staying_url).await;
     let token = client::token("alice", Role::Customer);
     let alice = Client::new(token.clone());
-    let created = alice.must(&staying_url, client::CREATE_CART, json!({})).await;
-    let cart = created["createCart"]["cart"]["id"].as_str().expect("a cart id").to_owned();
+    let cart = alice.create_cart(&staying_url).await;
 
     let mut ws = subscribe(&cluster.nodes[leaving].ws_url, &token, &cart, 0).await;
     let mut seen = Vec::new();
