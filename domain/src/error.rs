@@ -13,6 +13,10 @@ pub enum DomainError {
     /// The input breaks a validation rule; the message says which.
     #[error("{0}")]
     BadUserInput(String),
+    /// One input field breaks a rule: `field` as the contract spells it (e.g.
+    /// `shippingAddress.postalCode`), for `extensions.field`.
+    #[error("{field} {reason}")]
+    InvalidField { field: String, reason: String },
     /// The cart, product or order named by the command does not exist; the
     /// field names what was missing, e.g. `"cart"` or `"product tea-1"`.
     #[error("{0} not found")]
@@ -33,7 +37,7 @@ impl DomainError {
     /// The contract's `extensions.code` for this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadUserInput(_) => "BAD_USER_INPUT",
+            Self::BadUserInput(_) | Self::InvalidField { .. } => "BAD_USER_INPUT",
             Self::NotFound(_) => "NOT_FOUND",
             Self::CartNotOpen => "CART_NOT_OPEN",
             Self::ItemNotInCart { .. } => "ITEM_NOT_IN_CART",
@@ -53,6 +57,13 @@ mod tests {
         let sku = Sku::parse("tea").unwrap();
         let cases = [
             (DomainError::BadUserInput("x".into()), "BAD_USER_INPUT"),
+            (
+                DomainError::InvalidField {
+                    field: "contactEmail".into(),
+                    reason: "x".into(),
+                },
+                "BAD_USER_INPUT",
+            ),
             (DomainError::NotFound("cart".into()), "NOT_FOUND"),
             (DomainError::CartNotOpen, "CART_NOT_OPEN"),
             (DomainError::ItemNotInCart { sku: sku.clone() }, "ITEM_NOT_IN_CART"),

@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::cart::CartEvent;
+use crate::customer::CustomerEvent;
 use crate::order::OrderEvent;
 use crate::product::ProductEvent;
 
@@ -42,7 +43,7 @@ pub enum DecodeError {
     },
 }
 
-/// Implemented by the three event enums so that the store can encode and
+/// Implemented by the event enums of each aggregate so that the store can encode and
 /// decode any of them. The enums are serde adjacently tagged
 /// (`{"type": ..., "data": {...}}`) with an explicit rename on every variant;
 /// the provided methods lean on that.
@@ -123,6 +124,7 @@ pub enum AnyEvent {
     Cart(CartEvent),
     Product(ProductEvent),
     Order(OrderEvent),
+    Customer(CustomerEvent),
 }
 
 impl AnyEvent {
@@ -131,6 +133,7 @@ impl AnyEvent {
             Self::Cart(e) => e.event_type(),
             Self::Product(e) => e.event_type(),
             Self::Order(e) => e.event_type(),
+            Self::Customer(e) => e.event_type(),
         }
     }
 
@@ -139,6 +142,7 @@ impl AnyEvent {
             Self::Cart(e) => e.schema_version(),
             Self::Product(e) => e.schema_version(),
             Self::Order(e) => e.schema_version(),
+            Self::Customer(e) => e.schema_version(),
         }
     }
 
@@ -147,6 +151,7 @@ impl AnyEvent {
             Self::Cart(_) => CartEvent::CATEGORY,
             Self::Product(_) => ProductEvent::CATEGORY,
             Self::Order(_) => OrderEvent::CATEGORY,
+            Self::Customer(_) => CustomerEvent::CATEGORY,
         }
     }
 
@@ -155,6 +160,7 @@ impl AnyEvent {
             Self::Cart(e) => e.to_data(),
             Self::Product(e) => e.to_data(),
             Self::Order(e) => e.to_data(),
+            Self::Customer(e) => e.to_data(),
         }
     }
 
@@ -163,6 +169,7 @@ impl AnyEvent {
         CartEvent::current_schema_version(event_type)
             .or_else(|| ProductEvent::current_schema_version(event_type))
             .or_else(|| OrderEvent::current_schema_version(event_type))
+            .or_else(|| CustomerEvent::current_schema_version(event_type))
     }
 
     /// Decodes data in the current schema of any known type.
@@ -182,6 +189,8 @@ impl AnyEvent {
             ProductEvent::from_json(event_type, data).map(Self::Product)
         } else if OrderEvent::current_schema_version(event_type).is_some() {
             OrderEvent::from_json(event_type, data).map(Self::Order)
+        } else if CustomerEvent::current_schema_version(event_type).is_some() {
+            CustomerEvent::from_json(event_type, data).map(Self::Customer)
         } else {
             Err(DecodeError::UnknownEventType(event_type.to_owned()))
         }
@@ -203,6 +212,12 @@ impl From<ProductEvent> for AnyEvent {
 impl From<OrderEvent> for AnyEvent {
     fn from(e: OrderEvent) -> Self {
         Self::Order(e)
+    }
+}
+
+impl From<CustomerEvent> for AnyEvent {
+    fn from(e: CustomerEvent) -> Self {
+        Self::Customer(e)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The pure decisions of cartsource: carts, products (catalog and stock) and
-//! orders as plain data and plain functions.
+//! orders as plain data and plain functions, and the customer stream that
+//! records erasures of personal data ([`personal`] says how it is protected).
 //!
 //! Each aggregate is a module with a state (`Option<_>`, `None` while its
 //! stream has no events), its commands and events, and two functions:
@@ -17,12 +18,14 @@
 //! [`DomainError`] into the contract's error codes.
 
 pub mod cart;
+pub mod customer;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod line;
 pub mod money;
 pub mod order;
+pub mod personal;
 pub mod place_order;
 pub mod product;
 
@@ -30,11 +33,13 @@ pub mod product;
 mod testing;
 
 pub use cart::{Cart, CartCommand, CartEvent, CartState, CartStatus};
+pub use customer::{Customer, CustomerCommand, CustomerEvent, CustomerState};
 pub use error::DomainError;
 pub use event::{AnyEvent, DecodeError, Event, EventType};
 pub use ids::{CartId, CustomerId, OrderId, Sku, StreamId};
 pub use line::Line;
 pub use money::{Money, CURRENCY_CODE};
 pub use order::{Order, OrderAction, OrderCommand, OrderEvent, OrderState, OrderStatus};
+pub use personal::{Address, PersonalData, SealedPersonalData};
 pub use place_order::{decide_inventory_commands, decide_place_order, PlaceOrderEvents};
 pub use product::{Product, ProductCommand, ProductEvent, ProductState};

@@ -21,6 +21,7 @@ use crate::event::{Event, EventType};
 use crate::ids::{CartId, CustomerId, OrderId, ORDER_CATEGORY};
 use crate::line::Line;
 use crate::money::Money;
+use crate::personal::SealedPersonalData;
 
 /// Bump when the shape of [`Order`] changes, so that old snapshots are
 /// ignored and the order is folded from its events instead.
@@ -93,6 +94,10 @@ pub struct Order {
     pub total: Money,
     /// Set when cancelled with a reason.
     pub cancel_reason: Option<String>,
+    /// The shipping address and contact email, sealed (readable while the customer's
+    /// data key exists). Absent in snapshots written before it existed.
+    #[serde(default)]
+    pub personal_data: Option<SealedPersonalData>,
 }
 
 /// The state of an order stream: `None` (the default) while the stream has no
@@ -120,6 +125,9 @@ pub enum OrderEvent {
         customer_id: CustomerId,
         lines: Vec<Line>,
         total: Money,
+        /// Added without a schema bump: absent means none, as in orders placed before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        personal_data: Option<SealedPersonalData>,
     },
     #[serde(rename = "OrderPreparationStarted")]
     OrderPreparationStarted {},
@@ -214,6 +222,7 @@ pub fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
         customer_id,
         lines,
         total,
+        personal_data,
     } = event
     {
         return Some(Order {
@@ -224,6 +233,7 @@ pub fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
             lines: lines.clone(),
             total: *total,
             cancel_reason: None,
+            personal_data: personal_data.clone(),
         });
     }
     let mut order = state?;

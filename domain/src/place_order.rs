@@ -20,6 +20,7 @@ use crate::ids::{OrderId, Sku};
 use crate::line::Line;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderStatus};
+use crate::personal::SealedPersonalData;
 use crate::product::{self, Product, ProductCommand, ProductEvent};
 
 /// Everything placing an order appends, per stream.
@@ -43,8 +44,14 @@ pub struct PlaceOrderEvents {
 /// sku, requested and available units).
 ///
 /// Order lines take the cart lines' names and unit prices: the customer pays
-/// the price shown when the item went into the cart, not today's.
-pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, order_id: OrderId) -> Result<PlaceOrderEvents, DomainError> {
+/// the price shown when the item went into the cart, not today's. The order
+/// carries `personal_data` as sealed by the caller.
+pub fn decide_place_order(
+    cart: &CartState,
+    products: &BTreeMap<Sku, Product>,
+    order_id: OrderId,
+    personal_data: Option<SealedPersonalData>,
+) -> Result<PlaceOrderEvents, DomainError> {
     let cart = cart.as_ref().ok_or_else(|| DomainError::NotFound("cart".to_owned()))?;
     if !cart.is_open() {
         return Err(DomainError::CartNotOpen);
@@ -76,6 +83,7 @@ pub fn decide_place_order(cart: &CartState, products: &BTreeMap<Sku, Product>, o
             customer_id: cart.customer_id.clone(),
             lines,
             total,
+            personal_data,
         }],
     })
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::error::StoreError;
 use crate::event_store::EventStore;
+use crate::keys::KeyStore;
 use crate::postgres::{PgStore, PgStoreOptions};
 use crate::sqlite::SqliteStore;
 
@@ -19,6 +20,15 @@ pub enum Database {
 impl Database {
     /// The backend behind the one contract.
     pub fn store(&self) -> Arc<dyn EventStore> {
+        match self {
+            Database::Postgres(store) => store.clone(),
+            Database::Sqlite(store) => store.clone(),
+        }
+    }
+
+    /// The data keys of crypto-shredding, kept in the same database as the events so that
+    /// deleting one commits with the event recording it.
+    pub fn keys(&self) -> Arc<dyn KeyStore> {
         match self {
             Database::Postgres(store) => store.clone(),
             Database::Sqlite(store) => store.clone(),

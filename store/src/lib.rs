@@ -23,6 +23,7 @@ pub mod connect;
 pub mod error;
 pub mod event;
 pub mod event_store;
+pub mod keys;
 pub mod live;
 pub mod postgres;
 pub mod sqlite;
@@ -38,6 +39,7 @@ pub use event::{
     RecordedEvent, Snapshot, StreamAppend, StreamEvent, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
 };
 pub use event_store::EventStore;
+pub use keys::{DataKey, KeyStore};
 pub use live::{LiveFeed, LiveFeedOptions, Resume};
 pub use postgres::{open_read_replica, PgStore, PgStoreOptions};
 pub use sqlite::{SqlitePools, SqliteStore, SqliteStoreOptions};

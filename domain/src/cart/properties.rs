@@ -209,7 +209,7 @@ fn run(ops: &[Op], skus: &[Sku]) -> Result<(), TestCaseError> {
     for op in ops {
         let expected = model.apply(op, skus);
         let outcome = match op {
-            Op::Checkout => decide_place_order(&state, &products, order_id(1)).map(|placed| {
+            Op::Checkout => decide_place_order(&state, &products, order_id(1), None).map(|placed| {
                 if let (Some(cart), [crate::order::OrderEvent::OrderPlaced { total, .. }]) = (&state, placed.order_events.as_slice()) {
                     assert_eq!(*total, cart.subtotal());
                 }

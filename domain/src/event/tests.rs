@@ -5,8 +5,10 @@ use serde_json::json;
 
 use super::*;
 use crate::cart::CartEvent;
+use crate::customer::CustomerEvent;
 use crate::line::Line;
 use crate::order::OrderEvent;
+use crate::personal::SealedPersonalData;
 use crate::product::ProductEvent;
 use crate::testing::{cart_id, cents, customer, order_id, sku};
 
@@ -126,6 +128,7 @@ fn golden() -> Vec<(AnyEvent, &'static str, i32, Value)> {
                     unit_price: cents(450),
                 }],
                 total: cents(900),
+                personal_data: None,
             }
             .into(),
             "OrderPlaced",
@@ -136,6 +139,29 @@ fn golden() -> Vec<(AnyEvent, &'static str, i32, Value)> {
                 "customer_id": "alice",
                 "lines": [{"sku": "tea", "name": "Green tea", "quantity": 2, "unit_price": 450}],
                 "total": 900
+            }),
+        ),
+        // Personal data is optional and additive: an order without it has the data of
+        // schema 1 as first written, so no upcaster is needed.
+        (
+            OrderEvent::OrderPlaced {
+                order_id: order_id(2),
+                cart_id: cart_id(1),
+                customer_id: customer("alice"),
+                lines: vec![],
+                total: cents(0),
+                personal_data: Some(SealedPersonalData::new("v1.sealed".into())),
+            }
+            .into(),
+            "OrderPlaced",
+            1,
+            json!({
+                "order_id": order,
+                "cart_id": cart,
+                "customer_id": "alice",
+                "lines": [],
+                "total": 0,
+                "personal_data": "v1.sealed"
             }),
         ),
         (OrderEvent::OrderPreparationStarted {}.into(), "OrderPreparationStarted", 1, json!({})),
@@ -152,13 +178,26 @@ fn golden() -> Vec<(AnyEvent, &'static str, i32, Value)> {
             1,
             json!({"reason": null}),
         ),
+        (
+            CustomerEvent::PersonalDataErased {
+                customer_id: customer("alice"),
+            }
+            .into(),
+            "PersonalDataErased",
+            1,
+            json!({"customer_id": "alice"}),
+        ),
     ]
 }
 
 #[test]
 fn every_event_type_has_a_golden_example() {
     let covered: Vec<&str> = golden().iter().map(|(_, name, _, _)| *name).collect();
-    let all = CartEvent::TYPES.iter().chain(ProductEvent::TYPES).chain(OrderEvent::TYPES);
+    let all = CartEvent::TYPES
+        .iter()
+        .chain(ProductEvent::TYPES)
+        .chain(OrderEvent::TYPES)
+        .chain(CustomerEvent::TYPES);
     for t in all {
         assert!(covered.contains(&t.name), "{} has no golden example", t.name);
     }
@@ -188,6 +227,7 @@ fn the_serde_tag_is_the_declared_type_name() {
             AnyEvent::Cart(e) => serde_json::to_value(e),
             AnyEvent::Product(e) => serde_json::to_value(e),
             AnyEvent::Order(e) => serde_json::to_value(e),
+            AnyEvent::Customer(e) => serde_json::to_value(e),
         }
         .unwrap();
         assert_eq!(tagged["type"], name);
@@ -200,6 +240,7 @@ fn type_names_are_unique_across_aggregates() {
         .iter()
         .chain(ProductEvent::TYPES)
         .chain(OrderEvent::TYPES)
+        .chain(CustomerEvent::TYPES)
         .map(|t| t.name)
         .collect();
     let count = names.len();
@@ -215,6 +256,7 @@ fn events_know_their_category() {
             AnyEvent::Cart(_) => "cart",
             AnyEvent::Product(_) => "product",
             AnyEvent::Order(_) => "order",
+            AnyEvent::Customer(_) => "customer",
         };
         assert_eq!(event.category(), expected);
     }

@@ -23,6 +23,7 @@ fn placed() -> OrderEvent {
             },
         ],
         total: cents(2100),
+        personal_data: None,
     }
 }
 

@@ -188,7 +188,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Place { quantities } => {
                 let number = world.orders.len();
-                let outcome = decide_place_order(&cart_ordering(*quantities), &world.products_by_sku(), order_id(number as u128));
+                let outcome = decide_place_order(&cart_ordering(*quantities), &world.products_by_sku(), order_id(number as u128), None);
                 let lines: Vec<(usize, u32)> = (0..2).map(|p| (p, quantities[p])).filter(|(_, q)| *q > 0).collect();
                 let short = lines.iter().find(|(p, q)| *q > model.available(*p));
                 let expected = match (lines.is_empty(), short) {

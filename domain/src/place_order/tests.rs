@@ -48,7 +48,7 @@ fn products(stock: &[(&str, u32)]) -> BTreeMap<Sku, Product> {
 #[test]
 fn placing_checks_out_the_cart_reserves_each_line_and_places_the_order() {
     let cart = cart_with(&[("tea", 2, 450), ("cup", 1, 1200)]);
-    let placed = decide_place_order(&cart, &products(&[("tea", 10), ("cup", 1)]), order_id(1)).unwrap();
+    let placed = decide_place_order(&cart, &products(&[("tea", 10), ("cup", 1)]), order_id(1), None).unwrap();
 
     assert_eq!(
         placed,
@@ -89,6 +89,7 @@ fn placing_checks_out_the_cart_reserves_each_line_and_places_the_order() {
                     },
                 ],
                 total: cents(2100),
+                personal_data: None,
             }],
         }
     );
@@ -97,7 +98,7 @@ fn placing_checks_out_the_cart_reserves_each_line_and_places_the_order() {
 #[test]
 fn the_order_total_is_the_cart_subtotal() {
     let cart = cart_with(&[("tea", 3, 333), ("cup", 7, 1201)]);
-    let placed = decide_place_order(&cart, &products(&[("tea", 3), ("cup", 7)]), order_id(1)).unwrap();
+    let placed = decide_place_order(&cart, &products(&[("tea", 3), ("cup", 7)]), order_id(1), None).unwrap();
     let order = order::fold(&placed.order_events).unwrap();
     assert_eq!(order.total, cart.unwrap().subtotal());
 }
@@ -105,7 +106,7 @@ fn the_order_total_is_the_cart_subtotal() {
 #[test]
 fn placing_without_a_cart_is_not_found() {
     assert_eq!(
-        decide_place_order(&None, &products(&[]), order_id(1)),
+        decide_place_order(&None, &products(&[]), order_id(1), None),
         Err(DomainError::NotFound("cart".into()))
     );
 }
@@ -114,7 +115,7 @@ fn placing_without_a_cart_is_not_found() {
 fn placing_a_checked_out_cart_is_cart_not_open() {
     let cart = cart::evolve(cart_with(&[("tea", 1, 450)]), &CartEvent::CartCheckedOut { order_id: order_id(5) });
     assert_eq!(
-        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1)),
+        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1), None),
         Err(DomainError::CartNotOpen)
     );
 }
@@ -122,7 +123,7 @@ fn placing_a_checked_out_cart_is_cart_not_open() {
 #[test]
 fn placing_an_empty_cart_is_empty_cart() {
     assert_eq!(
-        decide_place_order(&cart_with(&[]), &products(&[]), order_id(1)),
+        decide_place_order(&cart_with(&[]), &products(&[]), order_id(1), None),
         Err(DomainError::EmptyCart)
     );
 }
@@ -131,7 +132,7 @@ fn placing_an_empty_cart_is_empty_cart() {
 fn a_line_lacking_stock_rejects_the_whole_order() {
     let cart = cart_with(&[("tea", 2, 450), ("cup", 4, 1200), ("pot", 9, 3000)]);
     assert_eq!(
-        decide_place_order(&cart, &products(&[("tea", 10), ("cup", 3), ("pot", 1)]), order_id(1)),
+        decide_place_order(&cart, &products(&[("tea", 10), ("cup", 3), ("pot", 1)]), order_id(1), None),
         Err(DomainError::OutOfStock {
             sku: sku("cup"),
             requested: 4,
@@ -144,14 +145,14 @@ fn a_line_lacking_stock_rejects_the_whole_order() {
 #[test]
 fn exactly_the_available_stock_is_enough() {
     let cart = cart_with(&[("tea", 10, 450)]);
-    assert!(decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1)).is_ok());
+    assert!(decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1), None).is_ok());
 }
 
 #[test]
 fn a_line_without_a_product_is_not_found() {
     let cart = cart_with(&[("tea", 2, 450), ("gone", 1, 100)]);
     assert_eq!(
-        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1)),
+        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1), None),
         Err(DomainError::NotFound("product gone".into()))
     );
 }
@@ -160,7 +161,9 @@ fn a_line_without_a_product_is_not_found() {
 fn missing_products_and_missing_stock_are_reported_in_line_order() {
     let cart = cart_with(&[("tea", 20, 450), ("gone", 1, 100)]);
     assert_eq!(
-        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1)).unwrap_err().code(),
+        decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1), None)
+            .unwrap_err()
+            .code(),
         "OUT_OF_STOCK"
     );
 }
@@ -170,7 +173,7 @@ fn missing_products_and_missing_stock_are_reported_in_line_order() {
 /// The order placed from tea x2 and cup x1, after these commands.
 fn order_after(commands: &[OrderCommand]) -> Order {
     let cart = cart_with(&[("tea", 2, 450), ("cup", 1, 1200)]);
-    let placed = decide_place_order(&cart, &products(&[("tea", 5), ("cup", 5)]), order_id(1)).unwrap();
+    let placed = decide_place_order(&cart, &products(&[("tea", 5), ("cup", 5)]), order_id(1), None).unwrap();
     let mut state = order::fold(&placed.order_events);
     for command in commands {
         for event in order::decide(&state, command.clone()).unwrap() {
@@ -213,7 +216,7 @@ fn place_then_cancel_gives_every_unit_back_once() {
     let mut stock: ProductState = products(&[("tea", 5)]).remove(&sku("tea"));
     let before = stock.clone().unwrap().available();
 
-    let placed = decide_place_order(&cart, &[(sku("tea"), stock.clone().unwrap())].into(), order_id(1)).unwrap();
+    let placed = decide_place_order(&cart, &[(sku("tea"), stock.clone().unwrap())].into(), order_id(1), None).unwrap();
     for event in &placed.product_events[0].1 {
         stock = product::evolve(stock, event);
     }
@@ -233,4 +236,13 @@ fn place_then_cancel_gives_every_unit_back_once() {
         }
     }
     assert_eq!(stock.unwrap().available(), before);
+}
+
+#[test]
+fn the_order_carries_the_sealed_personal_data_it_was_given() {
+    let cart = cart_with(&[("tea", 1, 450)]);
+    let sealed = crate::personal::SealedPersonalData::new("v1.k.n.c".into());
+    let placed = decide_place_order(&cart, &products(&[("tea", 10)]), order_id(1), Some(sealed.clone())).unwrap();
+    let order = crate::order::fold(&placed.order_events).unwrap();
+    assert_eq!(order.personal_data, Some(sealed));
 }

@@ -125,7 +125,7 @@ impl PgStore {
                 let stream = request.streams.pop().ok_or_else(|| StoreError::InvalidRequest("no stream".into()))?;
                 self.append_one_statement(stream).await?
             }
-            _ => self.append_transaction(&request).await?,
+            _ => self.append_transaction(&request, None).await?,
         };
         if !outcome.replayed {
             self.inner.wakeups.committed(outcome.last_position());
@@ -169,13 +169,17 @@ impl PgStore {
         }
     }
 
-    /// Several streams or an idempotency key: one explicit transaction.
-    async fn append_transaction(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+    /// Several streams or an idempotency key: one explicit transaction. With `shred`, the
+    /// subject's data key is deleted in it too (`KeyStore::shred`).
+    pub(super) async fn append_transaction(&self, request: &AppendRequest, shred: Option<&str>) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
         let mut pauses = retry_pauses();
         loop {
             attempt += 1;
             let mut tx = self.inner.pool.begin().await?;
+            if let Some(subject) = shred {
+                sqlx::query(super::keys::DELETE).bind(subject).execute(&mut *tx).await?;
+            }
             // A transaction of our own: no ordinal is taken yet.
             let failure = match write_request(&mut tx, request).await {
                 Ok(Written::Appended(outcome)) => {

@@ -24,6 +24,7 @@ mod append;
 mod checks;
 mod feed;
 mod group_commit;
+mod keys;
 mod replica;
 mod wakeups;
 

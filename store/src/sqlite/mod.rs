@@ -47,6 +47,7 @@ use crate::event::{
 };
 use crate::event_store::EventStore;
 
+mod keys;
 mod rows;
 
 use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow};
