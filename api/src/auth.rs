@@ -11,7 +11,6 @@
 //! Only HS256 is accepted: a token whose header names another algorithm (`none`
 //! included) fails verification, whatever its signature.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -148,40 +147,11 @@ fn sign(sub: &str, role: Role, exp: u64, secret: &[u8]) -> Result<String, AuthEr
 
 /// The development secret: read from `<data_dir>/jwt_secret`, or generated once (32
 /// random bytes, hex) and written there readable by the owner only (0600), so tokens
-/// survive restarts without anyone configuring `JWT_SECRET`. Two processes racing to
-/// create it agree: the loser reads the winner's file.
+/// survive restarts without anyone configuring `JWT_SECRET`.
 pub fn load_or_create_secret(data_dir: &Path) -> Result<String, AuthError> {
     let path = data_dir.join(SECRET_FILE);
-    let failed = |source| AuthError::Secret { path: path.clone(), source };
-    if let Some(secret) = read_secret(&path).map_err(failed)? {
-        return Ok(secret);
-    }
-    std::fs::create_dir_all(data_dir).map_err(failed)?;
-    let secret = hex::encode(rand::random::<[u8; 32]>());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
-            tracing::info!(path = %path.display(), "generated a development JWT secret");
-            Ok(secret)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(&path)
-            .map_err(failed)?
-            .ok_or_else(|| failed(std::io::Error::other("the secret file is empty"))),
-        Err(e) => Err(failed(e)),
-    }
-}
-
-fn read_secret(path: &Path) -> std::io::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    crate::secret_file::load_or_create(&path, "JWT secret", || hex::encode(rand::random::<[u8; 32]>()))
+        .map_err(|source| AuthError::Secret { path, source })
 }
 
 #[cfg(test)]

@@ -22,24 +22,34 @@ pub struct ApiContext {
     pub consistency_timeout: Duration,
     /// How long a command without `expectedVersion` keeps retrying after conflicts.
     pub command_budget: Duration,
+    /// Seals personal data on placeOrder and opens it for `Order` and `Notification`.
+    pub vault: vault::Vault,
 }
 
 impl ApiContext {
     /// Starts the process's live feed (so call it once, within the Tokio runtime).
-    pub fn new(db: store::Database, projections: projections::Projections) -> Self {
+    pub fn new(db: store::Database, projections: projections::Projections, master_key: vault::MasterKey) -> Self {
         let live = LiveFeed::start(db.store());
-        ApiContext::with_live(db, projections, live)
+        ApiContext::with_live(db, projections, live, master_key, vec![])
     }
 
     /// With the process's live feed made by the caller (the server shares it with the
-    /// projection workers).
-    pub fn with_live(db: store::Database, projections: projections::Projections, live: LiveFeed) -> Self {
+    /// projection workers) and the master keys of personal data (the previous ones only
+    /// while rotating).
+    pub fn with_live(
+        db: store::Database,
+        projections: projections::Projections,
+        live: LiveFeed,
+        master_key: vault::MasterKey,
+        previous: Vec<vault::MasterKey>,
+    ) -> Self {
         ApiContext {
             store: db.store(),
             live,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,
             command_budget: commands::DEFAULT_BUDGET,
+            vault: vault::Vault::new(db.keys(), master_key, previous),
         }
     }
 

@@ -21,6 +21,7 @@ use commands::CommandError;
 use domain::DomainError;
 use projections::{ProjectionError, WaitError};
 use store::StoreError;
+use vault::VaultError;
 
 use crate::auth::AuthError;
 
@@ -128,6 +129,7 @@ impl ApiError {
             // A string, like the Position scalar.
             ApiError::SubscriptionLagged(store::Resume::AfterPosition(position)) => extensions.set("afterPosition", position.to_string()),
             ApiError::Domain(DomainError::ItemNotInCart { sku }) => extensions.set("sku", sku.as_str()),
+            ApiError::Domain(DomainError::InvalidField { field, .. }) => extensions.set("field", field.as_str()),
             ApiError::Domain(DomainError::InvalidOrderState { from, .. }) => extensions.set("status", from.as_str()),
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error answered as INTERNAL_SERVER_ERROR"),
             ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable, answered as UNAVAILABLE"),
@@ -184,6 +186,18 @@ impl From<CommandError> for ApiError {
                 Err(shared) if shared.is_transient() => ApiError::Unavailable(error_chain(shared.as_ref())),
                 Err(shared) => ApiError::Internal(error_chain(shared.as_ref())),
             },
+            CommandError::Vault(e) => ApiError::Internal(error_chain(e.as_ref())),
+        }
+    }
+}
+
+/// A missing master key or a ciphertext that does not authenticate is a bug or a
+/// misconfiguration, never the client's; an erased key is not an error at all.
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Store(e) => e.into(),
+            other => ApiError::Internal(error_chain(&other)),
         }
     }
 }

@@ -25,6 +25,7 @@ mod playground;
 mod probes;
 mod replica;
 pub mod schema;
+mod secret_file;
 pub mod seed;
 pub mod server;
 mod shared_limit;

@@ -76,6 +76,8 @@ pub enum StartError {
     ReplicaWithoutPostgres,
     #[error("cannot open the read replica: {0}")]
     ReadReplica(store::StoreError),
+    #[error("{0}")]
+    MasterKey(String),
     #[error(transparent)]
     RateLimitStore(#[from] crate::shared_limit::SharedLimitError),
 }
@@ -88,6 +90,17 @@ pub fn resolve_secret(config: &SecretConfig) -> Result<Vec<u8>, StartError> {
         _ if config.environment == crate::config::Environment::Production => Err(StartError::MissingSecret),
         _ => Ok(auth::load_or_create_secret(&config.data_dir)?.into_bytes()),
     }
+}
+
+/// Re-wraps, in the background, every data key wrapped by a previous master key (see the
+/// `vault` crate); any process may do it, and repeating it is harmless.
+fn rotate_master_key(vault: vault::Vault) {
+    tokio::spawn(async move {
+        match vault.rotate(100).await {
+            Ok(count) => tracing::info!(count, "re-wrapped data keys with the current master key; the previous keys may go"),
+            Err(e) => tracing::error!(error = %e, "master key rotation stopped; it runs again at the next start"),
+        }
+    });
 }
 
 /// What the GraphQL routes share.
@@ -283,6 +296,11 @@ impl Application {
         let replica = crate::replica::open(config, options).await?;
         // After the store opened: a failed start writes no development secret.
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
+        let generated_in = (!config.is_production()).then_some(config.secret.data_dir.as_path());
+        let (master_key, previous_keys) = config.personal_data.master_keys(generated_in).map_err(StartError::MasterKey)?;
+        if !previous_keys.is_empty() {
+            rotate_master_key(vault::Vault::new(db.keys(), master_key.clone(), previous_keys.clone()));
+        }
         if config.seeds() {
             seed::seed_if_empty(&db.store()).await?;
         }
@@ -315,7 +333,7 @@ impl Application {
         };
 
         let (router, hub) = if config.role.serves_api() {
-            let mut context = ApiContext::with_live(db.clone(), projections.clone(), live);
+            let mut context = ApiContext::with_live(db.clone(), projections.clone(), live, master_key, previous_keys);
             // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
             // client gets the command's own answer.
             context.command_budget = config.limits.request_timeout.mul_f64(0.9);

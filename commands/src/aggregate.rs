@@ -24,6 +24,7 @@ pub trait Aggregate: Send + Sync + 'static {
 pub struct CartAggregate;
 pub struct ProductAggregate;
 pub struct OrderAggregate;
+pub struct CustomerAggregate;
 
 impl Aggregate for CartAggregate {
     type Event = domain::CartEvent;
@@ -49,6 +50,15 @@ impl Aggregate for OrderAggregate {
     const STATE_SCHEMA_VERSION: i32 = domain::order::STATE_SCHEMA_VERSION;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         domain::order::evolve(state, event)
+    }
+}
+
+impl Aggregate for CustomerAggregate {
+    type Event = domain::CustomerEvent;
+    type State = domain::CustomerState;
+    const STATE_SCHEMA_VERSION: i32 = domain::customer::STATE_SCHEMA_VERSION;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
+        domain::customer::evolve(state, event)
     }
 }
 

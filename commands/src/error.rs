@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use domain::DomainError;
 use store::StoreError;
+use vault::VaultError;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CommandError {
@@ -27,6 +28,18 @@ pub enum CommandError {
     /// Shared: one failed group append answers every command of the group.
     #[error(transparent)]
     Store(Arc<StoreError>),
+    /// Sealing or opening personal data failed (a configuration error or a bug).
+    #[error(transparent)]
+    Vault(Arc<VaultError>),
+}
+
+impl From<VaultError> for CommandError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Store(e) => e.into(),
+            other => CommandError::Vault(Arc::new(other)),
+        }
+    }
 }
 
 impl From<StoreError> for CommandError {

@@ -13,6 +13,8 @@
 //!   store, never a stale cache); without one a command never fails because of other
 //!   writers, it retries until its deadline and then answers [`CommandError::Timeout`];
 //! * idempotency outcomes (`idempotency`): a repeated key answers the first outcome;
+//! * erasure of a customer's personal data (`erasure`): their data key shredded with the
+//!   `PersonalDataErased` event that records it;
 //! * the facts a command needs: the cart's owner (checked on the state the command
 //!   loads, `cart`), the product's current name and price, the stock for an order
 //!   (`place_order`).
@@ -23,6 +25,7 @@ mod aggregate;
 mod cache;
 mod cart;
 mod context;
+mod erasure;
 mod error;
 mod idempotency;
 mod mailbox;
@@ -38,9 +41,11 @@ use store::{EventStore, StoreError};
 use tokio::sync::oneshot;
 
 pub use aggregate::{
-    decode, decode_loaded, encode, load, load_until, snapshot_if_due, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate,
+    decode, decode_loaded, encode, load, load_until, snapshot_if_due, Aggregate, CartAggregate, CustomerAggregate, Loaded, OrderAggregate,
+    ProductAggregate,
 };
 pub use context::{CommandContext, Executed, DEFAULT_BUDGET};
+pub use erasure::Erasure;
 pub use error::CommandError;
 pub use place_order::PlacedOrder;
 

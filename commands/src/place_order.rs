@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use domain::{CartId, CartState, OrderId, OrderState, Product, Sku};
+use domain::{CartId, CartState, OrderId, OrderState, PersonalData, Product, SealedPersonalData, Sku};
 use store::{AppendRequest, ExpectedVersion, StoreError};
 use tokio::time::Instant;
+use vault::Vault;
 
 use crate::aggregate::{encode, Aggregate, CartAggregate, Loaded, OrderAggregate, ProductAggregate};
 use crate::cart::owned;
@@ -28,13 +29,15 @@ pub struct PlacedOrder {
 }
 
 impl Commands {
-    /// Places the order for a cart owned by `ctx.actor`.
+    /// Places the order for a cart owned by `ctx.actor`, with `personal_data` sealed by the
+    /// vault under the key of the cart's customer (once, before the first attempt).
     pub async fn place_order(
         &self,
         ctx: &CommandContext,
         cart_id: CartId,
         expected_cart_version: Option<u64>,
         order_id: OrderId,
+        personal_data: Option<(&Vault, &PersonalData)>,
     ) -> Result<PlacedOrder, CommandError> {
         let store = self.store().clone();
         let cart_stream = cart_id.stream_id();
@@ -52,9 +55,13 @@ impl Commands {
         let deadline = ctx.deadline();
         let ctx = &ctx.traced();
         let mut backoff = Backoff::new();
+        let mut sealed: Option<SealedPersonalData> = None;
         loop {
             let cart = self.current::<CartAggregate>(&cart_stream).await?;
             owned(&cart.state, &ctx.actor)?;
+            if let (Some((vault, data)), Some(owner), None) = (personal_data, cart.state.as_ref(), &sealed) {
+                sealed = Some(vault.seal(&owner.customer_id, data).await?);
+            }
             if let Some(expected) = expected_cart_version {
                 if expected != cart.version {
                     return Err(CommandError::Conflict {
@@ -72,7 +79,7 @@ impl Commands {
                     loaded_products.insert(line.sku.clone(), loaded);
                 }
             }
-            let decided = domain::decide_place_order(&cart.state, &products, order_id)?;
+            let decided = domain::decide_place_order(&cart.state, &products, order_id, sealed.clone())?;
             let metadata = ctx.metadata();
             let mut request = AppendRequest::single(
                 &cart_stream,

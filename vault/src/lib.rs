@@ -52,6 +52,7 @@ pub enum VaultError {
 }
 
 /// The key that wraps data keys. Never printed; known by its fingerprint.
+#[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
     fingerprint: String,

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod personal_data;
+
+pub use personal_data::{PersonalDataConfig, MASTER_KEY_FILE};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cartsource",
@@ -149,6 +153,8 @@ pub struct Config {
     pub bus_names: BusNames,
     #[command(flatten)]
     pub read_replica: ReadReplicaConfig,
+    #[command(flatten)]
+    pub personal_data: PersonalDataConfig,
 }
 
 /// Where the publisher writes in JetStream (with --nats-url); several deployments, or
@@ -289,6 +295,7 @@ impl Default for Config {
             bus_names: BusNames::default(),
             read_replica: ReadReplicaConfig::default(),
             exposure: ExposureConfig::default(),
+            personal_data: PersonalDataConfig::default(),
         }
     }
 }

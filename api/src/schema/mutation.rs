@@ -12,11 +12,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use commands::{decode, CommandContext, Commands, Executed, OrderAggregate, ProductAggregate};
-use domain::{CartCommand, CartId, OrderCommand, OrderId, ProductCommand, Sku};
+use domain::{CartCommand, CartId, CustomerId, OrderCommand, OrderId, PersonalData, ProductCommand, Sku};
 
 use super::numbers::{non_negative, price};
 use super::scalars::{Decimal, Position, UuidScalar};
-use super::types::{Cart, Order, Product, ProjectionStatus, Timestamps};
+use super::types::{AddressInput, Cart, ErasurePayload, Order, Product, ProjectionStatus, Timestamps};
 use super::{admin, api, fingerprint, principal, valid_idempotency_key};
 use crate::auth::Principal;
 use crate::context::{ApiContext, RequestId};
@@ -76,6 +76,10 @@ pub struct PlaceOrderInput {
     pub cart_id: UuidScalar,
     pub expected_version: Option<i32>,
     pub idempotency_key: Option<String>,
+    /// Sealed under the customer's data key; gone for good when they erase their personal data.
+    pub shipping_address: Option<AddressInput>,
+    /// Where notifications about the order go. Sealed like the address.
+    pub contact_email: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -246,6 +250,21 @@ async fn cart_command(
     cart_payload(done)
 }
 
+async fn erase(ctx: &Context<'_>, who: &Principal, customer_id: &str) -> Result<ErasurePayload, ApiError> {
+    let customer = CustomerId::parse(customer_id)?;
+    let api = api(ctx)?;
+    let cmd = command_context(ctx, api, who, None, "erasePersonalData", json!({ "customerId": customer_id }))?;
+    let erasure = commands(ctx)?
+        .erase_personal_data(&cmd, &api.vault, &customer)
+        .instrument(span("erasePersonalData", &cmd, &customer.stream_id()))
+        .await?;
+    Ok(ErasurePayload {
+        customer_id: erasure.customer_id.into(),
+        erased_at: erasure.erased_at.into(),
+        position: erasure.position.into(),
+    })
+}
+
 async fn order_command(
     writes: &Commands,
     cmd: &CommandContext,
@@ -377,11 +396,17 @@ impl Mutation {
         let api = api(ctx)?;
         let cart_id = CartId::from_uuid(input.cart_id.0);
         let expected = expected_version(input.expected_version)?;
-        let fields = json!({ "cartId": cart_id.to_string(), "expectedVersion": input.expected_version });
+        let personal = PersonalData::new(input.shipping_address.map(Into::into), input.contact_email)?;
+        let personal = (!personal.is_empty()).then_some(personal);
+        let mut fields = json!({ "cartId": cart_id.to_string(), "expectedVersion": input.expected_version });
+        if personal.is_some() {
+            // Whether, not what: an idempotency fingerprint must not be a hash of an address.
+            fields["withPersonalData"] = true.into();
+        }
         let cmd = command_context(ctx, api, who, input.idempotency_key, "placeOrder", fields)?;
         let order_id = OrderId::from_uuid(Uuid::now_v7());
         let placed = commands(ctx)?
-            .place_order(&cmd, cart_id, expected, order_id)
+            .place_order(&cmd, cart_id, expected, order_id, personal.as_ref().map(|p| (&api.vault, p)))
             .instrument(span("placeOrder", &cmd, &cart_id.stream_id()))
             .await?;
         order_payload(placed.order)
@@ -416,6 +441,20 @@ impl Mutation {
         let fields = json!({ "orderId": order_id.to_string() });
         let cmd = command_context(ctx, api, who, input.idempotency_key, "shipOrder", fields)?;
         order_command(commands(ctx)?, &cmd, "shipOrder", order_id, OrderCommand::Ship).await
+    }
+
+    /// Erases the signed-in customer's personal data (GDPR art. 17): the key that sealed the
+    /// addresses and emails of their orders is deleted, with a PersonalDataErased event.
+    /// Repeating it answers the earlier erasure unless personal data was given since.
+    async fn erase_my_personal_data(&self, ctx: &Context<'_>) -> Result<ErasurePayload, ApiError> {
+        let who = principal(ctx)?;
+        erase(ctx, who, &who.id).await
+    }
+
+    /// Admin only: erasePersonalData for any customer.
+    async fn erase_personal_data(&self, ctx: &Context<'_>, customer_id: String) -> Result<ErasurePayload, ApiError> {
+        let who = admin(ctx)?;
+        erase(ctx, who, &customer_id).await
     }
 
     /// Admin only.

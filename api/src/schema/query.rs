@@ -157,6 +157,6 @@ impl Customer {
     ) -> Result<NotificationConnection, ApiError> {
         let first = page_size(first, 20)?;
         let page = api(ctx)?.read().notifications_of(&self.id, first, after.as_deref()).await?;
-        Ok(NotificationConnection::from_page(page, after.is_some(), Notification))
+        Ok(NotificationConnection::from_page(page, after.is_some(), Notification::from))
     }
 }

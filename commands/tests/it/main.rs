@@ -5,4 +5,5 @@
 mod support;
 
 mod aggregate;
+mod erasure;
 mod write_model;

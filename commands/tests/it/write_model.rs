@@ -213,7 +213,7 @@ async fn someone_elses_or_a_missing_cart_is_not_found(store: Arc<dyn EventStore>
         let error = commands.cart(&ctx(who), cart, None, add_one("tea")).await.unwrap_err();
         assert!(matches!(error, CommandError::NotFound(ref what) if what == "cart"), "{error:?}");
         let order = OrderId::from_uuid(Uuid::now_v7());
-        let error = commands.place_order(&ctx(who), cart, None, order).await.unwrap_err();
+        let error = commands.place_order(&ctx(who), cart, None, order, None).await.unwrap_err();
         assert!(matches!(error, CommandError::NotFound(ref what) if what == "cart"), "{error:?}");
         // Nothing was written: not to the cart, not to an order.
         assert_eq!(store.stream_version(&cart.stream_id()).await.unwrap(), version);
@@ -249,7 +249,7 @@ async fn placing_orders_re_decides_on_concurrent_stock_changes(store: Arc<dyn Ev
         let commands = if i % 2 == 0 { commands.clone() } else { Commands::new(store.clone()) };
         tasks.push(tokio::spawn(async move {
             commands
-                .place_order(&ctx(&customer), cart, None, OrderId::from_uuid(Uuid::now_v7()))
+                .place_order(&ctx(&customer), cart, None, OrderId::from_uuid(Uuid::now_v7()), None)
                 .await
         }));
     }
@@ -279,7 +279,7 @@ async fn out_of_stock_names_sku_requested_and_available(store: Arc<dyn EventStor
     let cart = create_cart(&commands, "alice").await;
     commands.add_item(&ctx("alice"), cart, sku("tea"), 3, None).await.unwrap();
     let order = OrderId::from_uuid(Uuid::now_v7());
-    let error = commands.place_order(&ctx("alice"), cart, None, order).await.unwrap_err();
+    let error = commands.place_order(&ctx("alice"), cart, None, order, None).await.unwrap_err();
     match error {
         CommandError::Domain(DomainError::OutOfStock {
             sku: s,

@@ -60,7 +60,8 @@ impl Model {
     pub fn categories(self) -> &'static [&'static str] {
         match self {
             Model::Carts => &["cart"],
-            Model::Orders | Model::Notifications => &["order"],
+            // `customer`: PersonalDataErased, to drop what was derived from personal data.
+            Model::Orders | Model::Notifications => &["order", "customer"],
             Model::Products => &["product"],
             Model::Analytics => &["cart", "order"],
         }
@@ -70,11 +71,11 @@ impl Model {
     /// transaction.
     pub(crate) async fn prepare<'e>(self, store: &dyn EventStore, events: &'e [RecordedEvent]) -> Result<Prepared<'e>, ProjectionError> {
         let decoded = events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        let customers = match self {
-            Model::Notifications => notifications::customers(store, &decoded).await?,
+        let recipients = match self {
+            Model::Notifications => notifications::recipients(store, &decoded).await?,
             _ => Default::default(),
         };
-        Ok(Prepared { events: decoded, customers })
+        Ok(Prepared { events: decoded, recipients })
     }
 
     /// Applies a prepared batch to `generation` inside the caller's transaction.
@@ -133,8 +134,8 @@ pub(crate) struct Memory {
 #[derive(Default)]
 pub(crate) struct Prepared<'e> {
     pub events: Vec<Decoded<'e>>,
-    /// Notifications: the customer of each order the batch mentions.
-    pub customers: std::collections::HashMap<uuid::Uuid, String>,
+    /// Notifications: the recipient of each order the batch mentions.
+    pub recipients: std::collections::HashMap<uuid::Uuid, notifications::Recipient>,
 }
 
 /// One recorded event (borrowed from the page, not copied) with its stream and domain

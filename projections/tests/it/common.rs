@@ -154,7 +154,7 @@ pub async fn place(db: &Database, cart: CartId) -> (OrderId, Position) {
         .map(|c| c.customer_id.as_str().to_owned())
         .unwrap_or_default();
     let placed = Commands::new(db.store())
-        .place_order(&ctx(&owner), cart, None, order_id)
+        .place_order(&ctx(&owner), cart, None, order_id, None)
         .await
         .expect("place order");
     (order_id, placed.order.position)
@@ -226,12 +226,16 @@ pub async fn digest(db: &Database, model: &str) -> String {
         "orders" => &[
             (
                 "orders",
-                "id, cart_id, customer_id, status, version, total, cancel_reason, placed_position, placed_at, updated_at",
+                "id, cart_id, customer_id, status, version, total, cancel_reason, personal_data, personal_data_erased, placed_position, \
+                 placed_at, updated_at",
             ),
             ("order_lines", "order_id, line_no, sku, name, quantity, unit_price, line_total"),
         ],
         "products" => &[("products", "sku, name, price, on_hand, reserved, available, version, updated_at")],
-        "notifications" => &[("notifications", "id, customer_id, kind, message, order_id, created_position, created_at")],
+        "notifications" => &[(
+            "notifications",
+            "id, customer_id, kind, message, order_id, sent_to, created_position, created_at",
+        )],
         "analytics" => &[
             ("analytics_skus", "sku, add_events, units_added, units_ordered, revenue_ordered"),
             (

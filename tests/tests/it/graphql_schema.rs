@@ -13,7 +13,8 @@ use serde_json::json;
 
 async fn schema_on(url: &str, consistency_timeout: Duration) -> (AppSchema, store::Database) {
     let db = store::open(url).await.expect("open the store");
-    let mut ctx = ApiContext::new(db.clone(), projections::Projections::observer(db.clone()));
+    let master_key = vault::MasterKey::from_hex(&vault::MasterKey::generate_hex()).expect("a master key");
+    let mut ctx = ApiContext::new(db.clone(), projections::Projections::observer(db.clone()), master_key);
     ctx.consistency_timeout = consistency_timeout;
     (build_schema(ctx), db)
 }

@@ -16,6 +16,7 @@ mod graphql_subscriptions;
 mod graphql_write_path;
 mod hardening;
 mod health;
+mod personal_data;
 mod read_replica;
 mod server_http;
 mod server_ws;

@@ -10,6 +10,7 @@ mod money;
 mod notification;
 mod operations;
 mod order;
+mod personal_data;
 mod product;
 
 use async_graphql::Context;
@@ -22,6 +23,7 @@ pub use money::Money;
 pub use notification::Notification;
 pub use operations::{ProjectionStatus, RecordedEvent};
 pub use order::Order;
+pub use personal_data::{AddressInput, ErasurePayload};
 pub use product::Product;
 
 use super::api;

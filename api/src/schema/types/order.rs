@@ -4,6 +4,7 @@ use async_graphql::{Context, Enum, Object};
 use uuid::Uuid;
 
 use super::line::OrderLine;
+use super::personal_data::{Address, Sealed};
 use super::{recorded_at, Money, Timestamps};
 use crate::error::ApiError;
 use crate::schema::numbers::to_int;
@@ -42,6 +43,7 @@ pub struct Order {
     pub total: i64,
     pub version: u64,
     pub times: Timestamps,
+    pub personal_data: Sealed,
 }
 
 impl Order {
@@ -55,6 +57,7 @@ impl Order {
             total: order.total.minor_units(),
             version,
             times,
+            personal_data: Sealed::new(order.customer_id.as_str(), order.personal_data.clone(), false),
         }
     }
 
@@ -66,6 +69,7 @@ impl Order {
 impl From<projections::OrderView> for Order {
     fn from(v: projections::OrderView) -> Self {
         Order {
+            personal_data: Sealed::new(&v.customer_id, v.personal_data, v.personal_data_erased),
             id: v.id,
             cart_id: v.cart_id,
             customer_id: v.customer_id,
@@ -106,6 +110,23 @@ impl Order {
 
     async fn version(&self) -> i32 {
         to_int(self.version)
+    }
+
+    /// Where the order ships; null when none was given or it was erased.
+    async fn shipping_address(&self, ctx: &Context<'_>) -> Result<Option<Address>, ApiError> {
+        let data = self.personal_data.data(ctx).await?;
+        Ok(data.and_then(|d| d.shipping_address.as_ref()).map(Address::from))
+    }
+
+    /// Whom to tell about the order; null when none was given or it was erased.
+    async fn contact_email(&self, ctx: &Context<'_>) -> Result<Option<String>, ApiError> {
+        let data = self.personal_data.data(ctx).await?;
+        Ok(data.and_then(|d| d.contact_email.clone()))
+    }
+
+    /// The customer erased their personal data after placing the order.
+    async fn personal_data_erased(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        self.personal_data.erased(ctx).await
     }
 
     async fn placed_at(&self, ctx: &Context<'_>) -> Result<DateTime, ApiError> {

@@ -16,6 +16,8 @@ pub struct NotificationView {
     pub kind: String,
     pub message: String,
     pub order_id: Option<Uuid>,
+    /// The order's sealed personal data (the API opens the email it was sent to).
+    pub sent_to: Option<domain::SealedPersonalData>,
     pub created_at: OffsetDateTime,
 }
 
@@ -60,6 +62,7 @@ impl ReadModels {
                     kind: row.kind,
                     message: row.message,
                     order_id: row.order_id,
+                    sent_to: row.sent_to.map(domain::SealedPersonalData::new),
                     created_at: row.created_at,
                 };
                 (cursor, view)

@@ -1,5 +1,9 @@
 //! The orders read model: one row per order (status, totals) and its lines, which never
 //! change after the order is placed.
+//!
+//! Personal data stays sealed here as in the event (the API opens it when a client asks
+//! for it); `PersonalDataErased` drops it from the customer's earlier orders and marks them
+//! erased, so neither the rows nor a rebuild keep even the ciphertext.
 
 mod query;
 
@@ -7,7 +11,7 @@ pub use query::OrderView;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::{AnyEvent, OrderEvent, OrderStatus, StreamId};
+use domain::{AnyEvent, CustomerEvent, OrderEvent, OrderStatus, StreamId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -26,6 +30,9 @@ pub(crate) struct OrderRow {
     pub version: i64,
     pub total: i64,
     pub cancel_reason: Option<String>,
+    /// Sealed ([`domain::SealedPersonalData`]).
+    pub personal_data: Option<String>,
+    pub personal_data_erased: bool,
     pub placed_position: i64,
     #[serde(with = "ts")]
     pub placed_at: OffsetDateTime,
@@ -48,6 +55,7 @@ macro_rules! order_json_pg {
     () => {
         "json_build_object('generation', o.generation, 'id', o.id, 'cart_id', o.cart_id, 'customer_id', o.customer_id, \
          'status', o.status, 'version', o.version, 'total', o.total, 'cancel_reason', o.cancel_reason, \
+         'personal_data', o.personal_data, 'personal_data_erased', o.personal_data_erased, \
          'placed_position', o.placed_position, 'placed_at', o.placed_at, 'updated_at', o.updated_at)::text"
     };
 }
@@ -55,6 +63,7 @@ macro_rules! order_json_lite {
     () => {
         "json_object('generation', o.generation, 'id', o.id, 'cart_id', o.cart_id, 'customer_id', o.customer_id, \
          'status', o.status, 'version', o.version, 'total', o.total, 'cancel_reason', o.cancel_reason, \
+         'personal_data', o.personal_data, 'personal_data_erased', json(iif(o.personal_data_erased, 'true', 'false')), \
          'placed_position', o.placed_position, 'placed_at', o.placed_at, 'updated_at', o.updated_at)"
     };
 }
@@ -90,20 +99,35 @@ const ORDERS_BY_IDS: Sql = Sql {
 };
 
 const UPSERT_ORDERS: Sql = Sql {
-    pg: "insert into orders (generation, id, cart_id, customer_id, status, version, total, cancel_reason, placed_position, placed_at, updated_at)
-         select $1, r.id, r.cart_id, r.customer_id, r.status, r.version, r.total, r.cancel_reason, r.placed_position, r.placed_at, r.updated_at
+    pg: "insert into orders (generation, id, cart_id, customer_id, status, version, total, cancel_reason, personal_data,
+                             personal_data_erased, placed_position, placed_at, updated_at)
+         select $1, r.id, r.cart_id, r.customer_id, r.status, r.version, r.total, r.cancel_reason, r.personal_data,
+                r.personal_data_erased, r.placed_position, r.placed_at, r.updated_at
            from jsonb_to_recordset($2::jsonb) as r(id uuid, cart_id uuid, customer_id text, status text, version bigint, total bigint,
-                cancel_reason text, placed_position bigint, placed_at timestamptz, updated_at timestamptz)
+                cancel_reason text, personal_data text, personal_data_erased boolean, placed_position bigint, placed_at timestamptz,
+                updated_at timestamptz)
          on conflict (generation, id) do update set
              status = excluded.status, version = excluded.version, cancel_reason = excluded.cancel_reason, updated_at = excluded.updated_at",
-    lite: "insert into orders (generation, id, cart_id, customer_id, status, version, total, cancel_reason, placed_position, placed_at, updated_at)
+    lite: "insert into orders (generation, id, cart_id, customer_id, status, version, total, cancel_reason, personal_data,
+                             personal_data_erased, placed_position, placed_at, updated_at)
          select $1, json_extract(value, '$.id'), json_extract(value, '$.cart_id'), json_extract(value, '$.customer_id'),
                 json_extract(value, '$.status'), json_extract(value, '$.version'), json_extract(value, '$.total'),
-                json_extract(value, '$.cancel_reason'), json_extract(value, '$.placed_position'), json_extract(value, '$.placed_at'),
-                json_extract(value, '$.updated_at')
+                json_extract(value, '$.cancel_reason'), json_extract(value, '$.personal_data'),
+                json_extract(value, '$.personal_data_erased'), json_extract(value, '$.placed_position'),
+                json_extract(value, '$.placed_at'), json_extract(value, '$.updated_at')
            from json_each($2) where true
          on conflict (generation, id) do update set
              status = excluded.status, version = excluded.version, cancel_reason = excluded.cancel_reason, updated_at = excluded.updated_at",
+};
+
+/// `PersonalDataErased`: the customer's orders placed before it lose their sealed data.
+/// (Personal data never changes after placing, so the upsert above leaves it alone and this
+/// may run after it.)
+const ERASE: Sql = Sql {
+    pg: "update orders set personal_data = null, personal_data_erased = true
+          where generation = $1 and customer_id = $2 and placed_position < $3",
+    lite: "update orders set personal_data = null, personal_data_erased = 1
+          where generation = $1 and customer_id = $2 and placed_position < $3",
 };
 
 const INSERT_LINES: Sql = Sql {
@@ -145,8 +169,13 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
         orders.extend(rows.into_iter().map(|row| (row.id, (row, false))));
     }
     let mut new_lines = Vec::new();
+    let mut erasures = Vec::new();
 
     for decoded in events {
+        if let AnyEvent::Customer(CustomerEvent::PersonalDataErased { customer_id }) = &decoded.event {
+            erasures.push((customer_id.as_str(), pos(decoded.recorded.position)));
+            continue;
+        }
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {
             continue;
         };
@@ -158,6 +187,7 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
             customer_id,
             lines,
             total,
+            personal_data,
             ..
         } = event
         {
@@ -173,6 +203,8 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
                 version,
                 total: total.minor_units(),
                 cancel_reason: None,
+                personal_data: personal_data.as_ref().map(|p| p.as_str().to_owned()),
+                personal_data_erased: false,
                 placed_position: pos(recorded.position),
                 placed_at: recorded.recorded_at,
                 updated_at: recorded.recorded_at,
@@ -218,6 +250,10 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
     }
     if !new_lines.is_empty() {
         conn.execute(INSERT_LINES, &[Arg::Int(generation), json_arg(&new_lines)?]).await?;
+    }
+    for (customer_id, position) in erasures {
+        conn.execute(ERASE, &[Arg::Int(generation), Arg::Text(customer_id.to_owned()), Arg::Int(position)])
+            .await?;
     }
     Ok(())
 }

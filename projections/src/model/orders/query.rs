@@ -25,6 +25,11 @@ pub struct OrderView {
     pub updated_at: OffsetDateTime,
     /// The reason given when the order was cancelled, if any.
     pub cancel_reason: Option<String>,
+    /// The shipping address and contact email, sealed; `None` when the order has none or
+    /// they were erased.
+    pub personal_data: Option<domain::SealedPersonalData>,
+    /// The customer erased their personal data after placing this order.
+    pub personal_data_erased: bool,
 }
 
 const ORDER_BY_ID: Sql = Sql {
@@ -118,6 +123,8 @@ async fn order_views(conn: &mut Conn<'_>, rows: Vec<OrderRow>) -> Result<Vec<Ord
                 placed_at: row.placed_at,
                 updated_at: row.updated_at,
                 cancel_reason: row.cancel_reason,
+                personal_data: row.personal_data.map(domain::SealedPersonalData::new),
+                personal_data_erased: row.personal_data_erased,
             })
         })
         .collect()

@@ -1,0 +1,123 @@
+//! Personal data in the contract: the address and email a customer gives with an order,
+//! shown only while their data key exists (see the `vault` crate).
+//!
+//! Objects carry the data sealed, as the event or read model holds it, and open it only
+//! when a client selects one of its fields: once per object, however many fields ask.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, InputObject, SimpleObject};
+use domain::{CustomerId, PersonalData, SealedPersonalData};
+use tokio::sync::OnceCell;
+use vault::Opened;
+
+use super::super::api;
+use crate::error::ApiError;
+use crate::schema::scalars::{DateTime, Position};
+
+#[derive(Clone, Debug, InputObject)]
+pub struct AddressInput {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `GB`.
+    pub country: String,
+}
+
+impl From<AddressInput> for domain::Address {
+    fn from(a: AddressInput) -> Self {
+        domain::Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
+#[derive(Clone, Debug, SimpleObject)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl From<&domain::Address> for Address {
+    fn from(a: &domain::Address) -> Self {
+        Address {
+            name: a.name.clone(),
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, SimpleObject)]
+pub struct ErasurePayload {
+    pub customer_id: String,
+    /// When the erasure answering this request was recorded (an earlier one when nothing
+    /// new was sealed since).
+    pub erased_at: DateTime,
+    /// Position of the PersonalDataErased event: pass it as minPosition to read the orders
+    /// and notifications without it.
+    pub position: Position,
+}
+
+/// Sealed personal data of one object, opened at most once.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    customer: String,
+    sealed: Option<SealedPersonalData>,
+    /// The read model already knows it was erased.
+    erased: bool,
+    opened: Arc<OnceCell<Opened>>,
+}
+
+impl Sealed {
+    pub fn new(customer: &str, sealed: Option<SealedPersonalData>, erased: bool) -> Self {
+        Sealed {
+            customer: customer.to_owned(),
+            sealed,
+            erased,
+            opened: Arc::default(),
+        }
+    }
+
+    /// The data, `None` when there is none or it was erased.
+    pub async fn data(&self, ctx: &Context<'_>) -> Result<Option<&PersonalData>, ApiError> {
+        match self.open(ctx).await? {
+            Some(Opened::Data(data)) => Ok(Some(data)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Erased: the read model says so, or the key that sealed it is gone (the read model
+    /// may not have caught up with the erasure yet; the key's deletion is immediate).
+    pub async fn erased(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        Ok(self.erased || matches!(self.open(ctx).await?, Some(Opened::Erased)))
+    }
+
+    async fn open(&self, ctx: &Context<'_>) -> Result<Option<&Opened>, ApiError> {
+        let Some(sealed) = &self.sealed else {
+            return Ok(None);
+        };
+        let opened = self
+            .opened
+            .get_or_try_init(|| async {
+                let customer = CustomerId::parse(&self.customer)?;
+                Ok::<_, ApiError>(api(ctx)?.vault.open(&customer, sealed).await?)
+            })
+            .await?;
+        Ok(Some(opened))
+    }
+}
