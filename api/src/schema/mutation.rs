@@ -16,7 +16,7 @@ use domain::{CartCommand, CartId, CustomerId, OrderCommand, OrderId, PersonalDat
 
 use super::numbers::{non_negative, price};
 use super::scalars::{Decimal, Position, UuidScalar};
-use super::types::{AddressInput, Cart, ErasurePayload, Order, Product, ProjectionStatus, Timestamps};
+use super::types::{Address, Cart, ErasurePayload, Order, Product, ProjectionStatus, Timestamps};
 use super::{admin, api, fingerprint, principal, valid_idempotency_key};
 use crate::auth::Principal;
 use crate::context::{ApiContext, RequestId};
@@ -77,7 +77,7 @@ pub struct PlaceOrderInput {
     pub expected_version: Option<i32>,
     pub idempotency_key: Option<String>,
     /// Sealed under the customer's data key; gone for good when they erase their personal data.
-    pub shipping_address: Option<AddressInput>,
+    pub shipping_address: Option<Address>,
     /// Where notifications about the order go. Sealed like the address.
     pub contact_email: Option<String>,
 }

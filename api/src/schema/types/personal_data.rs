@@ -15,8 +15,10 @@ use super::super::api;
 use crate::error::ApiError;
 use crate::schema::scalars::{DateTime, Position};
 
-#[derive(Clone, Debug, InputObject)]
-pub struct AddressInput {
+/// A delivery address (as input: `AddressInput`, the same fields).
+#[derive(Clone, Debug, InputObject, SimpleObject)]
+#[graphql(input_name = "AddressInput")]
+pub struct Address {
     pub name: String,
     pub line1: String,
     pub line2: Option<String>,
@@ -26,38 +28,44 @@ pub struct AddressInput {
     pub country: String,
 }
 
-impl From<AddressInput> for domain::Address {
-    fn from(a: AddressInput) -> Self {
+impl From<Address> for domain::Address {
+    fn from(a: Address) -> Self {
+        let Address {
+            name,
+            line1,
+            line2,
+            city,
+            postal_code,
+            country,
+        } = a;
         domain::Address {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
+            name,
+            line1,
+            line2,
+            city,
+            postal_code,
+            country,
         }
     }
 }
 
-#[derive(Clone, Debug, SimpleObject)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    pub line2: Option<String>,
-    pub city: String,
-    pub postal_code: String,
-    pub country: String,
-}
-
 impl From<&domain::Address> for Address {
     fn from(a: &domain::Address) -> Self {
+        let domain::Address {
+            name,
+            line1,
+            line2,
+            city,
+            postal_code,
+            country,
+        } = a.clone();
         Address {
-            name: a.name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            postal_code: a.postal_code.clone(),
-            country: a.country.clone(),
+            name,
+            line1,
+            line2,
+            city,
+            postal_code,
+            country,
         }
     }
 }
