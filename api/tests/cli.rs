@@ -13,6 +13,8 @@ fn cartsource() -> Command {
         "JWT_SECRET",
         "CARTSOURCE_ENV",
         "CARTSOURCE_DATA_DIR",
+        "CARTSOURCE_MASTER_KEY_FILE",
+        "CARTSOURCE_PREVIOUS_MASTER_KEY_FILES",
         "LISTEN_ADDR",
         "CARTSOURCE_ROLE",
         "RUST_LOG",
@@ -84,6 +86,23 @@ fn production_refuses_to_start_or_sign_without_a_secret() {
     assert!(!token.status.success());
     assert!(String::from_utf8_lossy(&token.stderr).contains("JWT_SECRET"));
     assert!(!dir.join("jwt_secret").exists(), "no secret was generated");
+}
+
+#[test]
+fn production_refuses_to_start_without_a_master_key() {
+    let dir = temp_dir();
+    let serve = cartsource()
+        .args(["serve", "--env", "production", "--listen-addr", "127.0.0.1:0"])
+        .env("JWT_SECRET", "a-production-secret-of-32-bytes-or-more")
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!serve.status.success());
+    let said = String::from_utf8_lossy(&serve.stdout);
+    assert!(said.contains("--master-key-file"), "{said}");
+    assert!(!dir.join(api::config::MASTER_KEY_FILE).exists(), "no master key was generated");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The secret the driver hands to both servers (benchmark only: never a real one).
 pub const BENCH_SECRET: &str = "cartsource-bench-secret-0123456789abcdef";
 
+/// The master key of personal data the driver hands to cartsource (benchmark only).
+pub const BENCH_MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,

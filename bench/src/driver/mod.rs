@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use sqlx::PgPool;
 
-use crate::token::BENCH_SECRET;
+use crate::token::{BENCH_MASTER_KEY, BENCH_SECRET};
 
 /// Which server a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,12 +120,17 @@ impl Server {
             }
             Kind::Cartsource => {
                 let data_dir = std::env::temp_dir().join(&process);
+                // Production mode wants a master key for personal data, never a generated one.
+                std::fs::create_dir_all(&data_dir)?;
+                let master_key_file = data_dir.join("bench_master_key");
+                std::fs::write(&master_key_file, BENCH_MASTER_KEY)?;
                 let mut c = tokio::process::Command::new(&binaries.cartsource);
                 c.env("DATABASE_URL", database_url)
                     .env("JWT_SECRET", BENCH_SECRET)
                     .env("LISTEN_ADDR", &listen)
                     .env("CARTSOURCE_ENV", "production")
                     .env("CARTSOURCE_ROLE", role.env_value())
+                    .env("CARTSOURCE_MASTER_KEY_FILE", master_key_file)
                     .env("CARTSOURCE_DATA_DIR", data_dir)
                     .env("RUST_LOG", "warn")
                     // One simulated user may send far more than a shop's per-caller limit.

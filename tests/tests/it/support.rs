@@ -61,13 +61,20 @@ impl Drop for TestServer {
     }
 }
 
-/// The configuration of a test server: port 0, a fixed secret, no seed, quiet logs, a
-/// data directory of its own.
+/// The configuration of a test server: port 0, a fixed secret and master key (so the
+/// production-mode tests start too), no seed, quiet logs, a data directory of its own.
 pub fn test_config(database_url: String) -> Config {
+    let data_dir = store::testing::temp_dir("cartsource-test");
+    let master_key_file = data_dir.join("test_master_key");
+    std::fs::write(&master_key_file, vault::MasterKey::generate_hex()).expect("write the test master key");
     let secret = api::config::SecretConfig {
-        data_dir: store::testing::temp_dir("cartsource-test"),
+        data_dir,
         jwt_secret: Some(TEST_SECRET.to_owned()),
         ..Default::default()
+    };
+    let personal_data = api::config::PersonalDataConfig {
+        master_key_file: Some(master_key_file),
+        previous_master_key_files: vec![],
     };
     // Tests fire requests quickly from one address; the rate-limit test sets its own.
     let limits = api::config::LimitsConfig {
@@ -82,6 +89,7 @@ pub fn test_config(database_url: String) -> Config {
         log: "warn".into(),
         no_seed: true,
         limits,
+        personal_data,
         ..Default::default()
     }
 }

@@ -141,6 +141,12 @@ impl Cluster {
         let label = format!("{}-{}", role.flag(), self.nodes.iter().filter(|n| n.role == role).count() + 1);
         let log = self.dir.join(format!("{label}.log"));
         let data_dir = self.dir.join(&label);
+        // One master key for the cluster, as a deployment shares one: each node seals and
+        // opens personal data under data keys the others wrapped.
+        let master_key = self.dir.join("master_key");
+        if !master_key.exists() {
+            std::fs::write(&master_key, vault::MasterKey::generate_hex()).expect("write the cluster's master key");
+        }
         let mut command = Command::new(&self.binary);
         // Only flags configure the processes: nothing leaks in from the environment.
         for var in ENVIRONMENT {
@@ -154,6 +160,8 @@ impl Cluster {
             .arg(&self.database_url)
             .arg("--data-dir")
             .arg(&data_dir)
+            .arg("--master-key-file")
+            .arg(&master_key)
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -279,6 +287,8 @@ const ENVIRONMENT: &[&str] = &[
     "JWT_SECRET",
     "CARTSOURCE_ENV",
     "CARTSOURCE_DATA_DIR",
+    "CARTSOURCE_MASTER_KEY_FILE",
+    "CARTSOURCE_PREVIOUS_MASTER_KEY_FILES",
     "CARTSOURCE_ROLE",
     "CARTSOURCE_NO_SEED",
     "LISTEN_ADDR",
