@@ -59,9 +59,6 @@ impl Commands {
         loop {
             let cart = self.current::<CartAggregate>(&cart_stream).await?;
             owned(&cart.state, &ctx.actor)?;
-            if let (Some((vault, data)), Some(owner), None) = (personal_data, cart.state.as_ref(), &sealed) {
-                sealed = Some(vault.seal(&owner.customer_id, data).await?);
-            }
             if let Some(expected) = expected_cart_version {
                 if expected != cart.version {
                     return Err(CommandError::Conflict {
@@ -78,6 +75,11 @@ impl Commands {
                     products.insert(line.sku.clone(), product.clone());
                     loaded_products.insert(line.sku.clone(), loaded);
                 }
+            }
+            if let (Some((vault, data)), Some(owner), None) = (personal_data, cart.state.as_ref(), &sealed) {
+                // Decided once without it first: an order refused anyway makes no data key.
+                domain::decide_place_order(&cart.state, &products, order_id, None)?;
+                sealed = Some(vault.seal(&owner.customer_id, data).await?);
             }
             let decided = domain::decide_place_order(&cart.state, &products, order_id, sealed.clone())?;
             let metadata = ctx.metadata();
