@@ -13,6 +13,11 @@ pub enum StoreError {
         actual: u64,
     },
 
+    /// The stream was archived: its events left the hot table, it can never be appended to
+    /// again and its version is never reused. Reading it answers this too.
+    #[error("stream {stream} was archived at version {version}")]
+    StreamArchived { stream: String, version: u64 },
+
     /// The same (actor, key) was used before for a different request.
     #[error("idempotency key {key:?} of {actor:?} was already used for a different request")]
     IdempotencyKeyReused { actor: String, key: String },

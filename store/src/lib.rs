@@ -34,8 +34,9 @@ pub mod upcast;
 pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, EventData, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position,
-    RecordedEvent, Snapshot, StreamAppend, StreamEvent, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, EventData, ExpectedVersion,
+    IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StreamAppend, StreamArchivedData, StreamEvent, StreamOutcome,
+    TraceContext, ARCHIVE_LOG_STREAM, MAX_FEED_CATEGORIES, STREAM_ARCHIVED,
 };
 pub use event_store::EventStore;
 pub use live::{LiveFeed, LiveFeedOptions, Resume};
