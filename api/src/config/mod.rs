@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod retention;
+pub use retention::RetentionOptions;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cartsource",
@@ -149,6 +152,8 @@ pub struct Config {
     pub bus_names: BusNames,
     #[command(flatten)]
     pub read_replica: ReadReplicaConfig,
+    #[command(flatten)]
+    pub retention: RetentionOptions,
 }
 
 /// Where the publisher writes in JetStream (with --nats-url); several deployments, or
@@ -289,6 +294,7 @@ impl Default for Config {
             bus_names: BusNames::default(),
             read_replica: ReadReplicaConfig::default(),
             exposure: ExposureConfig::default(),
+            retention: RetentionOptions::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ const ADMIN_ONLY: &[(OperationType, &str)] = &[
     (OperationType::Mutation, "changeProductPrice"),
     (OperationType::Mutation, "receiveStock"),
     (OperationType::Mutation, "rebuildProjection"),
+    (OperationType::Mutation, "archiveStream"),
     (OperationType::Subscription, "events"),
 ];
 

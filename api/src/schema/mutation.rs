@@ -467,4 +467,10 @@ impl Mutation {
         admin(ctx)?;
         Ok(ProjectionStatus(api(ctx)?.projections.rebuild(&name).await?))
     }
+
+    /// Admin only. Archives one cart stream ("cart-<uuid>") now (#15): its events leave the
+    /// hot store, it can never be changed again, and reading it answers ARCHIVED.
+    async fn archive_stream(&self, ctx: &Context<'_>, stream_id: String) -> Result<super::archive::ArchivePayload, ApiError> {
+        super::archive::archive_stream(ctx, stream_id).await
+    }
 }

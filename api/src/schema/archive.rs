@@ -1,0 +1,52 @@
+//! `archiveStream` (admin, #15): archive one cart on demand, as the retention policy does
+//! for idle ones. Only cart streams: orders are business records kept for their legal
+//! retention period, and products are referenced by open carts and orders; the store can
+//! archive any stream, the API does not offer it.
+
+use async_graphql::{Context, SimpleObject};
+
+use super::scalars::Position;
+use super::{admin, api};
+use crate::error::ApiError;
+
+/// What archiving a stream did.
+#[derive(SimpleObject)]
+pub struct ArchivePayload {
+    pub stream_id: String,
+    /// The stream's last version; it is never reused.
+    pub version: i64,
+    /// Events moved out of the hot table by this call (0 if it was archived before).
+    pub events_moved: i64,
+    pub already_archived: bool,
+    /// The position of the StreamArchived event (stream "archive-log"): the carts read model
+    /// has dropped the cart once it applied it (wait with minPosition). Null if the stream
+    /// was archived before.
+    pub position: Option<Position>,
+}
+
+pub(super) async fn archive_stream(ctx: &Context<'_>, stream_id: String) -> Result<ArchivePayload, ApiError> {
+    let who = admin(ctx)?;
+    let cart = domain::StreamId::parse(&stream_id).filter(|s| matches!(s, domain::StreamId::Cart(_)));
+    if cart.is_none() {
+        return Err(ApiError::BadUserInput(
+            "only cart streams (\"cart-<uuid>\") can be archived: orders and products are kept".to_owned(),
+        ));
+    }
+    let outcome = api(ctx)?
+        .store
+        .archive_stream(&stream_id, store::ExpectedVersion::Any, store::ArchiveReason::Admin, &who.id)
+        .await
+        .map_err(|e| match e {
+            // A cart id nobody used: nothing to archive, and no tombstone to block it.
+            store::StoreError::InvalidRequest(_) => ApiError::NotFound("cart".to_owned()),
+            other => other.into(),
+        })?;
+    tracing::info!(stream = %stream_id, admin = %who.id, moved = outcome.moved, "stream archived");
+    Ok(ArchivePayload {
+        stream_id,
+        version: i64::try_from(outcome.version).unwrap_or(i64::MAX),
+        events_moved: i64::try_from(outcome.moved).unwrap_or(i64::MAX),
+        already_archived: outcome.already,
+        position: outcome.position.map(Position),
+    })
+}
