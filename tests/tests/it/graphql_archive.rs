@@ -129,4 +129,96 @@ async fn archived_carts_answer_archived(database_url: String) {
     server.stop().await;
 }
 
-on_both_backends!(archived_carts_answer_archived);
+/// An admin archives carts while eight customers write to carts of their own and a feed
+/// reader (the `events` subscription) follows from the start: the reader sees every event
+/// exactly once and in order, the archived carts' too, and a reader who starts afterwards
+/// sees the very same feed.
+async fn archiving_under_concurrent_writes_keeps_the_feed(database_url: String) {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use crate::support::subscribe;
+
+    const WAIT: Duration = Duration::from_secs(20);
+    const QUERY: &str = "subscription($c: [String!]) { events(categories: $c) { position streamId version type } }";
+    let server = spawn_server(database_url).await;
+    let admin = server.token("ops", Role::Admin);
+    register_product(&server, &admin, "apple", "Apple", "0.50", 100_000).await;
+    let alice = server.token("alice", Role::Customer);
+    let mut old = Vec::new();
+    for _ in 0..6 {
+        let cart = create_cart(&server, &alice).await;
+        add_item(&server, &alice, &cart, "apple", 1).await;
+        old.push(cart);
+    }
+    let filter = json!({"c": ["cart", "archive"]});
+    let mut follower = subscribe(&server, &admin, QUERY, filter.clone()).await;
+
+    let server = std::sync::Arc::new(server);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let token = server.token(&format!("writer-{w}"), Role::Customer);
+                let cart = create_cart(&server, &token).await;
+                for _ in 0..10 {
+                    add_item(&server, &token, &cart, "apple", 1).await;
+                }
+                cart
+            })
+        })
+        .collect();
+    for cart in &old {
+        let archived = gql_data(&server, Some(&admin), ARCHIVE, json!({"s": format!("cart-{cart}")})).await;
+        assert_eq!(archived["archiveStream"]["eventsMoved"], 2, "{archived}");
+    }
+    let mut live = Vec::new();
+    for writer in writers {
+        live.push(writer.await.expect("a writer"));
+    }
+
+    let expected = 6 * 2 + 6 + 8 * 11;
+    let mut seen = Vec::new();
+    while seen.len() < expected {
+        let message = follower.next(WAIT).await;
+        seen.push(message["data"]["events"].clone());
+    }
+    let positions: Vec<u64> = seen.iter().map(|e| e["position"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "strictly increasing positions");
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for event in &seen {
+        versions
+            .entry(event["streamId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(event["version"].as_u64().unwrap());
+    }
+    for cart in &old {
+        assert_eq!(versions[&format!("cart-{cart}")], vec![1, 2], "an archived cart's events, once each");
+    }
+    for cart in &live {
+        assert_eq!(
+            versions[&format!("cart-{cart}")],
+            (1..=11).collect::<Vec<u64>>(),
+            "a live cart's events, once each"
+        );
+    }
+    assert_eq!(versions["archive-log"], (1..=6).collect::<Vec<u64>>());
+    let streams: BTreeSet<&String> = versions.keys().collect();
+    assert_eq!(streams.len(), 6 + 8 + 1, "nothing else in these categories");
+
+    let mut late = subscribe(&server, &admin, QUERY, filter).await;
+    for event in &seen {
+        assert_eq!(
+            &late.next(WAIT).await["data"]["events"],
+            event,
+            "a reader starting after archiving reads the same feed"
+        );
+    }
+    drop((follower, late));
+    match std::sync::Arc::try_unwrap(server) {
+        Ok(server) => server.stop().await,
+        Err(_) => panic!("the writers still hold the server"),
+    }
+}
+
+on_both_backends!(archived_carts_answer_archived, archiving_under_concurrent_writes_keeps_the_feed);
