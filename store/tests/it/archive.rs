@@ -283,3 +283,50 @@ pub async fn truncation_behind_a_snapshot_keeps_the_stream(url: &str) {
     assert_archived(store.read_stream("product-tea", 1, 100).await, "product-tea", 13);
     assert_archived(store.append(single("product-tea", ExpectedVersion::NoStream, 1)).await, "product-tea", 13);
 }
+
+/// Postgres only: archiving waits for appends in flight (the append that read the stream
+/// before archiving began ends up archived too, never written after the move), and gives up
+/// after its lock timeout with a transient error instead of holding writers back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn archive_waits_for_appends_in_flight_on_postgres() {
+    let db = store::testing::postgres().await;
+    let store = store::PgStore::connect(&db.url).await.expect("open");
+    store.append(single("cart-x", ExpectedVersion::NoStream, 2)).await.unwrap();
+
+    let mut in_flight = store.pool().begin().await.expect("begin");
+    store
+        .append_uncommitted(&mut in_flight, single("cart-x", ExpectedVersion::Exact(2), 1))
+        .await
+        .expect("an append in flight");
+    let archiving = {
+        let store = store.clone();
+        tokio::spawn(async move { store.archive_stream("cart-x", ExpectedVersion::Any, ArchiveReason::Admin, "admin").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!archiving.is_finished(), "archiving waits for the append in flight");
+    in_flight.commit().await.expect("commit");
+    let outcome = archiving.await.unwrap().expect("archived");
+    assert_eq!(
+        (outcome.version, outcome.moved),
+        (3, 3),
+        "the append in flight was archived with the rest"
+    );
+    assert_archived(store.append(single("cart-x", ExpectedVersion::Exact(3), 1)).await, "cart-x", 3);
+
+    // A writer that holds the table longer than the lock timeout: archiving gives up,
+    // transiently. (The lock an insert takes, without an insert: a transaction that wrote
+    // would hold back the feed horizon of every test running in this cluster meanwhile.)
+    store.append(single("cart-y", ExpectedVersion::NoStream, 1)).await.unwrap();
+    let mut stuck = store.pool().begin().await.expect("begin");
+    sqlx::query("lock table events in row exclusive mode")
+        .execute(&mut *stuck)
+        .await
+        .expect("an insert's lock");
+    let started = std::time::Instant::now();
+    let result = store.archive_stream("cart-y", ExpectedVersion::Any, ArchiveReason::Admin, "admin").await;
+    assert!(matches!(&result, Err(e) if e.is_transient()), "{result:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    stuck.rollback().await.expect("rollback");
+    assert!(store.archived_stream("cart-y").await.unwrap().is_none(), "nothing of it happened");
+    assert_eq!(store.read_stream("cart-y", 1, 10).await.unwrap().len(), 1);
+}
