@@ -16,6 +16,12 @@
 //! reader of the global log never skips an event and sees positions strictly increase;
 //! subscriptions deliver each event once, in order; stored bytes are never rewritten.
 //!
+//! Archiving (#15, `EventStore::archive_stream`, `truncate_stream`) moves events, bytes and
+//! positions unchanged, from the hot table to an archive table in one transaction; the
+//! global feed reads both in one snapshot, so it is the same for every reader before and
+//! after. An archived stream keeps a tombstone: appends and reads answer
+//! [`StoreError::StreamArchived`] and its version never restarts.
+//!
 //! [`LiveFeed`] (`live`) is the one reader per process that follows the committed feed
 //! and hands events in memory to the subscribers of a stream or a category.
 
