@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod retention;
-pub use retention::RetentionOptions;
+pub use retention::{IdleFor, RetentionOptions};
 
 #[derive(Debug, Parser)]
 #[command(

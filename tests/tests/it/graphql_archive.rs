@@ -221,4 +221,43 @@ async fn archiving_under_concurrent_writes_keeps_the_feed(database_url: String) 
     }
 }
 
-on_both_backends!(archived_carts_answer_archived, archiving_under_concurrent_writes_keeps_the_feed);
+/// The retention policy as configured runs in the server's worker role: an idle open cart
+/// is archived by itself, answers ARCHIVED, and the job's progress is in `/metrics`.
+async fn the_configured_policy_archives_idle_carts(database_url: String) {
+    use std::time::Duration;
+
+    use crate::support::{eventually, metrics, spawn_server_with, test_config};
+
+    let mut config = test_config(database_url);
+    config.retention = api::config::RetentionOptions {
+        retention_idle_for: api::config::IdleFor(Some(Duration::from_millis(300))),
+        retention_batch_size: 10,
+        retention_pause: Duration::from_millis(10),
+        retention_interval: Duration::from_millis(50),
+    };
+    let server = spawn_server_with(config).await;
+    let alice = server.token("alice", Role::Customer);
+    let cart = create_cart(&server, &alice).await;
+    let query = "query($id: UUID!) { cart(id: $id) { id } }";
+    let code = eventually(Duration::from_secs(20), "the idle cart is archived", || async {
+        let body = crate::support::post_graphql(&server, Some(&alice), query, json!({"id": cart})).await.1;
+        crate::support::error_codes(&body).into_iter().next()
+    })
+    .await;
+    assert_eq!(code, "ARCHIVED");
+    let page = metrics(&server).await;
+    let archived = page
+        .lines()
+        .find(|l| l.starts_with("cartsource_retention_archived_streams_total"))
+        .unwrap_or_else(|| panic!("no retention metric in {page}"));
+    let count: f64 = archived.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{archived}");
+    assert!(page.contains("cartsource_retention_last_batch_unix_seconds"), "{page}");
+    server.stop().await;
+}
+
+on_both_backends!(
+    archived_carts_answer_archived,
+    archiving_under_concurrent_writes_keeps_the_feed,
+    the_configured_policy_archives_idle_carts
+);
