@@ -25,6 +25,7 @@ const ADMIN_ONLY: &[(OperationType, &str)] = &[
     (OperationType::Mutation, "receiveStock"),
     (OperationType::Mutation, "rebuildProjection"),
     (OperationType::Mutation, "archiveStream"),
+    (OperationType::Mutation, "truncateStream"),
     (OperationType::Subscription, "events"),
 ];
 

@@ -50,3 +50,37 @@ pub(super) async fn archive_stream(ctx: &Context<'_>, stream_id: String) -> Resu
         position: outcome.position.map(Position),
     })
 }
+
+/// What truncating a stream did.
+#[derive(SimpleObject)]
+pub struct TruncatePayload {
+    pub stream_id: String,
+    /// Events at versions up to this one now live in the archive (0: nothing to move).
+    pub truncated_through: i64,
+    /// Events moved by this call.
+    pub events_moved: i64,
+}
+
+/// `truncateStream` (admin): moves a product stream's events behind its newest snapshot to
+/// the archive. Products are the long streams (years of stock events); loads start at the
+/// snapshot and never read the archive, while history and the feed still show every event.
+pub(super) async fn truncate_stream(ctx: &Context<'_>, stream_id: String) -> Result<TruncatePayload, ApiError> {
+    let who = admin(ctx)?;
+    if !matches!(domain::StreamId::parse(&stream_id), Some(domain::StreamId::Product(_))) {
+        return Err(ApiError::BadUserInput(
+            "only product streams (\"product-<sku>\") can be truncated".to_owned(),
+        ));
+    }
+    let store = &api(ctx)?.store;
+    let snapshot = store
+        .load_snapshot(&stream_id, <commands::ProductAggregate as commands::Aggregate>::STATE_SCHEMA_VERSION)
+        .await?
+        .ok_or_else(|| ApiError::BadUserInput(format!("{stream_id} has no snapshot yet (one is saved every 50 events)")))?;
+    let moved = store.truncate_stream(&stream_id, snapshot.version).await?;
+    tracing::info!(stream = %stream_id, admin = %who.id, through = snapshot.version, moved, "stream truncated");
+    Ok(TruncatePayload {
+        stream_id,
+        truncated_through: i64::try_from(snapshot.version).unwrap_or(i64::MAX),
+        events_moved: i64::try_from(moved).unwrap_or(i64::MAX),
+    })
+}

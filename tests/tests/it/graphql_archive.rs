@@ -256,7 +256,63 @@ async fn the_configured_policy_archives_idle_carts(database_url: String) {
     server.stop().await;
 }
 
+/// An admin truncates a long product stream behind its snapshot: the product works on,
+/// and its whole history is still readable (from the archive).
+async fn long_product_streams_truncate_behind_their_snapshot(database_url: String) {
+    let server = spawn_server(database_url).await;
+    let admin = server.token("ops", Role::Admin);
+    let alice = server.token("alice", Role::Customer);
+    let truncate = "mutation($s: String!) { truncateStream(streamId: $s) { streamId truncatedThrough eventsMoved } }";
+    register_product(&server, &admin, "tea", "Tea", "4.50", 10).await;
+    register_product(&server, &admin, "mug", "Mug", "12.00", 10).await;
+    let receive = "mutation($sku: String!) { receiveStock(input: {sku: $sku, quantity: 1}) { product { version } } }";
+    for _ in 0..60 {
+        gql_data(&server, Some(&admin), receive, json!({"sku": "tea"})).await;
+    }
+    assert_eq!(
+        gql_error_code(&server, Some(&alice), truncate, json!({"s": "product-tea"})).await,
+        "FORBIDDEN"
+    );
+    let cart = format!("cart-{}", create_cart(&server, &alice).await);
+    assert_eq!(
+        gql_error_code(&server, Some(&admin), truncate, json!({"s": cart})).await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        gql_error_code(&server, Some(&admin), truncate, json!({"s": "product-mug"})).await,
+        "BAD_USER_INPUT",
+        "no snapshot yet"
+    );
+
+    let done = gql_data(&server, Some(&admin), truncate, json!({"s": "product-tea"})).await["truncateStream"].clone();
+    let through = done["truncatedThrough"].as_i64().unwrap();
+    assert!((50..62).contains(&through), "{done}");
+    assert_eq!(done["eventsMoved"].as_i64(), Some(through));
+
+    // The product goes on, and all of its history is there, in order.
+    let version = gql_data(&server, Some(&admin), receive, json!({"sku": "tea"})).await["receiveStock"]["product"]["version"].clone();
+    assert_eq!(version, 63);
+    let history = gql_data(
+        &server,
+        Some(&admin),
+        "query { streamEvents(streamId: \"product-tea\", first: 100) { version } }",
+        json!({}),
+    )
+    .await;
+    let versions: Vec<i64> = history["streamEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=63).collect::<Vec<i64>>());
+    let add = add_item(&server, &alice, &cart[5..], "tea", 2).await;
+    assert_eq!(add["cart"]["itemCount"], 2, "{add}");
+    server.stop().await;
+}
+
 on_both_backends!(
+    long_product_streams_truncate_behind_their_snapshot,
     archived_carts_answer_archived,
     archiving_under_concurrent_writes_keeps_the_feed,
     the_configured_policy_archives_idle_carts
