@@ -43,6 +43,10 @@ pub mod code {
     /// A subscription fell too far behind the live feed and was ended; extensions say
     /// where to resume (afterVersion or afterPosition).
     pub const SUBSCRIPTION_LAGGED: &str = "SUBSCRIPTION_LAGGED";
+    /// The cart (stream) was archived by the retention policy or an admin (#15): it can no
+    /// longer be read or changed; extensions.streamId and extensions.archivedVersion say
+    /// which and at what version.
+    pub const ARCHIVED: &str = "ARCHIVED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 }
@@ -76,6 +80,9 @@ pub enum ApiError {
     /// The subscriber did not read fast enough and was dropped from the live feed.
     #[error("this subscription fell too far behind and was ended; subscribe again after {0}")]
     SubscriptionLagged(store::Resume),
+    /// The stream was archived (see [`code::ARCHIVED`]).
+    #[error("{stream} was archived and can no longer be read or changed")]
+    Archived { stream: String, version: u64 },
     /// The cause is logged, never sent.
     #[error("internal server error")]
     Internal(String),
@@ -107,6 +114,7 @@ impl ApiError {
             ApiError::RateLimited => code::RATE_LIMITED,
             ApiError::Unavailable(_) => code::UNAVAILABLE,
             ApiError::SubscriptionLagged(_) => code::SUBSCRIPTION_LAGGED,
+            ApiError::Archived { .. } => code::ARCHIVED,
             ApiError::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,6 +124,10 @@ impl ApiError {
         let mut extensions = ErrorExtensionValues::default();
         extensions.set("code", self.code());
         match &self {
+            ApiError::Archived { stream, version } => {
+                extensions.set("streamId", stream.as_str());
+                extensions.set("archivedVersion", *version);
+            }
             ApiError::Conflict { expected, actual } => {
                 extensions.set("expectedVersion", *expected);
                 extensions.set("actualVersion", *actual);
@@ -183,6 +195,7 @@ impl From<CommandError> for ApiError {
             CommandError::Timeout => ApiError::Timeout,
             CommandError::Store(e) => match Arc::try_unwrap(e) {
                 Ok(e) => e.into(),
+                Err(shared) if matches!(shared.as_ref(), StoreError::StreamArchived { .. }) => archived(&shared),
                 Err(shared) if shared.is_transient() => ApiError::Unavailable(error_chain(shared.as_ref())),
                 Err(shared) => ApiError::Internal(error_chain(shared.as_ref())),
             },
@@ -214,9 +227,20 @@ impl From<StoreError> for ApiError {
                 ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
             }
             StoreError::SubscriberTooSlow { resume } => ApiError::SubscriptionLagged(resume),
+            StoreError::StreamArchived { .. } => archived(&e),
             other if other.is_transient() => ApiError::Unavailable(error_chain(&other)),
             other => ApiError::Internal(error_chain(&other)),
         }
+    }
+}
+
+fn archived(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::StreamArchived { stream, version } => ApiError::Archived {
+            stream: stream.clone(),
+            version: *version,
+        },
+        other => ApiError::Internal(error_chain(other)),
     }
 }
 
@@ -288,6 +312,27 @@ mod tests {
     fn extensions(e: ApiError) -> (String, serde_json::Value) {
         let e = e.into_graphql();
         (e.message.clone(), serde_json::to_value(&e.extensions).unwrap())
+    }
+
+    #[test]
+    fn an_archived_stream_is_a_contract_code_from_every_layer() {
+        let archived = || StoreError::StreamArchived {
+            stream: "cart-1".into(),
+            version: 4,
+        };
+        let shared = Arc::new(archived());
+        let _keep = Arc::clone(&shared);
+        for e in [
+            ApiError::from(archived()),
+            CommandError::from(archived()).into(),
+            CommandError::Store(shared).into(),
+        ] {
+            let (message, ext) = extensions(e);
+            assert_eq!(ext["code"], "ARCHIVED");
+            assert_eq!(ext["streamId"], "cart-1");
+            assert_eq!(ext["archivedVersion"], 4);
+            assert!(message.contains("archived"), "{message}");
+        }
     }
 
     #[test]

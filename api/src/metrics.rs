@@ -74,6 +74,12 @@ fn describe() {
     metrics::describe_gauge!(PROJECTION_POSITION, "Position each projection has applied");
     metrics::describe_gauge!(PROJECTION_LAG, "Events between the log's head and each projection");
     metrics::describe_gauge!(PROJECTION_UP, "1 when the projection is running or catching up");
+    use projections::retention as r;
+    metrics::describe_counter!(r::ARCHIVED_STREAMS, "Carts archived by the retention policy");
+    metrics::describe_counter!(r::ARCHIVED_EVENTS, "Events moved to the archive by the retention policy");
+    metrics::describe_counter!(r::SKIPPED, "Retention candidates skipped because they changed since they were picked");
+    metrics::describe_counter!(r::ERRORS, "Retention batches that failed");
+    metrics::describe_gauge!(r::LAST_BATCH, "When the last retention batch ran (Unix seconds)");
 }
 
 /// One executed GraphQL operation. `kind` is query/mutation/subscription (or `invalid`),
@@ -169,6 +175,24 @@ impl store::EventStore for MeteredStore {
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, store::StoreError> {
         self.inner.stream_version(stream_id).await
+    }
+
+    async fn archive_stream(
+        &self,
+        stream_id: &str,
+        expected: store::ExpectedVersion,
+        reason: store::ArchiveReason,
+        actor: &str,
+    ) -> Result<store::ArchiveOutcome, store::StoreError> {
+        self.inner.archive_stream(stream_id, expected, reason, actor).await
+    }
+
+    async fn truncate_stream(&self, stream_id: &str, through: u64) -> Result<u64, store::StoreError> {
+        self.inner.truncate_stream(stream_id, through).await
+    }
+
+    async fn archived_stream(&self, stream_id: &str) -> Result<Option<store::ArchivedStream>, store::StoreError> {
+        self.inner.archived_stream(stream_id).await
     }
 
     async fn read_all(

@@ -313,6 +313,7 @@ impl Application {
                 nats_subject_prefix: config.bus_names.nats_subject_prefix.clone(),
                 lease: leases,
                 read_replica: replica,
+                retention: config.retention.policy(),
                 ..Default::default()
             };
             projections::Projections::start(db.clone(), settings, live.clone()).await?

@@ -41,6 +41,9 @@
 //!   and every write stay on the primary.
 //! * **The bus.** With `nats_url`, every event goes to JetStream in order, each publish
 //!   acknowledged before the checkpoint moves (`publisher`).
+//! * **Retention** (#15). With [`ProjectionsConfig::retention`], the leader of the
+//!   `retention` lease archives open carts idle for longer than the policy (`retention`);
+//!   the carts read model drops an archived cart's rows when the store's archive log says so.
 //! * **Backends.** Each statement is written for Postgres and for SQLite; rows travel as JSON
 //!   so the Rust side is written once (`db`). Tables are in `migrations/*/0002_read_models.sql`.
 
@@ -52,6 +55,7 @@ mod model;
 mod progress;
 pub mod publisher;
 pub mod reactors;
+pub mod retention;
 pub mod runner;
 
 pub use error::ProjectionError;
@@ -63,4 +67,5 @@ pub use model::products::ProductView;
 pub use model::read_models::{LineView, Page, ReadModels};
 pub use model::Model;
 pub use progress::WorkerCounters;
+pub use retention::{Retention, RetentionConfig};
 pub use runner::{ProjectionState, ProjectionStatus, Projections, ProjectionsConfig, ReplicaStatus, WaitError};

@@ -13,6 +13,11 @@ pub enum StoreError {
         actual: u64,
     },
 
+    /// The stream was archived: its events left the hot table, it can never be appended to
+    /// again and its version is never reused. Reading it answers this too.
+    #[error("stream {stream} was archived at version {version}")]
+    StreamArchived { stream: String, version: u64 },
+
     /// The same (actor, key) was used before for a different request.
     #[error("idempotency key {key:?} of {actor:?} was already used for a different request")]
     IdempotencyKeyReused { actor: String, key: String },
@@ -75,9 +80,10 @@ pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
             let code = db.code();
             let code = code.as_deref().unwrap_or_default();
             // serialization_failure (also a replica's recovery conflict), deadlock_detected,
-            // admin/crash shutdown, cannot connect now, connection exceptions (08xxx);
+            // admin/crash shutdown, cannot connect now, connection exceptions (08xxx),
+            // lock_not_available (archiving's lock_timeout: appends held it longer);
             // SQLite BUSY, LOCKED, BUSY_SNAPSHOT.
-            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517") || code.starts_with("08")
+            matches!(code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517") || code.starts_with("08")
         }
         _ => false,
     }

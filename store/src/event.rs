@@ -363,6 +363,67 @@ pub struct Snapshot {
     pub state: serde_json::Value,
 }
 
+/// The stream the store writes one [`STREAM_ARCHIVED`] event to for every stream it
+/// archives, in the same transaction as the move: the global feed says, in order, that a
+/// stream is gone, so a read model can drop its rows and a rebuild does the same at the same
+/// point. Its category is `archive`; no domain stream uses it.
+pub const ARCHIVE_LOG_STREAM: &str = "archive-log";
+/// The type of the events of [`ARCHIVE_LOG_STREAM`], with data
+/// `{"stream_id": "...", "version": n, "reason": "RETENTION" | "ADMIN"}`.
+pub const STREAM_ARCHIVED: &str = "StreamArchived";
+
+/// Why a stream was archived (kept in its tombstone and in the archive log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ArchiveReason {
+    /// The retention policy: a stream idle for longer than the configured period.
+    Retention,
+    /// An administrator, on demand.
+    Admin,
+}
+
+impl ArchiveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveReason::Retention => "RETENTION",
+            ArchiveReason::Admin => "ADMIN",
+        }
+    }
+}
+
+/// The data of a [`STREAM_ARCHIVED`] event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamArchivedData {
+    pub stream_id: String,
+    /// The archived stream's last version.
+    pub version: u64,
+    pub reason: ArchiveReason,
+}
+
+/// A stream's tombstone: it was archived whole and can never be appended to again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedStream {
+    pub stream_id: String,
+    /// Its last version; the version is never reused.
+    pub version: u64,
+    pub reason: String,
+    pub actor: String,
+    pub archived_at: OffsetDateTime,
+}
+
+/// What [`EventStore::archive_stream`](crate::EventStore::archive_stream) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveOutcome {
+    /// The stream's last version (now its tombstone's).
+    pub version: u64,
+    /// Events moved out of the hot table by this call (0 if it was archived already).
+    pub moved: u64,
+    /// It was archived before this call; nothing was done.
+    pub already: bool,
+    /// The position of the [`STREAM_ARCHIVED`] event (`None` if `already`).
+    pub position: Option<Position>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

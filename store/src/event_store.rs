@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot, StreamEvent};
+use crate::event::{
+    AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamEvent,
+};
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -49,6 +51,44 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Saves (or replaces) a snapshot; never moves a snapshot back to an older version.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// Archives a whole stream (#15): moves its events from the hot table to the archive,
+    /// leaves a tombstone (appends are refused with [`StoreError::StreamArchived`] for ever,
+    /// the version is never reused, reads answer the same error) and writes one
+    /// `StreamArchived` event to `archive-log`, all in one transaction. `expected` is checked
+    /// like an append's (`Exact(n)`: only if nothing was appended since the caller looked).
+    /// Archiving a stream archived before answers `already`; a stream with no events is
+    /// refused (a tombstone would only block an id nobody used).
+    ///
+    /// The global feed does not change: positions never move, and `read_all` reads the hot
+    /// table and the archive together in one snapshot, so every reader (projection, rebuild,
+    /// subscription) sees each event exactly once whether it reads before or after the move.
+    async fn archive_stream(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        reason: ArchiveReason,
+        actor: &str,
+    ) -> Result<ArchiveOutcome, StoreError> {
+        let _ = (stream_id, expected, reason, actor);
+        Err(StoreError::InvalidRequest("this store cannot archive".into()))
+    }
+
+    /// Moves the events of a stream at versions `<= through` to the archive, keeping the
+    /// stream (its version, its last event, appends to it). Only behind a snapshot that the
+    /// caller has saved: loads start from the snapshot and never touch the archive; a read
+    /// from an older version still gets every event (from the archive, slower). Never moves
+    /// the last event. Returns how many events moved.
+    async fn truncate_stream(&self, stream_id: &str, through: u64) -> Result<u64, StoreError> {
+        let _ = (stream_id, through);
+        Err(StoreError::InvalidRequest("this store cannot truncate".into()))
+    }
+
+    /// The tombstone of an archived stream, if it was archived.
+    async fn archived_stream(&self, stream_id: &str) -> Result<Option<ArchivedStream>, StoreError> {
+        let _ = stream_id;
+        Ok(None)
+    }
 
     /// A doorbell that changes whenever new events may be readable: after this process's
     /// own commits, and (Postgres) after a NOTIFY from another process or a listener

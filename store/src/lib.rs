@@ -16,6 +16,12 @@
 //! reader of the global log never skips an event and sees positions strictly increase;
 //! subscriptions deliver each event once, in order; stored bytes are never rewritten.
 //!
+//! Archiving (#15, `EventStore::archive_stream`, `truncate_stream`) moves events, bytes and
+//! positions unchanged, from the hot table to an archive table in one transaction; the
+//! global feed reads both in one snapshot, so it is the same for every reader before and
+//! after. An archived stream keeps a tombstone: appends and reads answer
+//! [`StoreError::StreamArchived`] and its version never restarts.
+//!
 //! [`LiveFeed`] (`live`) is the one reader per process that follows the committed feed
 //! and hands events in memory to the subscribers of a stream or a category.
 
@@ -35,8 +41,9 @@ pub mod upcast;
 pub use connect::{connect, open, open_with, Database};
 pub use error::StoreError;
 pub use event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, EventData, ExpectedVersion, IdempotencyKey, Metadata, NewEvent, Position,
-    RecordedEvent, Snapshot, StreamAppend, StreamEvent, StreamOutcome, TraceContext, MAX_FEED_CATEGORIES,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, EventData, ExpectedVersion,
+    IdempotencyKey, Metadata, NewEvent, Position, RecordedEvent, Snapshot, StreamAppend, StreamArchivedData, StreamEvent, StreamOutcome,
+    TraceContext, ARCHIVE_LOG_STREAM, MAX_FEED_CATEGORIES, STREAM_ARCHIVED,
 };
 pub use event_store::EventStore;
 pub use keys::{DataKey, KeyStore};

@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod personal_data;
+mod retention;
 
 pub use personal_data::{PersonalDataConfig, MASTER_KEY_FILE};
+pub use retention::{IdleFor, RetentionOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,6 +157,8 @@ pub struct Config {
     pub read_replica: ReadReplicaConfig,
     #[command(flatten)]
     pub personal_data: PersonalDataConfig,
+    #[command(flatten)]
+    pub retention: RetentionOptions,
 }
 
 /// Where the publisher writes in JetStream (with --nats-url); several deployments, or
@@ -296,6 +300,7 @@ impl Default for Config {
             read_replica: ReadReplicaConfig::default(),
             exposure: ExposureConfig::default(),
             personal_data: PersonalDataConfig::default(),
+            retention: RetentionOptions::default(),
         }
     }
 }

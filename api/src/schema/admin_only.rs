@@ -24,6 +24,8 @@ const ADMIN_ONLY: &[(OperationType, &str)] = &[
     (OperationType::Mutation, "changeProductPrice"),
     (OperationType::Mutation, "receiveStock"),
     (OperationType::Mutation, "rebuildProjection"),
+    (OperationType::Mutation, "archiveStream"),
+    (OperationType::Mutation, "truncateStream"),
     (OperationType::Subscription, "events"),
 ];
 

@@ -13,6 +13,7 @@
 //!   any; cart changes are the owner's alone.
 
 mod admin_only;
+mod archive;
 mod bad_text;
 mod connection;
 mod documents;

@@ -506,4 +506,16 @@ impl Mutation {
         admin(ctx)?;
         Ok(ProjectionStatus(api(ctx)?.projections.rebuild(&name).await?))
     }
+
+    /// Admin only. Archives one cart stream ("cart-<uuid>") now (#15): its events leave the
+    /// hot store, it can never be changed again, and reading it answers ARCHIVED.
+    async fn archive_stream(&self, ctx: &Context<'_>, stream_id: String) -> Result<super::archive::ArchivePayload, ApiError> {
+        super::archive::archive_stream(ctx, stream_id).await
+    }
+
+    /// Admin only. Moves a product stream's events behind its newest snapshot to the archive
+    /// (#15): loading starts at the snapshot; history and the feed still show every event.
+    async fn truncate_stream(&self, ctx: &Context<'_>, stream_id: String) -> Result<super::archive::TruncatePayload, ApiError> {
+        super::archive::truncate_stream(ctx, stream_id).await
+    }
 }

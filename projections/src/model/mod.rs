@@ -59,7 +59,8 @@ impl Model {
     /// The stream categories this model reads; the feed is filtered by them.
     pub fn categories(self) -> &'static [&'static str] {
         match self {
-            Model::Carts => &["cart"],
+            // `archive`: the store's archive log says when a cart was archived (#15).
+            Model::Carts => &["cart", "archive"],
             // `customer`: PersonalDataErased, to drop what was derived from personal data.
             Model::Orders | Model::Notifications => &["order", "customer"],
             Model::Products => &["product"],
@@ -70,18 +71,29 @@ impl Model {
     /// Decodes a batch and reads whatever else it needs from the store, outside any
     /// transaction.
     pub(crate) async fn prepare<'e>(self, store: &dyn EventStore, events: &'e [RecordedEvent]) -> Result<Prepared<'e>, ProjectionError> {
-        let decoded = events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let mut decoded = Vec::with_capacity(events.len());
+        let mut archived_carts = Vec::new();
+        for event in events {
+            match archived_stream(event)? {
+                Some(archived) => archived_carts.extend(archived_cart(&archived)),
+                None => decoded.push(decode(event)?),
+            }
+        }
         let recipients = match self {
             Model::Notifications => notifications::recipients(store, &decoded).await?,
             _ => Default::default(),
         };
-        Ok(Prepared { events: decoded, recipients })
+        Ok(Prepared {
+            events: decoded,
+            recipients,
+            archived_carts,
+        })
     }
 
     /// Applies a prepared batch to `generation` inside the caller's transaction.
     pub(crate) async fn write(self, conn: &mut Conn<'_>, generation: i64, prepared: &Prepared<'_>, memory: &Memory) -> Result<(), ProjectionError> {
         match self {
-            Model::Carts => carts::write(conn, generation, &prepared.events, &memory.cart_lines).await,
+            Model::Carts => carts::write(conn, generation, &prepared.events, &memory.cart_lines, &prepared.archived_carts).await,
             Model::Orders => orders::write(conn, generation, &prepared.events).await,
             Model::Products => products::write(conn, generation, &prepared.events).await,
             Model::Notifications => notifications::write(conn, generation, prepared).await,
@@ -136,6 +148,34 @@ pub(crate) struct Prepared<'e> {
     pub events: Vec<Decoded<'e>>,
     /// Notifications: the recipient of each order the batch mentions.
     pub recipients: std::collections::HashMap<uuid::Uuid, notifications::Recipient>,
+    /// Carts: the carts the batch's archive-log events archived (their rows go).
+    pub archived_carts: Vec<uuid::Uuid>,
+}
+
+/// The data of an archive-log event (`None` for any other event).
+fn archived_stream(recorded: &RecordedEvent) -> Result<Option<store::StreamArchivedData>, ProjectionError> {
+    if recorded.stream_id != store::ARCHIVE_LOG_STREAM {
+        return Ok(None);
+    }
+    if recorded.event_type != store::STREAM_ARCHIVED {
+        return Err(ProjectionError::Event {
+            position: recorded.position,
+            event_type: recorded.event_type.clone(),
+            reason: "unknown archive-log event".to_owned(),
+        });
+    }
+    serde_json::from_str(recorded.data.get()).map(Some).map_err(|e| ProjectionError::Event {
+        position: recorded.position,
+        event_type: recorded.event_type.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn archived_cart(archived: &store::StreamArchivedData) -> Option<uuid::Uuid> {
+    match StreamId::parse(&archived.stream_id)? {
+        StreamId::Cart(id) => Some(*id.as_uuid()),
+        _ => None,
+    }
 }
 
 /// One recorded event (borrowed from the page, not copied) with its stream and domain

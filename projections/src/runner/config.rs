@@ -39,6 +39,8 @@ pub struct ProjectionsConfig {
     /// the checkpoints their `wait_for` reads, go there (see [`crate::ReadModels`]). The
     /// workers, the feed and every write stay on the primary.
     pub read_replica: Option<sqlx::PgPool>,
+    /// Run the retention job (`retention`) under its own lease; `None`: never archive.
+    pub retention: Option<crate::RetentionConfig>,
 }
 
 impl Default for ProjectionsConfig {
@@ -61,6 +63,7 @@ impl Default for ProjectionsConfig {
             poll_interval: store::live::POLL_INTERVAL,
             lease: LeaseTimings::default(),
             read_replica: None,
+            retention: None,
         }
     }
 }

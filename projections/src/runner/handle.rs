@@ -109,7 +109,10 @@ impl Projections {
         let projections = Projections::with_live(db, config, Some(live));
         let shared = projections.inner.shared.clone();
         let kinds = shared.config.workers();
-        checkpoint::ensure(&shared.db, &kinds.iter().map(|k| k.name().to_owned()).collect::<Vec<_>>()).await?;
+        let mut names: Vec<String> = kinds.iter().map(|k| k.name().to_owned()).collect();
+        // The retention job's row only carries its lease.
+        names.extend(shared.config.retention.is_some().then(|| crate::retention::RETENTION.to_owned()));
+        checkpoint::ensure(&shared.db, &names).await?;
         let mut tasks = projections
             .inner
             .tasks
@@ -118,6 +121,10 @@ impl Projections {
         for kind in kinds {
             let worker = Worker::new(shared.clone(), kind);
             tasks.push(tokio::spawn(worker.run()));
+        }
+        if let Some(retention) = shared.config.retention.clone() {
+            let job = crate::Retention::new(shared.db.clone(), retention);
+            tasks.push(tokio::spawn(job.run(shared.leases.clone(), shared.shutdown.subscribe())));
         }
         drop(tasks);
         Ok(projections)
@@ -153,7 +160,12 @@ impl Projections {
         let shared = self.shared();
         let head = shared.store.head_position().await?;
         let mut statuses = Vec::new();
-        for cp in checkpoint::read_all(&shared.db).await? {
+        // The retention job's row only carries its lease: it follows no feed.
+        for cp in checkpoint::read_all(&shared.db)
+            .await?
+            .into_iter()
+            .filter(|cp| cp.name != crate::retention::RETENTION)
+        {
             statuses.push(self.status_of(cp, head).await?);
         }
         Ok(statuses)

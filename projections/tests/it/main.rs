@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod archiving;
 mod bus;
 mod costs;
 mod leader;

@@ -95,16 +95,23 @@ impl AppendStatements {
 macro_rules! append_statements {
     ($shape:ident) => {
         AppendStatements {
-            fresh: append_sql!($shape, "$3::bigint", ""),
+            // A stream with any archive row (archived whole, or truncated: its version 1
+            // is free in the hot table but the stream exists) is not fresh.
+            fresh: append_sql!(
+                $shape,
+                "$3::bigint",
+                "where not exists (select 1 from stream_archives where stream_id = $1)"
+            ),
             exact: append_sql!(
                 $shape,
                 "$3::bigint",
-                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)"
+                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)
+                   and not exists (select 1 from stream_archives where stream_id = $1 and whole)"
             ),
             any: append_sql!(
                 $shape,
                 "(select coalesce(max(version), 0) from events where stream_id = $1)",
-                "where $3::bigint < 0"
+                "where $3::bigint < 0 and not exists (select 1 from stream_archives where stream_id = $1 and whole)"
             ),
         }
     };
@@ -210,7 +217,10 @@ async fn retry_or_error<'e, E: PgExecutor<'e>>(executor: E, failure: Failure, at
         Failure::Stale { stream, expected } => {
             // A unique check waits for the transaction holding the key, so a winner has
             // committed and this read sees the version that beat us.
-            let actual = stream_version(executor, &stream).await?;
+            let (actual, archived) = stream_state(executor, &stream).await?;
+            if archived {
+                return Ok(Some(StoreError::StreamArchived { stream, version: actual }));
+            }
             let retry = expected == ExpectedVersion::Any || expectation_met(expected, actual);
             Ok((!retry || attempt >= MAX_ATTEMPTS).then_some(StoreError::Conflict { stream, expected, actual }))
         }
@@ -424,11 +434,24 @@ pub fn is_unique_violation(db: &dyn sqlx::error::DatabaseError, constraint: &str
 }
 
 pub(super) async fn stream_version<'e, E: PgExecutor<'e>>(executor: E, stream_id: &str) -> Result<u64, StoreError> {
-    let version: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream_id = $1")
-        .bind(stream_id)
-        .fetch_one(executor)
-        .await?;
-    to_u64(version, "stream version")
+    Ok(stream_state(executor, stream_id).await?.0)
+}
+
+/// The stream's version and whether it was archived whole. An archived stream keeps the
+/// version it had (its tombstone's): it never restarts at 1.
+pub(super) async fn stream_state<'e, E: PgExecutor<'e>>(executor: E, stream_id: &str) -> Result<(u64, bool), StoreError> {
+    let (version, archived): (i64, Option<i64>) = sqlx::query_as(
+        "select coalesce(max(version), 0),
+                (select archived_through from stream_archives where stream_id = $1 and whole)
+           from events where stream_id = $1",
+    )
+    .bind(stream_id)
+    .fetch_one(executor)
+    .await?;
+    match archived {
+        Some(archived) => Ok((to_u64(archived.max(version), "stream version")?, true)),
+        None => Ok((to_u64(version, "stream version")?, false)),
+    }
 }
 
 /// The fingerprint and outcome stored for (actor, key), if any.

@@ -47,7 +47,8 @@ select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.str
        r.event_type, r.schema_version, r.data::json, r.metadata::json
   from unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[])
        with ordinality as r(event_id, stream_id, category, expected, event_type, schema_version, data, metadata, ordinal)
- where r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected)
+ where (r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected))
+   and not exists (select 1 from stream_archives a where a.stream_id = r.stream_id and (a.whole or r.expected = 0))
 on conflict (stream_id, version) do nothing
 returning event_id, position";
 

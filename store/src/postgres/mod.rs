@@ -21,6 +21,7 @@
 //! `replica` (the optional read replica's pool).
 
 mod append;
+mod archive;
 mod checks;
 mod feed;
 mod group_commit;
@@ -36,7 +37,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, AppendRequest, Position, RecordedEvent, Snapshot, StreamEvent};
+use crate::event::{
+    AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamEvent,
+};
 use crate::event_store::EventStore;
 
 pub use append::is_unique_violation;
@@ -248,6 +251,28 @@ impl EventStore for PgStore {
         .execute(&self.inner.pool)
         .await?;
         Ok(())
+    }
+
+    async fn archive_stream(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        reason: ArchiveReason,
+        actor: &str,
+    ) -> Result<ArchiveOutcome, StoreError> {
+        let outcome = self.archive(stream_id, expected, reason, actor).await?;
+        if let Some(position) = outcome.position {
+            self.inner.wakeups.committed(position);
+        }
+        Ok(outcome)
+    }
+
+    async fn truncate_stream(&self, stream_id: &str, through: u64) -> Result<u64, StoreError> {
+        self.truncate(stream_id, through).await
+    }
+
+    async fn archived_stream(&self, stream_id: &str) -> Result<Option<ArchivedStream>, StoreError> {
+        archive::tombstone(&self.inner.pool, stream_id).await
     }
 
     fn doorbell(&self) -> watch::Receiver<u64> {

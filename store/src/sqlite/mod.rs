@@ -43,14 +43,16 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ExpectedVersion, Position, RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position,
+    RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
 };
 use crate::event_store::EventStore;
 
+mod archive;
 mod keys;
 mod rows;
 
-use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow};
+use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow, Versioned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -187,6 +189,14 @@ impl SqliteStore {
         // Every expectation first, so a failing one writes nothing at all.
         let mut starts = Vec::with_capacity(request.streams.len());
         for stream in &request.streams {
+            // The tombstone is checked inside the write lock: with one writer, nothing can
+            // archive the stream between this read and the insert.
+            if let Some((true, version)) = archive::archive_state(&mut *conn, &stream.stream_id).await? {
+                return Err(StoreError::StreamArchived {
+                    stream: stream.stream_id.clone(),
+                    version,
+                });
+            }
             let actual = current_version(&mut *conn, &stream.stream_id).await?;
             let met = match stream.expected {
                 ExpectedVersion::Any => true,
@@ -299,11 +309,15 @@ async fn unique_violation(conn: &mut SqliteConnection, stream: &crate::event::St
     }
 }
 
+/// The stream's version: an archived stream keeps its tombstone's (it never restarts at 1).
 async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<u64, StoreError> {
-    let version: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream_id = ?1")
-        .bind(stream_id)
-        .fetch_one(conn)
-        .await?;
+    let version: i64 = sqlx::query_scalar(
+        "select max(coalesce((select max(version) from events where stream_id = ?1), 0), \
+                    coalesce((select archived_through from stream_archives where stream_id = ?1 and whole), 0))",
+    )
+    .bind(stream_id)
+    .fetch_one(conn)
+    .await?;
     from_i64(version, "version")
 }
 
@@ -324,22 +338,62 @@ fn is_in_memory(url: &str) -> bool {
 
 const READ_STREAM_SQL: &str = "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
      from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
+/// The same over the hot table and the archive, for a stream truncated behind a snapshot.
+const READ_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (\
+     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from events where stream_id = ?1 and version >= ?2 order by version limit ?3) \
+     union all \
+     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from archived_events where stream_id = ?1 and version >= ?2 order by version limit ?3)) \
+     order by version limit ?3";
 /// What folding an aggregate reads (`load_stream`): no stream id, event id or metadata.
 const LOAD_STREAM_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at \
      from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
+const LOAD_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (\
+     select * from (select position, version, event_type, schema_version, data, recorded_at \
+       from events where stream_id = ?1 and version >= ?2 order by version limit ?3) \
+     union all \
+     select * from (select position, version, event_type, schema_version, data, recorded_at \
+       from archived_events where stream_id = ?1 and version >= ?2 order by version limit ?3)) \
+     order by version limit ?3";
+/// The whole feed, hot table and archive merged (0006): archiving never changes it.
+const READ_ALL_SQL: &str = "select * from (\
+     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from events where position > ?1 order by position limit ?2) \
+     union all \
+     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from archived_events where position > ?1 order by position limit ?2)) \
+     order by position limit ?2";
 
 impl SqliteStore {
-    /// A page of one stream's rows by version, with the columns `sql` selects.
-    async fn stream_rows<R>(&self, sql: &'static str, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<R>, StoreError>
+    /// A page of one stream's rows by version, with the columns `sql` selects (`[hot table,
+    /// hot table and archive]`). Like the Postgres edition: a page that does not start at
+    /// `from_version` asks `stream_archives` whether the stream was archived (an error) or
+    /// truncated (read again with the archive).
+    async fn stream_rows<R>(&self, sql: [&'static str; 2], stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<R>, StoreError>
     where
-        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + Versioned,
     {
-        Ok(sqlx::query_as(sql)
-            .bind(stream_id)
-            .bind(clamp_i64(from_version))
-            .bind(clamp_i64(limit as u64))
-            .fetch_all(&self.pools.reader)
-            .await?)
+        let run = |sql: &'static str| {
+            sqlx::query_as(sql)
+                .bind(stream_id)
+                .bind(clamp_i64(from_version))
+                .bind(clamp_i64(limit as u64))
+                .fetch_all(&self.pools.reader)
+        };
+        let rows: Vec<R> = run(sql[0]).await?;
+        if limit == 0 || rows.first().map(R::version) == Some(clamp_i64(from_version.max(1))) {
+            return Ok(rows);
+        }
+        let mut conn = self.pools.reader.acquire().await?;
+        match archive::archive_state(&mut conn, stream_id).await? {
+            None => Ok(rows),
+            Some((true, version)) => Err(StoreError::StreamArchived {
+                stream: stream_id.to_owned(),
+                version,
+            }),
+            Some((false, _)) => Ok(run(sql[1]).await?),
+        }
     }
 }
 
@@ -354,12 +408,17 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// `?1` and sorted them (a temp B-tree) for each page, the plan Postgres had too.
 /// The text is ours alone: only the number of placeholders varies.
 fn categories_feed_sql(n: usize) -> String {
+    // Each category from the hot table and from the archive (0006).
     let one = |i: usize| {
-        format!(
-            "select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-             from events where category = ?{} and position > ?1 order by position limit ?2)",
-            i + 3
-        )
+        ["events", "archived_events"]
+            .map(|table| {
+                format!(
+                    "select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+                     from {table} where category = ?{} and position > ?1 order by position limit ?2)",
+                    i + 3
+                )
+            })
+            .join(" union all ")
     };
     let parts: Vec<String> = (0..n).map(one).collect();
     format!("{} order by position limit ?2", parts.join(" union all "))
@@ -387,11 +446,17 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        into_events(self.stream_rows(READ_STREAM_SQL, stream_id, from_version, limit).await?)
+        into_events(
+            self.stream_rows([READ_STREAM_SQL, READ_STREAM_WITH_ARCHIVE_SQL], stream_id, from_version, limit)
+                .await?,
+        )
     }
 
     async fn load_stream(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        into_stream_events(self.stream_rows(LOAD_STREAM_SQL, stream_id, from_version, limit).await?)
+        into_stream_events(
+            self.stream_rows([LOAD_STREAM_SQL, LOAD_STREAM_WITH_ARCHIVE_SQL], stream_id, from_version, limit)
+                .await?,
+        )
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
@@ -403,14 +468,11 @@ impl EventStore for SqliteStore {
         check_feed_categories(categories)?;
         let rows: Vec<EventRow> = match categories {
             None => {
-                sqlx::query_as(
-                    "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-                     from events where position > ?1 order by position limit ?2",
-                )
-                .bind(clamp_i64(after.0))
-                .bind(clamp_i64(limit as u64))
-                .fetch_all(&self.pools.reader)
-                .await?
+                sqlx::query_as(READ_ALL_SQL)
+                    .bind(clamp_i64(after.0))
+                    .bind(clamp_i64(limit as u64))
+                    .fetch_all(&self.pools.reader)
+                    .await?
             }
             Some([]) => Vec::new(),
             Some(categories) => {
@@ -429,9 +491,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
-        let head: i64 = sqlx::query_scalar("select coalesce(max(position), 0) from events")
-            .fetch_one(&self.pools.reader)
-            .await?;
+        let head: i64 = sqlx::query_scalar(
+            "select max(coalesce((select max(position) from events), 0), coalesce((select max(position) from archived_events), 0))",
+        )
+        .fetch_one(&self.pools.reader)
+        .await?;
         Ok(Position(from_i64(head, "position")?))
     }
 
@@ -480,6 +544,35 @@ impl EventStore for SqliteStore {
         .execute(&self.pools.writer)
         .await?;
         Ok(())
+    }
+
+    async fn archive_stream(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        reason: ArchiveReason,
+        actor: &str,
+    ) -> Result<ArchiveOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let recorded_at = format_timestamp(self.next_recorded_at(&mut tx).await?)?;
+        let outcome = archive::archive(&mut tx, stream_id, expected, reason, actor, &recorded_at).await?;
+        tx.commit().await?;
+        if !outcome.already {
+            self.doorbell.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(outcome)
+    }
+
+    async fn truncate_stream(&self, stream_id: &str, through: u64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let moved = archive::truncate(&mut tx, stream_id, through).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn archived_stream(&self, stream_id: &str) -> Result<Option<ArchivedStream>, StoreError> {
+        let mut conn = self.pools.reader.acquire().await?;
+        archive::tombstone(&mut conn, stream_id).await
     }
 
     fn doorbell(&self) -> watch::Receiver<u64> {

@@ -76,6 +76,23 @@ impl EventRow {
     }
 }
 
+/// A row of one stream, by version (what `stream_rows` checks the first row of).
+pub(super) trait Versioned {
+    fn version(&self) -> i64;
+}
+
+impl Versioned for EventRow {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+impl Versioned for StreamEventRow {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
 pub(super) fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.into_iter().map(EventRow::into_event).collect()
 }

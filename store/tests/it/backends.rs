@@ -30,6 +30,20 @@ macro_rules! suite {
             case!(slow_subscribers_are_dropped_and_delay_nobody);
             case!(old_schemas_are_upcast_on_read);
             case!(snapshots_are_keyed_by_state_schema_version);
+
+            macro_rules! archive_case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        let url: String = $fresh_url;
+                        crate::archive::$name(&url).await;
+                    }
+                };
+            }
+
+            archive_case!(archived_streams_refuse_appends_and_reads_and_keep_the_feed);
+            archive_case!(archive_under_concurrent_writes_keeps_the_feed_exactly_once);
+            archive_case!(truncation_behind_a_snapshot_keeps_the_stream);
         }
     };
 }

@@ -2,6 +2,7 @@
 //! sqlx): a module per area. Every test gets a fresh database of its own, so they run in
 //! parallel in this one process.
 
+mod archive;
 mod backends;
 mod contract;
 mod group_commit;

@@ -5,6 +5,7 @@
 mod support;
 
 mod graphql_access;
+mod graphql_archive;
 mod graphql_commands;
 mod graphql_contract;
 mod graphql_errors;

@@ -265,7 +265,38 @@ impl WrittenLines {
     }
 }
 
-pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>], written: &WrittenLines) -> Result<(), ProjectionError> {
+/// Deletes the rows of archived carts (#15): an archived cart is not served from the read
+/// model. A rebuild reads the cart's events from the archive and then the archive-log event,
+/// so it ends with no row either.
+const DELETE_ARCHIVED: [Sql; 2] = [
+    Sql {
+        pg: "delete from cart_lines where generation = $1 and cart_id in (select value::uuid from jsonb_array_elements_text($2::jsonb))",
+        lite: "delete from cart_lines where generation = $1 and cart_id in (select value from json_each($2))",
+    },
+    Sql {
+        pg: "delete from carts where generation = $1 and id in (select value::uuid from jsonb_array_elements_text($2::jsonb))",
+        lite: "delete from carts where generation = $1 and id in (select value from json_each($2))",
+    },
+];
+
+pub(crate) async fn write(
+    conn: &mut Conn<'_>,
+    generation: i64,
+    events: &[Decoded<'_>],
+    written: &WrittenLines,
+    archived: &[Uuid],
+) -> Result<(), ProjectionError> {
+    // A cart's events all come before its archive-log event, in this batch or an earlier one.
+    write_events(conn, generation, events, written).await?;
+    if !archived.is_empty() {
+        for sql in DELETE_ARCHIVED {
+            conn.execute(sql, &[Arg::Int(generation), ids_arg(archived.iter())?]).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_events(conn: &mut Conn<'_>, generation: i64, events: &[Decoded<'_>], written: &WrittenLines) -> Result<(), ProjectionError> {
     let ids: BTreeSet<Uuid> = events
         .iter()
         .filter_map(|d| match &d.stream {
