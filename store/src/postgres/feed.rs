@@ -13,31 +13,53 @@ use crate::error::StoreError;
 use crate::event::{check_feed_categories, EventData, Metadata, Position, RecordedEvent, StreamEvent};
 use crate::upcast::upcast;
 
-/// Columns in the order `decode_event_at` reads them.
-const READ_STREAM_SQL: &str = "select position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at
-  from events where stream_id = $1 and version >= $2 order by version limit $3";
+/// A stream page from the hot table, each row led by the stream's archive state (`whole`,
+/// `archived_through`, null when it has none) so that one round trip says whether the
+/// stream was archived or truncated; an empty page is one row of nulls after those two.
+macro_rules! stream_page_sql {
+    ($columns:literal) => {
+        concat!(
+            "select a.whole, a.archived_through, e.* from (select 1) one
+               left join stream_archives a on a.stream_id = $1
+               left join lateral (select ",
+            $columns,
+            " from events where stream_id = $1 and version >= $2 order by version limit $3) e on true"
+        )
+    };
+}
 
-/// The same over the hot table and the archive: for a stream truncated behind a snapshot
-/// (`EventStore::truncate_stream`), read only when the hot table does not start at `$2`.
-const READ_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (
-        (select position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at
-           from events where stream_id = $1 and version >= $2 order by version limit $3)
-        union all
-        (select position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at
-           from archived_events where stream_id = $1 and version >= $2 order by version limit $3)) s
-  order by version limit $3";
+/// The same over the hot table and the archive, for a stream truncated behind a snapshot
+/// (`EventStore::truncate_stream`) read from below the truncation point.
+macro_rules! stream_page_with_archive_sql {
+    ($columns:literal) => {
+        concat!(
+            "select null::boolean, null::bigint, s.* from (
+               (select ",
+            $columns,
+            " from events where stream_id = $1 and version >= $2 order by version limit $3)
+               union all
+               (select ",
+            $columns,
+            " from archived_events where stream_id = $1 and version >= $2 order by version limit $3)) s
+             order by s.version limit $3"
+        )
+    };
+}
+
+/// Every column, in the order `decode_event_at` reads them (after the two archive columns).
+const READ_STREAM_SQL: [&str; 2] = [
+    stream_page_sql!("position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at"),
+    stream_page_with_archive_sql!("position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at"),
+];
 
 /// What folding an aggregate reads (`load_stream`): no stream id, event id or metadata.
-const LOAD_STREAM_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at
-  from events where stream_id = $1 and version >= $2 order by version limit $3";
+const LOAD_STREAM_SQL: [&str; 2] = [
+    stream_page_sql!("position, version, event_type, schema_version, data, recorded_at"),
+    stream_page_with_archive_sql!("position, version, event_type, schema_version, data, recorded_at"),
+];
 
-const LOAD_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (
-        (select position, version, event_type, schema_version, data, recorded_at
-           from events where stream_id = $1 and version >= $2 order by version limit $3)
-        union all
-        (select position, version, event_type, schema_version, data, recorded_at
-           from archived_events where stream_id = $1 and version >= $2 order by version limit $3)) s
-  order by version limit $3";
+/// Where a stream page's event columns start (after `whole` and `archived_through`).
+const EVENT_COLUMNS_AT: usize = 2;
 
 /// The feed below the horizon of this statement's own snapshot (see the migration), with
 /// that horizon in every row (one row of nulls when the page is empty), so the reader knows
@@ -104,41 +126,38 @@ const HEAD_SQL: &str = "select h.horizon, greatest(
 
 impl PgStore {
     pub(super) async fn read_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = self
-            .stream_rows([READ_STREAM_SQL, READ_STREAM_WITH_ARCHIVE_SQL], 2, stream_id, from_version, limit)
-            .await?;
-        rows.iter().map(decode_event).collect()
+        let rows = self.stream_rows(READ_STREAM_SQL, 2, stream_id, from_version, limit).await?;
+        rows.iter().map(|row| decode_event_at(row, EVENT_COLUMNS_AT)).collect()
     }
 
     pub(super) async fn load_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows = self
-            .stream_rows([LOAD_STREAM_SQL, LOAD_STREAM_WITH_ARCHIVE_SQL], 1, stream_id, from_version, limit)
-            .await?;
+        let rows = self.stream_rows(LOAD_STREAM_SQL, 1, stream_id, from_version, limit).await?;
+        let at = EVENT_COLUMNS_AT;
         rows.iter()
             .map(|row| {
-                let position = Position(to_u64(row.try_get(0)?, "position")?);
-                let event_type: String = row.try_get(2)?;
-                let data: Json<EventData> = row.try_get(4)?;
-                let (schema_version, data) = upcast(&event_type, row.try_get(3)?, data.0)?;
+                let position = Position(to_u64(row.try_get(at)?, "position")?);
+                let event_type: String = row.try_get(at + 2)?;
+                let data: Json<EventData> = row.try_get(at + 4)?;
+                let (schema_version, data) = upcast(&event_type, row.try_get(at + 3)?, data.0)?;
                 Ok(StreamEvent {
                     position,
-                    version: to_u64(row.try_get(1)?, "version")?,
+                    version: to_u64(row.try_get(at + 1)?, "version")?,
                     event_type,
                     schema_version,
                     data,
-                    recorded_at: row.try_get(5)?,
+                    recorded_at: row.try_get(at + 5)?,
                 })
             })
             .collect()
     }
 
-    /// A page of one stream's rows by version, with the columns `sql` selects (`[hot table,
-    /// hot table and archive]`; the version is column `version_at`).
+    /// A page of one stream's rows by version (`sql`: `[hot table, hot table and archive]`;
+    /// the version is event column `version_at`), without the row of nulls an empty page has.
     ///
-    /// A page that starts at `from_version` is the common case and costs one statement.
-    /// Otherwise (no rows, or a first row past `from_version`) the stream may be archived
-    /// (then [`StoreError::StreamArchived`]) or truncated (then the page is read again with
-    /// the archive): one primary-key probe of `stream_archives` decides.
+    /// One statement in the common case: its rows carry the stream's archive state, so an
+    /// archived stream is [`StoreError::StreamArchived`] at once, and only a page of a
+    /// truncated stream that starts below what the hot table holds is read again with the
+    /// archive.
     async fn stream_rows(
         &self,
         sql: [&'static str; 2],
@@ -154,18 +173,26 @@ impl PgStore {
                 .bind(to_i64(limit as u64))
                 .fetch_all(&self.inner.pool)
         };
-        let rows = run(sql[0]).await?;
-        let first: Option<i64> = rows.first().map(|row| row.try_get(version_at)).transpose()?;
-        if limit == 0 || first == Some(to_i64(from_version.max(1))) {
-            return Ok(rows);
-        }
-        match super::archive::archive_state(&self.inner.pool, stream_id).await? {
-            None => Ok(rows),
-            Some((true, version)) => Err(StoreError::StreamArchived {
+        let mut rows = run(sql[0]).await?;
+        let archive: Option<(Option<bool>, Option<i64>)> = rows
+            .first()
+            .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?;
+        rows.retain(|row| row.try_get::<Option<i64>, _>(EVENT_COLUMNS_AT).ok().flatten().is_some());
+        match archive {
+            Some((Some(true), Some(version))) => Err(StoreError::StreamArchived {
                 stream: stream_id.to_owned(),
-                version,
+                version: to_u64(version, "archived version")?,
             }),
-            Some((false, _)) => Ok(run(sql[1]).await?),
+            Some((Some(false), Some(through))) if limit > 0 && to_i64(from_version) <= through => {
+                let first: Option<i64> = rows.first().map(|row| row.try_get(EVENT_COLUMNS_AT + version_at)).transpose()?;
+                if first == Some(to_i64(from_version.max(1))) {
+                    Ok(rows)
+                } else {
+                    Ok(run(sql[1]).await?)
+                }
+            }
+            _ => Ok(rows),
         }
     }
 
@@ -243,11 +270,6 @@ impl FeedWait {
         self.pause = (self.pause * 2).min(Duration::from_millis(20));
         true
     }
-}
-
-/// A row of the event columns, in `READ_STREAM_SQL`'s order.
-fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    decode_event_at(row, 0)
 }
 
 /// A row of a feed query: the horizon, then the event columns, all null for an empty page.
