@@ -17,6 +17,7 @@ mod archive;
 mod bad_text;
 mod connection;
 mod documents;
+mod erasure;
 mod gate;
 mod introspection;
 mod mutation;

@@ -1,5 +1,8 @@
 //! Appending: the statements (one per expectation kind), the transaction around several
 //! streams or an idempotency key, and the retry loop for the races an append may lose.
+//!
+//! One file (about 550 lines): the statements, the transaction and the retry loop share
+//! `Failure`, the constraint names and each other's helpers; apart, each would reach into the others.
 
 use std::time::Duration;
 

@@ -28,6 +28,9 @@
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
 //!
+//! One file (about 580 lines): the backend and its `EventStore` impl with the SQL each
+//! method runs; data keys (`keys`), archiving (`archive`) and row decoding (`rows`) sit beside it.
+//!
 //! `rows` holds how values are written as text and integers and read back.
 
 use std::str::FromStr;

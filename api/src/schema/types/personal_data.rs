@@ -13,7 +13,6 @@ use vault::Opened;
 
 use super::super::api;
 use crate::error::ApiError;
-use crate::schema::scalars::{DateTime, Position};
 
 /// A delivery address (as input: `AddressInput`, the same fields).
 #[derive(Clone, Debug, InputObject, SimpleObject)]
@@ -68,17 +67,6 @@ impl From<&domain::Address> for Address {
             country,
         }
     }
-}
-
-#[derive(Clone, Debug, SimpleObject)]
-pub struct ErasurePayload {
-    pub customer_id: String,
-    /// When the erasure answering this request was recorded (an earlier one when nothing
-    /// new was sealed since).
-    pub erased_at: DateTime,
-    /// Position of the PersonalDataErased event: pass it as minPosition to read the orders
-    /// and notifications without it.
-    pub position: Position,
 }
 
 /// Sealed personal data of one object, opened at most once.

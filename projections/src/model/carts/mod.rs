@@ -1,5 +1,8 @@
 //! The carts read model: one row per cart and its lines, kept equal to the aggregate by
 //! folding with the domain's own `evolve`.
+//!
+//! One file (about 510 lines), like every read model's `mod.rs`: its rows, their SQL for both
+//! backends and the fold that writes them (the queries are in `query.rs`).
 
 mod query;
 
