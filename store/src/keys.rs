@@ -40,6 +40,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The subject's key, `None` if it never had one or it was shredded.
     async fn data_key(&self, subject: &str) -> Result<Option<DataKey>, StoreError>;
 
+    /// The keys of several subjects at once (those that have one), for a page of objects.
+    async fn data_keys(&self, subjects: &[String]) -> Result<Vec<DataKey>, StoreError>;
+
     /// Stores `key` unless the subject holds a key already; answers the key the subject
     /// holds afterwards (the first of two racing inserts wins, both callers get it).
     async fn insert_data_key(&self, key: DataKey) -> Result<DataKey, StoreError>;

@@ -59,6 +59,7 @@ on_both_backends!(
     tampered_or_moved_ciphertext_does_not_open,
     rotation_rewraps_every_key_with_the_new_master_key,
     racing_first_seals_agree_on_one_key,
+    several_keys_read_at_once_open_their_own_data_only,
 );
 
 async fn sealed_data_opens_and_shows_no_plaintext(db: Database) {
@@ -163,4 +164,21 @@ async fn racing_first_seals_agree_on_one_key(db: Database) {
     for s in &sealed {
         assert_eq!(vault.open(&ada(), s).await.unwrap(), Opened::Data(data()));
     }
+}
+
+async fn several_keys_read_at_once_open_their_own_data_only(db: Database) {
+    let vault = open(&db, &MasterKey::generate_hex(), &[]).await;
+    let bob = CustomerId::parse("bob").unwrap();
+    let (adas, bobs) = (vault.seal(&ada(), &data()).await.unwrap(), vault.seal(&bob, &data()).await.unwrap());
+    let keys = vault.data_keys(&["ada".into(), "bob".into(), "nobody".into()]).await.unwrap();
+    let key_of = |who: &str| keys.iter().find(|k| k.subject == who);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(vault.open_with(&ada(), &adas, key_of("ada")).unwrap(), Opened::Data(data()));
+    assert_eq!(vault.open_with(&bob, &bobs, key_of("bob")).unwrap(), Opened::Data(data()));
+    assert_eq!(
+        vault.open_with(&ada(), &adas, key_of("bob")).unwrap(),
+        Opened::Erased,
+        "another customer's key opens nothing"
+    );
+    assert_eq!(vault.open_with(&ada(), &adas, None).unwrap(), Opened::Erased);
 }

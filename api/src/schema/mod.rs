@@ -102,12 +102,15 @@ pub fn build_schema_with(ctx: ApiContext, introspection: bool) -> AppSchema {
     // Schema-wide (so HTTP and WebSocket operations get it alike) and without a cache,
     // so it only merges the reads that are due at the same moment; nothing goes stale.
     let history = DataLoader::new(types::HistoryLoader::new(ctx.store.clone()), tokio::spawn);
+    // The same for data keys: a page of orders opens its personal data with one key read.
+    // No cache, so an erasure is seen by the very next read.
+    let keys = DataLoader::new(types::KeyLoader::new(ctx.vault.clone()), tokio::spawn);
     // One write model per schema (= per process): its mailboxes and cache are shared by
     // every mutation.
     let commands = commands::Commands::new(ctx.store.clone());
     // One per schema too: the subscribers of a cart share each change's fold and rendering.
     let cart_changes = subscription::CartChanges::default();
-    let mut builder = builder().data(ctx).data(history).data(commands).data(cart_changes);
+    let mut builder = builder().data(ctx).data(history).data(keys).data(commands).data(cart_changes);
     if !introspection {
         builder = builder.disable_introspection();
     }

@@ -31,6 +31,14 @@ impl KeyStore for PgStore {
         Ok(row.map(key))
     }
 
+    async fn data_keys(&self, subjects: &[String]) -> Result<Vec<DataKey>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as("select subject, key_id, wrapped, master_key from data_keys where subject = any($1)")
+            .bind(subjects)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        Ok(rows.into_iter().map(key).collect())
+    }
+
     async fn insert_data_key(&self, new: DataKey) -> Result<DataKey, StoreError> {
         // `on conflict do nothing` returns no row when another insert won: read the winner.
         let inserted: Option<Row> = sqlx::query_as(

@@ -27,6 +27,16 @@ impl KeyStore for SqliteStore {
         row.map(key).transpose()
     }
 
+    async fn data_keys(&self, subjects: &[String]) -> Result<Vec<DataKey>, StoreError> {
+        let subjects = serde_json::to_string(subjects).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        let rows: Vec<Row> =
+            sqlx::query_as("select subject, key_id, wrapped, master_key from data_keys where subject in (select value from json_each($1))")
+                .bind(subjects)
+                .fetch_all(&self.pools.reader)
+                .await?;
+        rows.into_iter().map(key).collect()
+    }
+
     async fn insert_data_key(&self, new: DataKey) -> Result<DataKey, StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query("insert into data_keys (subject, key_id, wrapped, master_key) values ($1, $2, $3, $4) on conflict (subject) do nothing")

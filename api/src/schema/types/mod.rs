@@ -23,7 +23,7 @@ pub use money::Money;
 pub use notification::Notification;
 pub use operations::{ProjectionStatus, RecordedEvent};
 pub use order::Order;
-pub use personal_data::Address;
+pub use personal_data::{Address, KeyLoader};
 pub use product::Product;
 
 use super::api;

@@ -2,14 +2,19 @@
 //! shown only while their data key exists (see the `vault` crate).
 //!
 //! Objects carry the data sealed, as the event or read model holds it, and open it only
-//! when a client selects one of its fields: once per object, however many fields ask.
+//! when a client selects one of its fields: once per object, however many fields ask, with
+//! the keys of all objects resolved together read at once ([`KeyLoader`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
 
 use async_graphql::{Context, InputObject, SimpleObject};
 use domain::{CustomerId, PersonalData, SealedPersonalData};
+use store::DataKey;
 use tokio::sync::OnceCell;
-use vault::Opened;
+use vault::{Opened, Vault};
 
 use super::super::api;
 use crate::error::ApiError;
@@ -111,9 +116,37 @@ impl Sealed {
             .opened
             .get_or_try_init(|| async {
                 let customer = CustomerId::parse(&self.customer)?;
-                Ok::<_, ApiError>(api(ctx)?.vault.open(&customer, sealed).await?)
+                let stored = key_loader(ctx)?.load_one(self.customer.clone()).await?;
+                Ok::<_, ApiError>(api(ctx)?.vault.open_with(&customer, sealed, stored.as_ref())?)
             })
             .await?;
         Ok(Some(opened))
     }
+}
+
+/// Reads the data keys of every customer whose personal data is being opened at the same
+/// moment (a page of orders or notifications) in one statement.
+pub struct KeyLoader {
+    vault: Vault,
+}
+
+impl KeyLoader {
+    pub fn new(vault: Vault) -> Self {
+        KeyLoader { vault }
+    }
+}
+
+impl Loader<String> for KeyLoader {
+    type Value = DataKey;
+    type Error = ApiError;
+
+    async fn load(&self, customers: &[String]) -> Result<HashMap<String, DataKey>, ApiError> {
+        let keys = self.vault.data_keys(customers).await?;
+        Ok(keys.into_iter().map(|key| (key.subject.clone(), key)).collect())
+    }
+}
+
+fn key_loader<'a>(ctx: &Context<'a>) -> Result<&'a DataLoader<KeyLoader>, ApiError> {
+    ctx.data_opt::<DataLoader<KeyLoader>>()
+        .ok_or_else(|| ApiError::internal("the schema was built without the key loader"))
 }
