@@ -151,7 +151,11 @@ impl PgStore {
                 (stream, Answer::Written(written)) => (stream, Some(written)),
                 (stream, Answer::Alone) => (stream, None),
             },
-            _ => (stream, None),
+            Some(group) => {
+                let written = group.write_alone(&stream).await;
+                (stream, Some(written))
+            }
+            None => (stream, None),
         };
         let mut attempt = 0;
         let mut pauses = retry_pauses();

@@ -66,7 +66,8 @@ pub(super) const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct PgStoreOptions {
     /// Connections for appends and reads. The listener and the notifier have one each of
-    /// their own on top of these, and group commit up to `group_commit_writers`.
+    /// their own on top of these, group commit up to `group_commit_writers`, and one-stream
+    /// appends of several events up to this many more (see `group_commit`).
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
