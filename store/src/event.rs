@@ -56,6 +56,17 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl ExpectedVersion {
+    /// Whether a stream at version `actual` (0: no events) is what this expects.
+    pub fn is_met_by(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
 impl fmt::Display for ExpectedVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -398,6 +409,20 @@ pub struct StreamArchivedData {
     /// The archived stream's last version.
     pub version: u64,
     pub reason: ArchiveReason,
+}
+
+impl StreamArchivedData {
+    /// The event's data and metadata as the JSON text an archive writes, `actor` in the
+    /// metadata.
+    pub(crate) fn record(&self, actor: &str) -> Result<(String, String), StoreError> {
+        let data = serde_json::to_string(self).map_err(|e| StoreError::Corrupt(format!("cannot encode StreamArchived: {e}")))?;
+        let metadata = Metadata {
+            actor: actor.to_owned(),
+            ..Default::default()
+        };
+        let metadata = serde_json::to_string(&metadata).map_err(|e| StoreError::Corrupt(format!("cannot encode metadata: {e}")))?;
+        Ok((data, metadata))
+    }
 }
 
 /// A stream's tombstone: it was archived whole and can never be appended to again.

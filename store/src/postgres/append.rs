@@ -228,7 +228,7 @@ async fn retry_or_error<'e, E: PgExecutor<'e>>(executor: E, failure: Failure, at
             if archived {
                 return Ok(Some(StoreError::StreamArchived { stream, version: actual }));
             }
-            let retry = expected == ExpectedVersion::Any || expectation_met(expected, actual);
+            let retry = expected.is_met_by(actual);
             Ok((!retry || attempt >= MAX_ATTEMPTS).then_some(StoreError::Conflict { stream, expected, actual }))
         }
         Failure::Retry(e) => Ok((attempt >= MAX_ATTEMPTS).then_some(StoreError::Database(e))),
@@ -491,14 +491,6 @@ pub(super) fn expected_param(expected: ExpectedVersion) -> i64 {
     }
 }
 
-fn expectation_met(expected: ExpectedVersion, actual: u64) -> bool {
-    match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual == 0,
-        ExpectedVersion::Exact(v) => actual == v,
-    }
-}
-
 fn transaction_full() -> StoreError {
     StoreError::InvalidRequest(format!("one transaction may append at most {} events", (1u64 << ORDINAL_BITS) - 1))
 }
@@ -549,7 +541,7 @@ mod tests {
         assert_eq!(expected_param(ExpectedVersion::NoStream), 0);
         assert_eq!(expected_param(ExpectedVersion::Exact(7)), 7);
         assert_eq!(expected_param(ExpectedVersion::Exact(u64::MAX)), i64::MAX);
-        assert!(expectation_met(ExpectedVersion::Exact(0), 0) && expectation_met(ExpectedVersion::NoStream, 0));
-        assert!(!expectation_met(ExpectedVersion::NoStream, 1));
+        assert!(ExpectedVersion::Exact(0).is_met_by(0) && ExpectedVersion::NoStream.is_met_by(0));
+        assert!(!ExpectedVersion::NoStream.is_met_by(1));
     }
 }

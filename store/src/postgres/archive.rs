@@ -19,8 +19,7 @@ use uuid::Uuid;
 use super::{to_i64, to_u64, PgStore};
 use crate::error::StoreError;
 use crate::event::{
-    category_of, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Metadata, Position, StreamArchivedData, ARCHIVE_LOG_STREAM,
-    STREAM_ARCHIVED,
+    category_of, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position, StreamArchivedData, ARCHIVE_LOG_STREAM, STREAM_ARCHIVED,
 };
 
 /// The longest archiving waits for appends in flight (and holds new ones back).
@@ -102,12 +101,7 @@ impl PgStore {
         if version == 0 {
             return Err(StoreError::InvalidRequest(format!("stream {stream_id} has no events to archive")));
         }
-        let met = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => false,
-            ExpectedVersion::Exact(v) => v == version,
-        };
-        if !met {
+        if !expected.is_met_by(version) {
             return Err(StoreError::Conflict {
                 stream: stream_id.to_owned(),
                 expected,
@@ -132,17 +126,12 @@ impl PgStore {
         .bind(actor)
         .execute(&mut *tx)
         .await?;
-        let data = serde_json::to_string(&StreamArchivedData {
+        let (data, metadata) = StreamArchivedData {
             stream_id: stream_id.to_owned(),
             version,
             reason,
-        })
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode StreamArchived: {e}")))?;
-        let metadata = serde_json::to_string(&Metadata {
-            actor: actor.to_owned(),
-            ..Default::default()
-        })
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode metadata: {e}")))?;
+        }
+        .record(actor)?;
         // The first event this transaction writes: ordinal 1 (see 0001). The table lock
         // makes max(version) of the log safe to use.
         let position: i64 = sqlx::query_scalar(

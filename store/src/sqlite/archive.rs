@@ -8,8 +8,7 @@ use uuid::Uuid;
 use super::rows::{from_i64, parse_timestamp, to_i64};
 use crate::error::StoreError;
 use crate::event::{
-    category_of, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Metadata, Position, StreamArchivedData, ARCHIVE_LOG_STREAM,
-    STREAM_ARCHIVED,
+    category_of, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position, StreamArchivedData, ARCHIVE_LOG_STREAM, STREAM_ARCHIVED,
 };
 
 const COPY_SQL: &str =
@@ -101,12 +100,7 @@ pub(super) async fn archive(
     if version == 0 {
         return Err(StoreError::InvalidRequest(format!("stream {stream_id} has no events to archive")));
     }
-    let met = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => false,
-        ExpectedVersion::Exact(v) => v == version,
-    };
-    if !met {
+    if !expected.is_met_by(version) {
         return Err(StoreError::Conflict {
             stream: stream_id.to_owned(),
             expected,
@@ -125,17 +119,12 @@ pub(super) async fn archive(
     .bind(actor)
     .execute(&mut *conn)
     .await?;
-    let data = serde_json::to_string(&StreamArchivedData {
+    let (data, metadata) = StreamArchivedData {
         stream_id: stream_id.to_owned(),
         version,
         reason,
-    })
-    .map_err(|e| StoreError::Corrupt(format!("cannot encode StreamArchived: {e}")))?;
-    let metadata = serde_json::to_string(&Metadata {
-        actor: actor.to_owned(),
-        ..Default::default()
-    })
-    .map_err(|e| StoreError::Corrupt(format!("cannot encode metadata: {e}")))?;
+    }
+    .record(actor)?;
     let log_version = hot_version(&mut *conn, ARCHIVE_LOG_STREAM).await? + 1;
     let position: i64 = sqlx::query_scalar(
         "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) \

@@ -201,12 +201,7 @@ impl SqliteStore {
                 });
             }
             let actual = current_version(&mut *conn, &stream.stream_id).await?;
-            let met = match stream.expected {
-                ExpectedVersion::Any => true,
-                ExpectedVersion::NoStream => actual == 0,
-                ExpectedVersion::Exact(expected) => actual == expected,
-            };
-            if !met {
+            if !stream.expected.is_met_by(actual) {
                 return Err(StoreError::Conflict {
                     stream: stream.stream_id.clone(),
                     expected: stream.expected,
