@@ -30,26 +30,20 @@ impl ApiContext {
     /// Starts the process's live feed (so call it once, within the Tokio runtime).
     pub fn new(db: store::Database, projections: projections::Projections, master_key: vault::MasterKey) -> Self {
         let live = LiveFeed::start(db.store());
-        ApiContext::with_live(db, projections, live, master_key, vec![])
+        let vault = vault::Vault::new(db.keys(), master_key, vec![]);
+        ApiContext::with_live(db, projections, live, vault)
     }
 
     /// With the process's live feed made by the caller (the server shares it with the
-    /// projection workers) and the master keys of personal data (the previous ones only
-    /// while rotating).
-    pub fn with_live(
-        db: store::Database,
-        projections: projections::Projections,
-        live: LiveFeed,
-        master_key: vault::MasterKey,
-        previous: Vec<vault::MasterKey>,
-    ) -> Self {
+    /// projection workers) and its vault of personal data.
+    pub fn with_live(db: store::Database, projections: projections::Projections, live: LiveFeed, vault: vault::Vault) -> Self {
         ApiContext {
             store: db.store(),
             live,
             projections,
             consistency_timeout: DEFAULT_CONSISTENCY_TIMEOUT,
             command_budget: commands::DEFAULT_BUDGET,
-            vault: vault::Vault::new(db.keys(), master_key, previous),
+            vault,
         }
     }
 

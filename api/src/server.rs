@@ -298,8 +298,10 @@ impl Application {
         let secret: Arc<[u8]> = resolve_secret(&config.secret)?.into();
         let generated_in = (!config.is_production()).then_some(config.secret.data_dir.as_path());
         let (master_key, previous_keys) = config.personal_data.master_keys(generated_in).map_err(StartError::MasterKey)?;
-        if !previous_keys.is_empty() {
-            rotate_master_key(vault::Vault::new(db.keys(), master_key.clone(), previous_keys.clone()));
+        let rotating = !previous_keys.is_empty();
+        let vault = vault::Vault::new(db.keys(), master_key, previous_keys);
+        if rotating {
+            rotate_master_key(vault.clone());
         }
         if config.seeds() {
             seed::seed_if_empty(&db.store()).await?;
@@ -334,7 +336,7 @@ impl Application {
         };
 
         let (router, hub) = if config.role.serves_api() {
-            let mut context = ApiContext::with_live(db.clone(), projections.clone(), live, master_key, previous_keys);
+            let mut context = ApiContext::with_live(db.clone(), projections.clone(), live, vault);
             // A command gives up (TIMEOUT) a little before the HTTP layer would, so the
             // client gets the command's own answer.
             context.command_budget = config.limits.request_timeout.mul_f64(0.9);

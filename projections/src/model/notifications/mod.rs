@@ -99,7 +99,7 @@ impl Recipient {
 /// The recipient of every order a batch ships or cancels that was not placed in the batch
 /// itself: read from the order's first event (OrderPlaced), which never changes.
 pub(crate) async fn recipients(store: &dyn EventStore, events: &[Decoded<'_>]) -> Result<HashMap<Uuid, Recipient>, ProjectionError> {
-    let mut customers = HashMap::new();
+    let mut recipients = HashMap::new();
     for decoded in events {
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {
             continue;
@@ -108,9 +108,9 @@ pub(crate) async fn recipients(store: &dyn EventStore, events: &[Decoded<'_>]) -
             OrderEvent::OrderPlaced {
                 customer_id, personal_data, ..
             } => {
-                customers.insert(*id.as_uuid(), Recipient::of(customer_id, personal_data));
+                recipients.insert(*id.as_uuid(), Recipient::of(customer_id, personal_data));
             }
-            _ if customers.contains_key(id.as_uuid()) => {}
+            _ if recipients.contains_key(id.as_uuid()) => {}
             _ => {
                 let first = store.read_stream(&decoded.recorded.stream_id, 1, 1).await?;
                 let placed = first.first().map(commands::decode::<OrderEvent>).transpose()?;
@@ -118,12 +118,12 @@ pub(crate) async fn recipients(store: &dyn EventStore, events: &[Decoded<'_>]) -
                     customer_id, personal_data, ..
                 }) = placed
                 {
-                    customers.insert(*id.as_uuid(), Recipient::of(&customer_id, &personal_data));
+                    recipients.insert(*id.as_uuid(), Recipient::of(&customer_id, &personal_data));
                 }
             }
         }
     }
-    Ok(customers)
+    Ok(recipients)
 }
 
 fn short(id: Uuid) -> String {
