@@ -27,6 +27,11 @@ pub struct ErasurePayload {
 /// Erases `customer_id`'s personal data as `who` (the resolvers check who may).
 pub(super) async fn erase(ctx: &Context<'_>, who: &Principal, customer_id: &str) -> Result<ErasurePayload, ApiError> {
     let customer = CustomerId::parse(customer_id)?;
+    // The erasure is recorded in the stream `customer-<id>`, whose length the store bounds.
+    let max = store::event::MAX_STREAM_ID_LEN - domain::ids::CUSTOMER_CATEGORY.len() - 1;
+    if customer_id.chars().count() > max {
+        return Err(ApiError::BadUserInput(format!("customerId must be at most {max} characters")));
+    }
     let api = api(ctx)?;
     let cmd = command_context(ctx, api, who, None, "erasePersonalData", json!({ "customerId": customer_id }))?;
     let erasure = commands(ctx)?

@@ -177,6 +177,9 @@ async fn personal_data_is_sealed_shown_to_its_owner_and_erased_everywhere(databa
     );
     let empty = "mutation { erasePersonalData(customerId: \" \") { erasedAt } }";
     assert_eq!(gql_error_code(&server, Some(&admin), empty, json!({})).await, "BAD_USER_INPUT");
+    let long = "mutation($id: String!) { erasePersonalData(customerId: $id) { erasedAt } }";
+    let too_long = json!({"id": "x".repeat(store::event::MAX_STREAM_ID_LEN)});
+    assert_eq!(gql_error_code(&server, Some(&admin), long, too_long).await, "BAD_USER_INPUT");
 
     // A live view of Ada's order, open across the erasure.
     let mut live = subscribe(
