@@ -1,27 +1,30 @@
-//! Group commit: single-event appends to one stream (no idempotency key, expecting no stream
-//! or an exact version: the command path's appends) that arrive while earlier ones are
-//! being written share one statement, one transaction and one WAL flush.
+//! Group commit: one-stream appends (no idempotency key, expecting no stream or an exact
+//! version, at most [`MAX_GROUPED_EVENTS`] events: the command path's appends) that arrive
+//! while earlier ones are being written share one statement, one transaction and one WAL
+//! flush.
 //!
 //! At most `writers` statements are in flight. An append that finds a writer free is written
-//! at once, alone, in its caller's task, with the store's one-event statement: grouping
-//! costs a lone writer nothing. Otherwise it queues; a dispatcher task takes the first
-//! waiting append, waits for a free writer, then takes every append queued behind it, up to
-//! [`MAX_GROUP`], and writes them as one `INSERT` on a task of its own. Under load, groups
-//! grow by themselves.
+//! at once, alone, in its caller's task, with the store's own statement: grouping costs a
+//! lone writer nothing. Otherwise it queues; a dispatcher task takes the first waiting
+//! append, waits for a free writer, then takes the appends queued behind it, up to
+//! [`MAX_GROUP_ROWS`] events, and writes them as one `INSERT` on a task of its own. Under
+//! load, groups grow by themselves. Appends the group does not take (`Any`, or more events)
+//! run on these connections too, each alone, at most the pool's size at once: off the pool,
+//! they skip its ping.
 //!
-//! One-stream appends of several events (no idempotency key) are not grouped but run on
-//! these connections too, each alone, at most the pool's size at once: off the pool, they
-//! skip its ping (10-event appends by 8 writers: 52% of the minimal baseline on the pool,
-//! 59-62% here, in alternating runs of the store benchmark).
+//! Each append's expectation is checked on its own, in the same statement: its rows are
+//! inserted only if its expected version exists (`Exact(n)`), one condition for all of an
+//! append's rows, so they pass or fail together. The stream-version key arbitrates races:
+//! * a group of single-event appends says `on conflict do nothing`, so an append that loses
+//!   a race affects no other (the hot cart: many callers, one version);
+//! * a group with a multi-event append has no such clause, since skipping some of an
+//!   append's rows would write it in part: a lost race fails the statement, nothing of the
+//!   group is written, and each append is tried again alone, where it gets its own answer.
 //!
-//! Each append's expectation is checked on its own, in the same statement: a row is
-//! inserted only if its expected version exists (`Exact(n)`), and the stream-version key
-//! arbitrates races with `on conflict do nothing`, so an append that loses affects no
-//! other. One event per append means an append is written whole or not at all. Each caller
-//! is answered only after the statement has committed, so an acknowledgement still means
-//! that caller's event is durable. If the server refuses the statement as a whole (a
-//! duplicate event id), nothing of the group was written and each append is tried again
-//! alone, where it gets its own answer; if the connection fails under it, each gets the
+//! Each caller is answered only after the statement has committed, so an acknowledgement
+//! still means that caller's events are durable. If the server refuses the statement as a
+//! whole (a duplicate event id, a lost race above), nothing of the group was written and
+//! each append is tried again alone; if the connection fails under it, each gets the
 //! transient error a lone append would.
 //!
 //! Rows are written sorted by (stream, expected version), so two groups that touch the same
@@ -38,16 +41,21 @@ use uuid::Uuid;
 use super::append::{classify, expected_param, json_text, write_stream, Failure, StreamWritten};
 use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
 use crate::error::StoreError;
-use crate::event::{category_of, ExpectedVersion, Position, StreamAppend};
+use crate::event::{category_of, ExpectedVersion, NewEvent, Position, StreamAppend};
 
-/// Most appends one group writes (each one event; far below the 2^20 ordinals of a
-/// transaction).
-const MAX_GROUP: usize = 512;
-const _: () = assert!(MAX_GROUP < 1 << ORDINAL_BITS);
+/// Most events one group writes (far below the 2^20 ordinals of a transaction).
+const MAX_GROUP_ROWS: usize = 512;
+const _: () = assert!(MAX_GROUP_ROWS < 1 << ORDINAL_BITS);
 
-/// The group's statement: every row whose expectation holds and whose version is free.
-/// `$4` is each row's expected version (0: no stream); it writes version `$4 + 1`.
-const GROUP_SQL: &str = "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
+/// Most events of an append that joins a group; a larger one is written alone.
+pub(super) const MAX_GROUPED_EVENTS: usize = 64;
+const _: () = assert!(MAX_GROUPED_EVENTS <= MAX_GROUP_ROWS);
+
+/// Single-event appends, one row each: `$4` is the row's expected version (0: no stream); it
+/// writes version `$4 + 1`. An append that lost its version is skipped, the others are
+/// written.
+const GROUP_OF_SINGLE_EVENTS_SQL: &str =
+    "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
 select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.stream_id, r.category, r.expected + 1,
        r.event_type, r.schema_version, r.data::json, r.metadata::json
   from unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[])
@@ -55,7 +63,22 @@ select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.str
  where (r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected))
    and not exists (select 1 from stream_archives a where a.stream_id = r.stream_id and (a.whole or r.expected = 0))
 on conflict (stream_id, version) do nothing
-returning event_id, position";
+returning position";
+
+/// A group with a multi-event append: the appends (`$1..$3`: stream, category, expected
+/// version) are checked once each, then joined to their rows (`$4`: the row's append, `$5`:
+/// its place in it, writing version `expected + $5`). No `on conflict`: a lost version fails
+/// the statement, so no append is written in part.
+const GROUP_SQL: &str = "insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata)
+select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, a.stream_id, a.category, a.expected + r.nth,
+       r.event_type, r.schema_version, r.data::json, r.metadata::json
+  from (select * from unnest($1::text[], $2::text[], $3::int8[]) with ordinality as a(stream_id, category, expected, append)
+         where (a.expected = 0 or exists (select 1 from events e where e.stream_id = a.stream_id and e.version = a.expected))
+           and not exists (select 1 from stream_archives s where s.stream_id = a.stream_id and (s.whole or a.expected = 0))) a
+  join unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::text[])
+       with ordinality as r(append, nth, event_id, event_type, schema_version, data, metadata, ordinal)
+    on r.append = a.append
+returning position";
 
 /// What a grouped append hears back.
 pub(super) enum Answer {
@@ -140,10 +163,10 @@ impl GroupCommit {
         GroupCommit { queue, writers }
     }
 
-    /// Whether `stream` may share a statement with others: one event, and an expectation
-    /// the group statement checks per row.
+    /// Whether `stream` may share a statement with others: a few events, and an expectation
+    /// the group statement checks per append.
     pub(super) fn accepts(stream: &StreamAppend) -> bool {
-        stream.events.len() == 1 && matches!(stream.expected, ExpectedVersion::NoStream | ExpectedVersion::Exact(_))
+        (1..=MAX_GROUPED_EVENTS).contains(&stream.events.len()) && matches!(stream.expected, ExpectedVersion::NoStream | ExpectedVersion::Exact(_))
     }
 
     /// Writes a stream the group statement does not take, alone, on a connection of these
@@ -177,18 +200,29 @@ impl GroupCommit {
 }
 
 async fn dispatch(mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Writers>) {
+    // An append taken from the queue that did not fit the last group: it leads the next.
+    let mut carried = None;
     loop {
-        let Some(first) = pending.recv().await else { return };
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match pending.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
         // While every writer is busy, more appends queue behind `first` and join its group.
         let Ok(permit) = writers.permits.clone().acquire_owned().await else {
             return;
         };
+        let mut rows = first.stream.events.len();
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match pending.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
+        while let Ok(next) = pending.try_recv() {
+            rows += next.stream.events.len();
+            if rows > MAX_GROUP_ROWS {
+                carried = Some(next);
+                break;
             }
+            group.push(next);
         }
         let writers = writers.clone();
         tokio::spawn(async move {
@@ -207,20 +241,51 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
         return;
     }
     group.sort_by(|a, b| (&a.stream.stream_id, expected(a)).cmp(&(&b.stream.stream_id, expected(b))));
-    let events = || group.iter().map(|p| &p.stream.events[0]);
-    let (data, metadata): (Vec<String>, Vec<String>) = match events().map(json_text).collect::<Result<Vec<_>, _>>() {
+    let single_events = group.iter().all(|p| p.stream.events.len() == 1);
+    if !single_events {
+        // A second append to a stream of this group would fail the whole statement (the same
+        // version) or be refused as stale (a later one, not yet written): it goes alone.
+        let (mut kept, mut alone) = (Vec::with_capacity(group.len()), Vec::new());
+        for pending in group {
+            match kept.last() {
+                Some(Pending { stream, .. }) if stream.stream_id == pending.stream.stream_id => alone.push(pending),
+                _ => kept.push(pending),
+            }
+        }
+        answer_all(alone, &Err(Answered::Alone));
+        group = kept;
+    }
+    // One row per event, the appends one after the other: row i is ordinal i + 1. Each row
+    // with its append (and that append's place, from 1) and its own place in the append.
+    let rows: Vec<(&Pending, i64, i64, &NewEvent)> = group
+        .iter()
+        .zip(1..)
+        .flat_map(|(p, append)| p.stream.events.iter().zip(1..).map(move |(event, nth)| (p, append, nth, event)))
+        .collect();
+    let (data, metadata): (Vec<String>, Vec<String>) = match rows.iter().map(|(_, _, _, e)| json_text(e)).collect::<Result<Vec<_>, _>>() {
         Ok(texts) => texts.into_iter().unzip(),
         Err(_) => return answer_all(group, &Err(Answered::Alone)),
     };
-    let rows = writers
+    let positions = writers
         .run(async |conn| {
-            sqlx::query(GROUP_SQL)
-                .bind(events().map(|e| e.event_id).collect::<Vec<Uuid>>())
-                .bind(group.iter().map(|p| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
-                .bind(group.iter().map(|p| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
-                .bind(group.iter().map(expected).collect::<Vec<i64>>())
-                .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
-                .bind(events().map(|e| e.schema_version).collect::<Vec<i32>>())
+            let query = if single_events {
+                sqlx::query(GROUP_OF_SINGLE_EVENTS_SQL)
+                    .bind(rows.iter().map(|(_, _, _, e)| e.event_id).collect::<Vec<Uuid>>())
+                    .bind(rows.iter().map(|(p, _, _, _)| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
+                    .bind(rows.iter().map(|(p, _, _, _)| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
+                    .bind(rows.iter().map(|(p, _, _, _)| expected(p)).collect::<Vec<i64>>())
+            } else {
+                sqlx::query(GROUP_SQL)
+                    .bind(group.iter().map(|p| p.stream.stream_id.as_str()).collect::<Vec<&str>>())
+                    .bind(group.iter().map(|p| category_of(&p.stream.stream_id)).collect::<Vec<&str>>())
+                    .bind(group.iter().map(expected).collect::<Vec<i64>>())
+                    .bind(rows.iter().map(|(_, append, _, _)| *append).collect::<Vec<i64>>())
+                    .bind(rows.iter().map(|(_, _, nth, _)| *nth).collect::<Vec<i64>>())
+                    .bind(rows.iter().map(|(_, _, _, e)| e.event_id).collect::<Vec<Uuid>>())
+            };
+            query
+                .bind(rows.iter().map(|(_, _, _, e)| e.event_type.as_str()).collect::<Vec<&str>>())
+                .bind(rows.iter().map(|(_, _, _, e)| e.schema_version).collect::<Vec<i32>>())
                 .bind(data)
                 .bind(metadata)
                 .fetch_all(conn)
@@ -228,16 +293,17 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
                 .map_err(classify)
         })
         .await;
-    let written: Result<Vec<(Uuid, u64)>, Answered> = match rows {
-        Ok(rows) => rows
+    let written: Result<Vec<u64>, Answered> = match positions {
+        Ok(positions) => positions
             .iter()
-            .map(|row| Ok((row.try_get(0)?, to_u64(row.try_get(1)?, "position")?)))
+            .map(|row| to_u64(row.try_get(0)?, "position"))
             .collect::<Result<_, StoreError>>()
             .map_err(|e| Answered::Each(format!("the group's appends were written, but their positions could not be read: {e}"))),
         // The connection failed under the statement: written or not, nobody can say.
         Err(Failure::Store(StoreError::Database(e))) if !matches!(e, sqlx::Error::Database(_)) => Err(Answered::Unknown(e.to_string())),
-        // The server refused the statement (a reused event id, a deadlock), or it was never
-        // sent (no connection): nothing was written.
+        // The server refused the statement (a reused event id, a lost race in a group with
+        // a multi-event append, a deadlock), or it was never sent (no connection): nothing
+        // was written.
         Err(_) => {
             tracing::debug!(appends = group.len(), "a group append failed; writing each alone");
             Err(Answered::Alone)
@@ -246,25 +312,50 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
     answer_all(group, &written);
 }
 
-fn answer_all(group: Vec<Pending>, written: &Result<Vec<(Uuid, u64)>, Answered>) {
+/// Answers each append of a group from the positions the statement returned. The ordinal
+/// in a position (its low bits) is the row's place in the statement, so it says whose row
+/// it was.
+fn answer_all(group: Vec<Pending>, written: &Result<Vec<u64>, Answered>) {
+    let mut ordinals = written.as_ref().map(|positions| {
+        let mut ordinals: Vec<(u64, u64)> = positions.iter().map(|&p| (p & ((1 << ORDINAL_BITS) - 1), p)).collect();
+        ordinals.sort_unstable();
+        ordinals.into_iter().peekable()
+    });
+    let mut first_ordinal = 1;
     for Pending { stream, reply } in group {
-        let answer = match written {
+        let ordinal_range = first_ordinal..first_ordinal + stream.events.len() as u64;
+        first_ordinal = ordinal_range.end;
+        let answer = match &mut ordinals {
             Err(Answered::Alone) => Answer::Alone,
             Err(Answered::Each(reason)) => Answer::Written(Err(Failure::Store(StoreError::Corrupt(reason.clone())))),
             Err(Answered::Unknown(reason)) => Answer::Written(Err(Failure::Store(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
                 reason.clone(),
             )))))),
-            Ok(rows) => match rows.iter().find(|(id, _)| *id == stream.events[0].event_id) {
-                Some((_, position)) => Answer::Written(Ok(StreamWritten {
-                    actual: expected_param(stream.expected).unsigned_abs(),
-                    positions: vec![Position(*position)],
-                })),
-                None => Answer::Written(Err(Failure::Stale {
-                    stream: stream.stream_id.clone(),
-                    expected: stream.expected,
-                })),
-            },
+            Ok(ordinals) => {
+                let mut positions = Vec::new();
+                while let Some((_, position)) = ordinals.next_if(|(ordinal, _)| ordinal_range.contains(ordinal)) {
+                    positions.push(Position(position));
+                }
+                if positions.is_empty() {
+                    Answer::Written(Err(Failure::Stale {
+                        stream: stream.stream_id.clone(),
+                        expected: stream.expected,
+                    }))
+                } else if positions.len() != stream.events.len() {
+                    Answer::Written(Err(Failure::Store(StoreError::Corrupt(format!(
+                        "a grouped append of {} events to {} wrote {}",
+                        stream.events.len(),
+                        stream.stream_id,
+                        positions.len()
+                    )))))
+                } else {
+                    Answer::Written(Ok(StreamWritten {
+                        actual: expected_param(stream.expected).unsigned_abs(),
+                        positions,
+                    }))
+                }
+            }
         };
         let _ = reply.send((stream, answer));
     }

@@ -88,7 +88,7 @@ pub struct PgStoreOptions {
     /// row locks: a process frozen in the middle of one (SIGSTOP, a stalled host) would stall
     /// every node's feed and a standby's takeover for as long as it is frozen.
     pub idle_in_transaction_timeout: Option<Duration>,
-    /// Group commit (`group_commit`): at most this many statements of single-event appends
+    /// Group commit (`group_commit`): at most this many statements of grouped appends
     /// in flight at once, a lone append's or a group's, each one flush; 0 writes every
     /// append on its own, with no limit but the pool.
     pub group_commit_writers: usize,

@@ -1,5 +1,5 @@
-//! Group commit on Postgres: single-event appends written together in one statement and
-//! one transaction. Each caller keeps its own expectation, its own answer, and its own
+//! Group commit on Postgres: one-stream appends written together in one statement and one
+//! transaction. Each caller keeps its own expectation, its own answer, and its own
 //! error; grouping is observed in the positions (one transaction id, `position >> 20`,
 //! holding the events of several callers).
 
@@ -166,4 +166,85 @@ async fn a_reused_event_id_fails_only_its_own_append() {
         .map(|e| e.stream_id)
         .collect();
     assert_eq!(streams.len(), 60, "cart-a and the 59 good appends, each once");
+}
+
+fn events(from: usize, n: usize) -> Vec<NewEvent> {
+    (from..from + n).map(event).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_event_appends_that_arrive_together_share_a_transaction() {
+    let store = one_writer_store().await;
+    let appends = (0..60)
+        .map(|i| AppendRequest::single(format!("cart-m{i}"), ExpectedVersion::NoStream, events(i * 10, 1 + i % 10)))
+        .collect();
+    let results = all_at_once(&store, appends).await;
+
+    for (i, result) in results.iter().enumerate() {
+        let outcome = result.as_ref().unwrap_or_else(|e| panic!("cart-m{i}: {e:?}"));
+        let stored = store.read_stream(&format!("cart-m{i}"), 1, 100).await.expect("read");
+        assert_eq!(stored.len(), 1 + i % 10, "cart-m{i}");
+        let data: Vec<_> = stored.iter().map(|e| e.data.to_value()).collect();
+        assert_eq!(
+            data,
+            (i * 10..i * 10 + stored.len()).map(|n| json!({ "n": n })).collect::<Vec<_>>(),
+            "cart-m{i}"
+        );
+        assert_eq!(outcome.positions, stored.iter().map(|e| e.position).collect::<Vec<_>>(), "cart-m{i}");
+        assert_eq!(
+            (outcome.streams[0].first_version, outcome.streams[0].last_version),
+            (1, stored.len() as u64)
+        );
+    }
+    let sizes = events_per_transaction(&store).await;
+    assert_eq!(sizes.iter().sum::<usize>(), (0..60).map(|i| 1 + i % 10).sum::<usize>());
+    assert!(
+        sizes.iter().any(|n| *n > 10),
+        "no transaction held more than one caller's events: {sizes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_multi_event_appends_are_written_whole_or_not_at_all() {
+    let store = one_writer_store().await;
+    store
+        .append(AppendRequest::single("cart-hot", ExpectedVersion::NoStream, vec![event(0)]))
+        .await
+        .expect("seed");
+    // Thirty callers append 2..=6 events each to one stream, all expecting version 1: with
+    // `on conflict do nothing` a loser of 6 events would keep the versions the winner's
+    // shorter append left free. Beside them, appends to streams of their own.
+    let mut appends: Vec<AppendRequest> = (0..30)
+        .map(|i| AppendRequest::single("cart-hot", ExpectedVersion::Exact(1), events(i * 10, 2 + i % 5)))
+        .collect();
+    appends.extend((0..30).map(|i| AppendRequest::single(format!("cart-m{i}"), ExpectedVersion::NoStream, events(i * 10, 1 + i % 10))));
+    let results = all_at_once(&store, appends).await;
+
+    let (hot, own) = results.split_at(30);
+    let winners: Vec<usize> = (0..30).filter(|i| hot[*i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one of the racing appends wins: {hot:?}");
+    let won = 2 + winners[0] % 5;
+    let stored = store.read_stream("cart-hot", 1, 100).await.expect("read");
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=1 + won as u64).collect::<Vec<_>>(),
+        "the winner's events, whole, and nothing of any loser"
+    );
+    let expected_data: Vec<_> = (winners[0] * 10..winners[0] * 10 + won).map(|n| json!({ "n": n })).collect();
+    assert_eq!(stored[1..].iter().map(|e| e.data.to_value()).collect::<Vec<_>>(), expected_data);
+    for result in hot.iter().filter(|r| r.is_err()) {
+        match result {
+            Err(StoreError::Conflict { stream, expected, actual }) => {
+                assert_eq!(
+                    (stream.as_str(), *expected, *actual),
+                    ("cart-hot", ExpectedVersion::Exact(1), 1 + won as u64)
+                );
+            }
+            other => panic!("a loser gets a conflict, not {other:?}"),
+        }
+    }
+    for (i, result) in own.iter().enumerate() {
+        assert!(result.is_ok(), "cart-m{i}: {result:?}");
+        assert_eq!(store.read_stream(&format!("cart-m{i}"), 1, 100).await.expect("read").len(), 1 + i % 10);
+    }
 }
