@@ -337,30 +337,32 @@ fn is_in_memory(url: &str) -> bool {
 const READ_STREAM_SQL: &str = "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
      from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
 /// The same over the hot table and the archive, for a stream truncated behind a snapshot.
-const READ_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (\
-     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-       from events where stream_id = ?1 and version >= ?2 order by version limit ?3) \
+///
+/// Like every read of both tables here, one compound `select` with the `order by` on the
+/// whole: SQLite merges the two index scans as they go. Each arm as a subquery with its own
+/// `order by ... limit` made it copy both arms into temporary B-trees and sort them again
+/// (`explain query plan`), 2.5 times as long for a page of 1,000 (sqlite3, 200,000 events).
+const READ_STREAM_WITH_ARCHIVE_SQL: &str = "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from events where stream_id = ?1 and version >= ?2 \
      union all \
-     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-       from archived_events where stream_id = ?1 and version >= ?2 order by version limit ?3)) \
+     select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from archived_events where stream_id = ?1 and version >= ?2 \
      order by version limit ?3";
 /// What folding an aggregate reads (`load_stream`): no stream id, event id or metadata.
 const LOAD_STREAM_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at \
      from events where stream_id = ?1 and version >= ?2 order by version limit ?3";
-const LOAD_STREAM_WITH_ARCHIVE_SQL: &str = "select * from (\
-     select * from (select position, version, event_type, schema_version, data, recorded_at \
-       from events where stream_id = ?1 and version >= ?2 order by version limit ?3) \
+const LOAD_STREAM_WITH_ARCHIVE_SQL: &str = "select position, version, event_type, schema_version, data, recorded_at \
+       from events where stream_id = ?1 and version >= ?2 \
      union all \
-     select * from (select position, version, event_type, schema_version, data, recorded_at \
-       from archived_events where stream_id = ?1 and version >= ?2 order by version limit ?3)) \
+     select position, version, event_type, schema_version, data, recorded_at \
+       from archived_events where stream_id = ?1 and version >= ?2 \
      order by version limit ?3";
 /// The whole feed, hot table and archive merged (0006): archiving never changes it.
-const READ_ALL_SQL: &str = "select * from (\
-     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-       from events where position > ?1 order by position limit ?2) \
+const READ_ALL_SQL: &str = "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from events where position > ?1 \
      union all \
-     select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-       from archived_events where position > ?1 order by position limit ?2)) \
+     select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+       from archived_events where position > ?1 \
      order by position limit ?2";
 
 impl SqliteStore {
@@ -400,26 +402,25 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 /// The feed filtered by `n` categories (bound as `?3`, `?4`, ...), one statement, so one
-/// snapshot. Each category is read on its own along `events_category_position_idx`, in
-/// position order and at most a page each, and the pages are merged: with
-/// `category in (...) order by position` SQLite's plan fetched every matching event after
-/// `?1` and sorted them (a temp B-tree) for each page, the plan Postgres had too.
-/// The text is ours alone: only the number of placeholders varies.
+/// snapshot. Each category is read on its own along `events_category_position_idx` (and the
+/// archive's twin), in position order, and SQLite merges the scans as they go (one compound
+/// `select`, see `READ_STREAM_WITH_ARCHIVE_SQL`): with `category in (...) order by position`
+/// its plan fetched every matching event after `?1` and sorted them (a temp B-tree) for each
+/// page, the plan Postgres had too. The text is ours alone: only the number of placeholders
+/// varies.
 fn categories_feed_sql(n: usize) -> String {
-    // Each category from the hot table and from the archive (0006).
-    let one = |i: usize| {
-        ["events", "archived_events"]
-            .map(|table| {
+    let arms: Vec<String> = (0..n)
+        .flat_map(|i| {
+            ["events", "archived_events"].map(|table| {
                 format!(
-                    "select * from (select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
-                     from {table} where category = ?{} and position > ?1 order by position limit ?2)",
+                    "select position, event_id, stream_id, version, event_type, schema_version, data, metadata, recorded_at \
+                     from {table} where category = ?{} and position > ?1",
                     i + 3
                 )
             })
-            .join(" union all ")
-    };
-    let parts: Vec<String> = (0..n).map(one).collect();
-    format!("{} order by position limit ?2", parts.join(" union all "))
+        })
+        .collect();
+    format!("{} order by position limit ?2", arms.join(" union all "))
 }
 
 #[async_trait]
