@@ -128,13 +128,7 @@ impl Vault {
         };
         let cipher = self.unwrap(&stored)?;
         let plaintext = serde_json::to_vec(data).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        let nonce = Aes256Gcm::generate_nonce(OsRng);
-        let aad = data_aad(subject, stored.key_id);
-        let ciphertext = cipher
-            .encrypt(&nonce, Payload { msg: &plaintext, aad: &aad })
-            .map_err(|_| VaultError::Corrupt("sealing failed".into()))?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
+        let sealed = encrypt(&cipher, &plaintext, &data_aad(subject, stored.key_id)).ok_or_else(|| VaultError::Corrupt("sealing failed".into()))?;
         Ok(SealedPersonalData::new(format!(
             "{SEALED_PREFIX}.{}.{}",
             stored.key_id.simple(),
@@ -168,15 +162,7 @@ impl Vault {
             _ => return Ok(Opened::Erased),
         };
         let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| corrupt("bad base64"))?;
-        if body.len() < NONCE_LEN {
-            return Err(corrupt("too short"));
-        }
-        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
-        let aad = data_aad(customer.as_str(), key_id);
-        let plaintext = self
-            .unwrap(stored)?
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
-            .map_err(|_| corrupt("does not authenticate"))?;
+        let plaintext = decrypt(&self.unwrap(stored)?, &body, &data_aad(customer.as_str(), key_id)).map_err(corrupt)?;
         let data = serde_json::from_slice(&plaintext).map_err(|e| corrupt(&e.to_string()))?;
         Ok(Opened::Data(data))
     }
@@ -221,16 +207,7 @@ impl Vault {
     }
 
     fn wrap(&self, subject: &str, key_id: Uuid, data_key: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let nonce = Aes256Gcm::generate_nonce(OsRng);
-        let aad = key_aad(subject, key_id);
-        let ciphertext = self
-            .master
-            .cipher
-            .encrypt(&nonce, Payload { msg: data_key, aad: &aad })
-            .map_err(|_| VaultError::Corrupt("wrapping failed".into()))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&ciphertext);
-        Ok(wrapped)
+        encrypt(&self.master.cipher, data_key, &key_aad(subject, key_id)).ok_or_else(|| VaultError::Corrupt("wrapping failed".into()))
     }
 
     fn unwrap(&self, stored: &DataKey) -> Result<Aes256Gcm, VaultError> {
@@ -247,20 +224,33 @@ impl Vault {
                 fingerprint: stored.master_key.clone(),
             })?;
         let corrupt = || VaultError::Corrupt(format!("the data key of {:?} does not unwrap", stored.subject));
-        if stored.wrapped.len() < NONCE_LEN {
-            return Err(corrupt());
-        }
-        let (nonce, ciphertext) = stored.wrapped.split_at(NONCE_LEN);
-        let aad = key_aad(&stored.subject, stored.key_id);
-        let bytes = master
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
-            .map_err(|_| corrupt())?;
+        let bytes = decrypt(&master.cipher, &stored.wrapped, &key_aad(&stored.subject, stored.key_id)).map_err(|_| corrupt())?;
         if bytes.len() != 32 {
             return Err(corrupt());
         }
         Ok(bytes)
     }
+}
+
+/// AES-256-GCM under a fresh random nonce, as `nonce || ciphertext || tag`: the form of
+/// both a sealed text's body and a wrapped data key.
+fn encrypt(cipher: &Aes256Gcm, msg: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    let nonce = Aes256Gcm::generate_nonce(OsRng);
+    let ciphertext = cipher.encrypt(&nonce, Payload { msg, aad }).ok()?;
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&ciphertext);
+    Some(sealed)
+}
+
+/// The inverse of [`encrypt`]; the error says why it failed.
+fn decrypt(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if sealed.len() < NONCE_LEN {
+        return Err("too short");
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .map_err(|_| "does not authenticate")
 }
 
 /// Binds a ciphertext to its customer and key: moving it to another customer's order, or
