@@ -46,12 +46,10 @@ impl Commands {
             if events.is_empty() {
                 return self.recorded(customer_id, loaded.version, true).await;
             }
-            let expected = match loaded.version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
             let metadata = ctx.metadata();
-            let request = AppendRequest::single(&stream, expected, events.iter().map(|e| encode(e, &metadata)).collect());
+            let encoded = events.iter().map(|e| encode(e, &metadata)).collect();
+            // Exact(0) expects no stream, as every command's first append does.
+            let request = AppendRequest::single(&stream, ExpectedVersion::Exact(loaded.version), encoded);
             match vault.keys().shred(customer_id.as_str(), request).await {
                 Ok(_) => return self.recorded(customer_id, loaded.version + events.len() as u64, false).await,
                 Err(StoreError::Conflict { .. }) if Instant::now() < deadline => backoff.wait(deadline).await,
