@@ -195,9 +195,14 @@ impl From<CommandError> for ApiError {
             CommandError::Timeout => ApiError::Timeout,
             CommandError::Store(e) => match Arc::try_unwrap(e) {
                 Ok(e) => e.into(),
-                Err(shared) if matches!(shared.as_ref(), StoreError::StreamArchived { .. }) => archived(&shared),
-                Err(shared) if shared.is_transient() => ApiError::Unavailable(error_chain(shared.as_ref())),
-                Err(shared) => ApiError::Internal(error_chain(shared.as_ref())),
+                Err(shared) => match shared.as_ref() {
+                    StoreError::StreamArchived { stream, version } => ApiError::Archived {
+                        stream: stream.clone(),
+                        version: *version,
+                    },
+                    other if other.is_transient() => ApiError::Unavailable(error_chain(other)),
+                    other => ApiError::Internal(error_chain(other)),
+                },
             },
             CommandError::Vault(e) => ApiError::Internal(error_chain(e.as_ref())),
         }
@@ -227,20 +232,10 @@ impl From<StoreError> for ApiError {
                 ApiError::BadUserInput("this idempotency key was already used for a different request: use a new key".to_owned())
             }
             StoreError::SubscriberTooSlow { resume } => ApiError::SubscriptionLagged(resume),
-            StoreError::StreamArchived { .. } => archived(&e),
+            StoreError::StreamArchived { stream, version } => ApiError::Archived { stream, version },
             other if other.is_transient() => ApiError::Unavailable(error_chain(&other)),
             other => ApiError::Internal(error_chain(&other)),
         }
-    }
-}
-
-fn archived(e: &StoreError) -> ApiError {
-    match e {
-        StoreError::StreamArchived { stream, version } => ApiError::Archived {
-            stream: stream.clone(),
-            version: *version,
-        },
-        other => ApiError::Internal(error_chain(other)),
     }
 }
 
