@@ -40,13 +40,16 @@ fn parse_idle_for(text: &str) -> Result<IdleFor, String> {
     }
 }
 
+/// The policy's own defaults (`projections::RetentionConfig`), which the flags' defaults
+/// spell as text (a test checks that they agree).
 impl Default for RetentionOptions {
     fn default() -> Self {
+        let policy = projections::RetentionConfig::default();
         RetentionOptions {
-            retention_idle_for: IdleFor(Some(Duration::from_secs(30 * 86_400))),
-            retention_batch_size: 100,
-            retention_pause: Duration::from_secs(1),
-            retention_interval: Duration::from_secs(600),
+            retention_idle_for: IdleFor(Some(policy.idle_for)),
+            retention_batch_size: u32::try_from(policy.batch_size).unwrap_or(u32::MAX),
+            retention_pause: policy.pause,
+            retention_interval: policy.interval,
         }
     }
 }
