@@ -186,6 +186,19 @@ pub(crate) struct Decoded<'e> {
     pub event: AnyEvent,
 }
 
+impl Decoded<'_> {
+    /// For `PersonalDataErased`: the customer and the event's position. The read models
+    /// that keep sealed personal data drop it from that customer's rows written before.
+    pub(crate) fn personal_data_erased(&self) -> Option<(&str, i64)> {
+        match &self.event {
+            AnyEvent::Customer(domain::CustomerEvent::PersonalDataErased { customer_id }) => {
+                Some((customer_id.as_str(), crate::db::pos(self.recorded.position)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// An event this version of the domain cannot read is a deterministic failure: the model
 /// would be wrong if it skipped it.
 pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded<'_>, ProjectionError> {

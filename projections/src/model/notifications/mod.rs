@@ -15,7 +15,7 @@ pub use query::NotificationView;
 
 use std::collections::HashMap;
 
-use domain::{AnyEvent, CustomerEvent, OrderEvent, StreamId};
+use domain::{AnyEvent, OrderEvent, StreamId};
 use serde::{Deserialize, Serialize};
 use store::EventStore;
 use time::OffsetDateTime;
@@ -134,8 +134,8 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, prepared: &Prepa
     let mut rows = Vec::new();
     let mut erasures = Vec::new();
     for decoded in &prepared.events {
-        if let AnyEvent::Customer(CustomerEvent::PersonalDataErased { customer_id }) = &decoded.event {
-            erasures.push((customer_id.as_str(), pos(decoded.recorded.position)));
+        if let Some(erasure) = decoded.personal_data_erased() {
+            erasures.push(erasure);
             continue;
         }
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {

@@ -11,7 +11,7 @@ pub use query::OrderView;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::{AnyEvent, CustomerEvent, OrderEvent, OrderStatus, StreamId};
+use domain::{AnyEvent, OrderEvent, OrderStatus, StreamId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -172,8 +172,8 @@ pub(crate) async fn write(conn: &mut Conn<'_>, generation: i64, events: &[Decode
     let mut erasures = Vec::new();
 
     for decoded in events {
-        if let AnyEvent::Customer(CustomerEvent::PersonalDataErased { customer_id }) = &decoded.event {
-            erasures.push((customer_id.as_str(), pos(decoded.recorded.position)));
+        if let Some(erasure) = decoded.personal_data_erased() {
+            erasures.push(erasure);
             continue;
         }
         let (StreamId::Order(id), AnyEvent::Order(event)) = (&decoded.stream, &decoded.event) else {
