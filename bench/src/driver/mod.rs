@@ -50,6 +50,8 @@ pub struct Server {
     /// Whether [`Server::stop`] drops the database: only the server that created it does.
     owns_database: bool,
     log_path: PathBuf,
+    /// Cartsource's data directory (its master key file), removed by [`Server::stop`].
+    data_dir: Option<PathBuf>,
 }
 
 /// The `CARTSOURCE_ROLE` of a cartsource process (the baseline has none).
@@ -104,6 +106,7 @@ impl Server {
         let process = format!("{database}_{port}");
         let log_path = std::env::temp_dir().join(format!("{process}.log"));
         let log = std::fs::File::create(&log_path)?;
+        let data_dir = std::env::temp_dir().join(&process);
         let mut command = match kind {
             Kind::Baseline => {
                 let mut c = tokio::process::Command::new(&binaries.bench);
@@ -119,7 +122,6 @@ impl Server {
                 c
             }
             Kind::Cartsource => {
-                let data_dir = std::env::temp_dir().join(&process);
                 // Production mode wants a master key for personal data, never a generated one.
                 std::fs::create_dir_all(&data_dir)?;
                 let master_key_file = data_dir.join("bench_master_key");
@@ -131,7 +133,7 @@ impl Server {
                     .env("CARTSOURCE_ENV", "production")
                     .env("CARTSOURCE_ROLE", role.env_value())
                     .env("CARTSOURCE_MASTER_KEY_FILE", master_key_file)
-                    .env("CARTSOURCE_DATA_DIR", data_dir)
+                    .env("CARTSOURCE_DATA_DIR", &data_dir)
                     .env("RUST_LOG", "warn")
                     // One simulated user may send far more than a shop's per-caller limit.
                     .env("RATE_LIMIT_PER_SECOND", "1000000")
@@ -153,6 +155,7 @@ impl Server {
             database_url: database_url.to_owned(),
             owns_database: false,
             log_path,
+            data_dir: (kind == Kind::Cartsource).then_some(data_dir),
         };
         let probe = match kind {
             Kind::Baseline => "/healthz",
@@ -193,6 +196,9 @@ impl Server {
             drop_database(admin, &self.database).await?;
         }
         let _ = std::fs::remove_file(&self.log_path);
+        if let Some(data_dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
         Ok(())
     }
 }
