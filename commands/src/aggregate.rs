@@ -78,7 +78,7 @@ pub fn decode_loaded<E: Event>(stream_id: &str, loaded: &StreamEvent) -> Result<
 }
 
 fn decode_data<E: Event>(stream_id: &str, version: u64, event_type: &str, data: &EventData) -> Result<E, StoreError> {
-    E::from_json(event_type, data.raw()).map_err(|e| StoreError::Corrupt(format!("{event_type} v{version} of {stream_id}: {e}")))
+    E::from_json(event_type, data.get()).map_err(|e| StoreError::Corrupt(format!("{event_type} v{version} of {stream_id}: {e}")))
 }
 
 /// An aggregate's state and the stream version it includes (the expected version for

@@ -137,18 +137,9 @@ impl<'a> FromSql<'a> for JsonbBytes<'a> {
     }
 }
 
-/// Decodes an event's `data` (JSON text) straight into the typed event, without an
-/// intermediate `serde_json::Value`: the adjacently tagged form `{"type": .., "data": ..}`
-/// with the tag first, which serde reads without buffering.
+/// Decodes an event's `data` (JSON text) straight into the typed event, the way the domain
+/// decodes what the store reads (`Event::from_json`: one pass, no intermediate
+/// `serde_json::Value`).
 pub(super) fn typed<E: Event>(event_type: &str, data: &[u8]) -> Result<E, BoxError> {
-    if E::current_schema_version(event_type).is_none() {
-        return Err(format!("unknown event type {event_type:?}").into());
-    }
-    let mut tagged = Vec::with_capacity(data.len() + event_type.len() + 20);
-    tagged.extend_from_slice(b"{\"type\":");
-    serde_json::to_writer(&mut tagged, event_type)?;
-    tagged.extend_from_slice(b",\"data\":");
-    tagged.extend_from_slice(data);
-    tagged.push(b'}');
-    Ok(serde_json::from_slice(&tagged)?)
+    Ok(E::from_json(event_type, std::str::from_utf8(data)?)?)
 }

@@ -216,6 +216,14 @@ fn events_encode_to_the_pinned_type_version_and_data() {
 #[test]
 fn events_decode_from_the_pinned_data() {
     for (event, name, _, data) in golden() {
+        // From the JSON text (what the store reads), and from a `Value` (what upcasters give).
+        let from_value = match &event {
+            AnyEvent::Cart(_) => CartEvent::from_data(name, data.clone()).map(AnyEvent::Cart),
+            AnyEvent::Product(_) => ProductEvent::from_data(name, data.clone()).map(AnyEvent::Product),
+            AnyEvent::Order(_) => OrderEvent::from_data(name, data.clone()).map(AnyEvent::Order),
+            AnyEvent::Customer(_) => CustomerEvent::from_data(name, data.clone()).map(AnyEvent::Customer),
+        };
+        assert_eq!(from_value.unwrap(), event, "{name}");
         assert_eq!(AnyEvent::from_data(name, data).unwrap(), event, "{name}");
     }
 }
@@ -309,9 +317,9 @@ fn unknown_fields_are_ignored_so_that_adding_an_optional_field_stays_readable() 
 
 #[test]
 fn json_text_decodes_whatever_its_spacing_and_key_order() {
-    let text = serde_json::value::RawValue::from_string(r#" { "quantity" : 2 ,"sku":"tea" } "#.to_owned()).unwrap();
+    let text = r#" { "quantity" : 2 ,"sku":"tea" } "#;
     assert_eq!(
-        CartEvent::from_json("ItemQuantityChanged", &text).unwrap(),
+        CartEvent::from_json("ItemQuantityChanged", text).unwrap(),
         CartEvent::ItemQuantityChanged {
             sku: sku("tea"),
             quantity: 2
@@ -319,7 +327,29 @@ fn json_text_decodes_whatever_its_spacing_and_key_order() {
     );
     // Only a declared type name is ever written into the tagged text.
     assert!(matches!(
-        CartEvent::from_json(r#"ItemQuantityChanged","x":"#, &text),
+        CartEvent::from_json(r#"ItemQuantityChanged","x":"#, text),
         Err(DecodeError::UnknownEventType(_))
+    ));
+}
+
+#[test]
+fn json_text_is_one_value_or_an_error() {
+    for text in [
+        // A second value after the data, or text that would close the tagged object and add
+        // a key of its own if the two were ever written out together.
+        r#"{"sku":"tea","quantity":2} {"sku":"tea"}"#,
+        r#"{"sku":"tea","quantity":2}, "type": "CartCleared""#,
+        r#"{"sku":"tea","quantity":2"#,
+        r#"{"sku":"tea","quantity":-2}"#,
+        "",
+    ] {
+        assert!(
+            matches!(CartEvent::from_json("ItemQuantityChanged", text), Err(DecodeError::InvalidData { .. })),
+            "{text:?} decoded"
+        );
+    }
+    assert!(matches!(
+        AnyEvent::from_json("ItemQuantityChanged", r#"{"sku":"tea","quantity":2}}"#),
+        Err(DecodeError::InvalidData { .. })
     ));
 }

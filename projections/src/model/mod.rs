@@ -208,7 +208,7 @@ pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded<'_>, Projection
         reason,
     };
     let stream = StreamId::parse(&recorded.stream_id).ok_or_else(|| fail(format!("unknown stream id {:?}", recorded.stream_id)))?;
-    let event = AnyEvent::from_json(&recorded.event_type, recorded.data.raw()).map_err(|e| fail(e.to_string()))?;
+    let event = AnyEvent::from_json(&recorded.event_type, recorded.data.get()).map_err(|e| fail(e.to_string()))?;
     if event.category() != stream.category() {
         return Err(fail(format!("a {} event in stream {}", event.category(), recorded.stream_id)));
     }

@@ -1,5 +1,8 @@
 //! How the SQLite backend writes values as text and integers and reads them back: times
 //! as fixed-width RFC 3339 text, JSON as text, ids as text, versions and positions as i64.
+//!
+//! Event data is read as the JSON text it is without being checked again: `events` takes
+//! only text that `json_valid` accepts, and the archive holds copies of its rows.
 
 use time::format_description::well_known::Rfc3339;
 use time::format_description::FormatItem;
@@ -58,7 +61,7 @@ impl EventRow {
     fn into_event(self) -> Result<RecordedEvent, StoreError> {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event at position {}: {what}: {e}", self.position));
         let event_id = Uuid::parse_str(&self.event_id).map_err(|e| corrupt("event_id", &e))?;
-        let data = EventData::from_json(self.data).map_err(|e| corrupt("data", &e))?;
+        let data = EventData::from_json_column(self.data);
         let metadata: Metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", &e))?;
         let recorded_at = parse_timestamp(&self.recorded_at)?;
         let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
@@ -110,7 +113,7 @@ pub(super) struct StreamEventRow {
 
 impl StreamEventRow {
     fn into_event(self) -> Result<StreamEvent, StoreError> {
-        let data = EventData::from_json(self.data).map_err(|e| StoreError::Corrupt(format!("event at position {}: data: {e}", self.position)))?;
+        let data = EventData::from_json_column(self.data);
         let (schema_version, data) = upcast(&self.event_type, self.schema_version, data)?;
         Ok(StreamEvent {
             position: Position(from_i64(self.position, "position")?),
