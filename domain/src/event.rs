@@ -66,9 +66,14 @@ pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
         self.kind().schema_version
     }
 
+    /// The declared type of a type name of this aggregate.
+    fn type_named(event_type: &str) -> Option<EventType> {
+        Self::TYPES.iter().find(|t| t.name == event_type).copied()
+    }
+
     /// The current schema version of a type name of this aggregate.
     fn current_schema_version(event_type: &str) -> Option<i32> {
-        Self::TYPES.iter().find(|t| t.name == event_type).map(|t| t.schema_version)
+        Self::type_named(event_type).map(|t| t.schema_version)
     }
 
     /// The data object, without the type. Field names are snake_case and
@@ -84,7 +89,7 @@ pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
 
     /// Decodes data in the current schema of `event_type`.
     fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
-        let kind = Self::kind_named(event_type)?;
+        let kind = Self::type_named(event_type).ok_or_else(|| DecodeError::UnknownEventType(event_type.to_owned()))?;
         decode_tagged(kind.name, data).map_err(|source| DecodeError::InvalidData {
             event_type: event_type.to_owned(),
             source,
@@ -98,7 +103,7 @@ pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
     /// aggregate in the profile of issue #11; checking the text, then decoding it, a tenth of
     /// reading the feed.)
     fn from_json(event_type: &str, data: &str) -> Result<Self, DecodeError> {
-        let kind = Self::kind_named(event_type)?;
+        let kind = Self::type_named(event_type).ok_or_else(|| DecodeError::UnknownEventType(event_type.to_owned()))?;
         let invalid = |source| DecodeError::InvalidData {
             event_type: event_type.to_owned(),
             source,
@@ -107,15 +112,6 @@ pub trait Event: Clone + Debug + PartialEq + Serialize + DeserializeOwned {
         let event = decode_tagged(kind.name, &mut text).map_err(invalid)?;
         text.end().map_err(invalid)?;
         Ok(event)
-    }
-
-    /// The declared type of this name.
-    fn kind_named(event_type: &str) -> Result<EventType, DecodeError> {
-        Self::TYPES
-            .iter()
-            .find(|t| t.name == event_type)
-            .copied()
-            .ok_or_else(|| DecodeError::UnknownEventType(event_type.to_owned()))
     }
 }
 
