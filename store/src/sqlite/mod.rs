@@ -42,12 +42,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{Sqlite, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position,
-    RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
+    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, NewEvent,
+    Position, RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
 };
 use crate::event_store::EventStore;
 
@@ -189,18 +188,24 @@ impl SqliteStore {
             }
         }
 
-        // Every expectation first, so a failing one writes nothing at all.
+        // Every expectation first, so a failing one writes nothing at all. One statement per
+        // stream reads what the append needs: its tombstone, its version and the newest
+        // event's time (each was a statement of its own; on SQLite every statement is a
+        // round trip to the connection's thread).
         let mut starts = Vec::with_capacity(request.streams.len());
+        let mut last_recorded_at = None;
         for stream in &request.streams {
-            // The tombstone is checked inside the write lock: with one writer, nothing can
-            // archive the stream between this read and the insert.
-            if let Some((true, version)) = archive::archive_state(&mut *conn, &stream.stream_id).await? {
+            // Read inside the write lock: with one writer, nothing can archive the stream or
+            // append to it between this read and the insert.
+            let (archived, actual, last): (Option<i64>, i64, Option<String>) =
+                sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
+            if let Some(version) = archived {
                 return Err(StoreError::StreamArchived {
                     stream: stream.stream_id.clone(),
-                    version,
+                    version: from_i64(version, "archived version")?,
                 });
             }
-            let actual = current_version(&mut *conn, &stream.stream_id).await?;
+            let actual = from_i64(actual, "version")?;
             if !stream.expected.is_met_by(actual) {
                 return Err(StoreError::Conflict {
                     stream: stream.stream_id.clone(),
@@ -209,9 +214,10 @@ impl SqliteStore {
                 });
             }
             starts.push(actual);
+            last_recorded_at = last;
         }
 
-        let recorded_at = format_timestamp(self.next_recorded_at(&mut *conn).await?)?;
+        let recorded_at = format_timestamp(next_recorded_at(last_recorded_at.as_deref()))?;
         let mut outcome = AppendOutcome {
             streams: Vec::with_capacity(request.streams.len()),
             positions: Vec::with_capacity(request.event_count()),
@@ -220,29 +226,34 @@ impl SqliteStore {
         for (stream, start) in request.streams.iter().zip(starts) {
             let category = category_of(&stream.stream_id);
             let mut version = start;
-            for event in &stream.events {
-                version += 1;
-                let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
-                let metadata =
-                    serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
-                let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) \
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) returning position",
-                )
-                .bind(event.event_id.to_string())
-                .bind(&stream.stream_id)
-                .bind(category)
-                .bind(to_i64(version, "version")?)
-                .bind(&event.event_type)
-                .bind(event.schema_version)
-                .bind(data)
-                .bind(metadata)
-                .bind(&recorded_at)
-                .fetch_one(&mut *conn)
-                .await;
+            for chunk in stream.events.chunks(INSERT_ROWS) {
+                let mut insert = sqlx::query_scalar(insert_sql(chunk.len()))
+                    .bind(&stream.stream_id)
+                    .bind(category)
+                    .bind(&recorded_at);
+                for event in chunk {
+                    version += 1;
+                    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
+                    let metadata =
+                        serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+                    insert = insert
+                        .bind(event.event_id.to_string())
+                        .bind(to_i64(version, "version")?)
+                        .bind(&event.event_type)
+                        .bind(event.schema_version)
+                        .bind(data)
+                        .bind(metadata);
+                }
+                let inserted: Result<Vec<i64>, sqlx::Error> = insert.fetch_all(&mut *conn).await;
                 match inserted {
-                    Ok(position) => outcome.positions.push(Position(from_i64(position, "position")?)),
-                    Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut *conn, stream, event.event_id).await),
+                    // Positions are taken in row order, so sorted they follow the events.
+                    Ok(mut positions) => {
+                        positions.sort_unstable();
+                        for position in positions {
+                            outcome.positions.push(Position(from_i64(position, "position")?));
+                        }
+                    }
+                    Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut *conn, stream, chunk).await),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -266,44 +277,88 @@ impl SqliteStore {
         }
         Ok(outcome)
     }
+}
 
-    /// Now, but never earlier than the last event's time: with one writer at a time this
-    /// keeps `recorded_at` non-decreasing in position order even if the clock steps back.
-    async fn next_recorded_at(&self, conn: &mut SqliteConnection) -> Result<OffsetDateTime, StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let last: Option<String> = sqlx::query_scalar("select recorded_at from events order by position desc limit 1")
-            .fetch_optional(conn)
-            .await?;
-        match last.as_deref().map(parse_timestamp) {
-            Some(Ok(last)) if last > now => Ok(last),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "last event's recorded_at is unreadable; using the clock");
-                Ok(now)
-            }
-            _ => Ok(now),
+/// A unique violation while inserting `events` of `stream`: either the stream moved on (the
+/// version index, `events_stream_version_key`) or an event id is already stored (or is
+/// given twice). SQLite's code does not say which index, and its message is not an
+/// interface, so ask the data.
+async fn unique_violation(conn: &mut SqliteConnection, stream: &crate::event::StreamAppend, events: &[NewEvent]) -> StoreError {
+    let mut ids = std::collections::HashSet::with_capacity(events.len());
+    for event in events {
+        let stored: Result<bool, sqlx::Error> = sqlx::query_scalar("select exists (select 1 from events where event_id = ?1)")
+            .bind(event.event_id.to_string())
+            .fetch_one(&mut *conn)
+            .await;
+        match stored {
+            Ok(false) if ids.insert(event.event_id) => {}
+            Ok(_) => return StoreError::InvalidRequest(format!("event id {} is already stored", event.event_id)),
+            Err(e) => return e.into(),
         }
+    }
+    match current_version(conn, &stream.stream_id).await {
+        Ok(actual) => StoreError::Conflict {
+            stream: stream.stream_id.clone(),
+            expected: stream.expected,
+            actual,
+        },
+        Err(e) => e,
     }
 }
 
-/// A unique violation while inserting an event: either the stream moved on (the version
-/// index, `events_stream_version_key`) or the event id is already stored. SQLite's code
-/// does not say which index, and its message is not an interface, so ask the data.
-async fn unique_violation(conn: &mut SqliteConnection, stream: &crate::event::StreamAppend, event_id: Uuid) -> StoreError {
-    let duplicate_id: Result<bool, sqlx::Error> = sqlx::query_scalar("select exists (select 1 from events where event_id = ?1)")
-        .bind(event_id.to_string())
-        .fetch_one(&mut *conn)
-        .await;
-    match duplicate_id {
-        Ok(true) => StoreError::InvalidRequest(format!("event id {event_id} is already stored")),
-        Ok(false) => match current_version(conn, &stream.stream_id).await {
-            Ok(actual) => StoreError::Conflict {
-                stream: stream.stream_id.clone(),
-                expected: stream.expected,
-                actual,
-            },
-            Err(e) => e,
-        },
-        Err(e) => e.into(),
+/// What an append reads of a stream before it writes: the version its tombstone keeps (null
+/// unless archived whole), its version in the hot table (truncation keeps the newest
+/// events there), and the newest event's `recorded_at` (null in an empty store).
+const STREAM_STATE_SQL: &str = "select (select archived_through from stream_archives where stream_id = ?1 and whole), \
+            coalesce((select max(version) from events where stream_id = ?1), 0), \
+            (select recorded_at from events order by position desc limit 1)";
+
+/// Most events one insert statement writes: a stream's events go in statements of this many
+/// rows (six parameters each, SQLite allows 32,766), each statement text prepared once.
+const INSERT_ROWS: usize = 32;
+
+/// The insert of `rows` events of one stream: `?1` stream id, `?2` category, `?3`
+/// recorded_at, then six parameters per row.
+fn insert_sql(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        (1..=INSERT_ROWS)
+            .map(|n| {
+                let values: Vec<String> = (0..n)
+                    .map(|row| {
+                        let p = 4 + row * 6;
+                        format!("(?{p}, ?1, ?2, ?{}, ?{}, ?{}, ?{}, ?{}, ?3)", p + 1, p + 2, p + 3, p + 4, p + 5)
+                    })
+                    .collect();
+                format!(
+                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) values {} returning position",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &statements[rows.clamp(1, INSERT_ROWS) - 1]
+}
+
+/// The `recorded_at` of a write that reads nothing else first ([`next_recorded_at`]).
+async fn recorded_at(conn: &mut SqliteConnection) -> Result<String, StoreError> {
+    let last: Option<String> = sqlx::query_scalar("select recorded_at from events order by position desc limit 1")
+        .fetch_optional(conn)
+        .await?;
+    format_timestamp(next_recorded_at(last.as_deref()))
+}
+
+/// Now, but never earlier than the newest event's time (`last`): with one writer at a time
+/// this keeps `recorded_at` non-decreasing in position order even if the clock steps back.
+fn next_recorded_at(last: Option<&str>) -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    match last.map(parse_timestamp) {
+        Some(Ok(last)) if last > now => last,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "last event's recorded_at is unreadable; using the clock");
+            now
+        }
+        _ => now,
     }
 }
 
@@ -553,7 +608,7 @@ impl EventStore for SqliteStore {
         actor: &str,
     ) -> Result<ArchiveOutcome, StoreError> {
         let mut tx = self.begin().await?;
-        let recorded_at = format_timestamp(self.next_recorded_at(&mut tx).await?)?;
+        let recorded_at = recorded_at(&mut tx).await?;
         let outcome = archive::archive(&mut tx, stream_id, expected, reason, actor, &recorded_at).await?;
         tx.commit().await?;
         if !outcome.already {

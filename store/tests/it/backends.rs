@@ -21,6 +21,7 @@ macro_rules! suite {
             case!(concurrent_appends_with_same_expectation_have_one_winner);
             case!(concurrent_any_appends_all_apply);
             case!(multi_stream_appends_are_atomic);
+            case!(large_appends_keep_the_request_order);
             case!(invalid_appends_are_rejected);
             case!(idempotency_keys_return_the_first_outcome);
             case!(concurrent_duplicate_keys_append_once);

@@ -246,6 +246,37 @@ pub async fn multi_stream_appends_are_atomic(url: &str) {
     assert_eq!(tail, outcome.positions, "the call's events are adjacent in the feed, in request order");
 }
 
+/// Appends larger than one insert statement (SQLite writes a stream's events in statements
+/// of 32 rows) keep their order: versions, positions and data follow the request.
+pub async fn large_appends_keep_the_request_order(url: &str) {
+    let store = open(url).await;
+    store.append(single("cart-big", ExpectedVersion::NoStream, 3)).await.unwrap();
+    let request = AppendRequest::default()
+        .with_stream("cart-big", ExpectedVersion::Exact(3), events("Big", 70))
+        .with_stream("cart-small", ExpectedVersion::NoStream, events("Small", 33));
+    let outcome = store.append(request).await.unwrap();
+    assert_eq!(outcome.positions.len(), 103);
+    assert!(outcome.positions.windows(2).all(|w| w[0] < w[1]));
+    let big = store.read_stream("cart-big", 4, 1_000).await.unwrap();
+    assert_eq!(big.iter().map(|e| e.version).collect::<Vec<_>>(), (4..=73).collect::<Vec<_>>());
+    let data: Vec<serde_json::Value> = big.iter().map(|e| e.data.to_value()).collect();
+    assert_eq!(data, events("Big", 70).into_iter().map(|e| e.data).collect::<Vec<_>>());
+    assert_eq!(big.iter().map(|e| e.position).collect::<Vec<_>>(), outcome.positions[..70]);
+    let small = store.read_stream("cart-small", 1, 1_000).await.unwrap();
+    assert_eq!(small.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=33).collect::<Vec<_>>());
+    assert_eq!(small.iter().map(|e| e.position).collect::<Vec<_>>(), outcome.positions[70..]);
+
+    // The same event id twice in one call is the caller's mistake, and writes nothing.
+    let mut repeated = events("Repeated", 40);
+    repeated[20].event_id = repeated[2].event_id;
+    let result = store
+        .append(AppendRequest::single("cart-repeated", ExpectedVersion::NoStream, repeated))
+        .await;
+    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
+    assert_eq!(store.stream_version("cart-repeated").await.unwrap(), 0);
+    assert_eq!(all_events(&*store).await.len(), 106);
+}
+
 pub async fn invalid_appends_are_rejected(url: &str) {
     let store = open(url).await;
     let empty = store.append(AppendRequest::default()).await;
