@@ -28,8 +28,9 @@
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
 //!
-//! One file (about 580 lines): the backend and its `EventStore` impl with the SQL each
-//! method runs; data keys (`keys`), archiving (`archive`) and row decoding (`rows`) sit beside it.
+//! One file (about 430 lines): the backend and its `EventStore` impl with the SQL each
+//! method runs; appending (`append`), data keys (`keys`), archiving (`archive`) and row
+//! decoding (`rows`) sit beside it.
 //!
 //! `rows` holds how values are written as text and integers and read back.
 
@@ -38,23 +39,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::event::{
-    category_of, check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, NewEvent,
-    Position, RecordedEvent, Snapshot, StreamEvent, StreamOutcome,
+    check_feed_categories, AppendOutcome, AppendRequest, ArchiveOutcome, ArchiveReason, ArchivedStream, ExpectedVersion, Position, RecordedEvent,
+    Snapshot, StreamEvent,
 };
 use crate::event_store::EventStore;
 
+mod append;
 mod archive;
 mod keys;
 mod rows;
 
-use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, parse_timestamp, to_i64, EventRow, Versioned};
+use append::{current_version, recorded_at};
+use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, to_i64, EventRow, Versioned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -165,213 +168,6 @@ impl SqliteStore {
         self.pools.reader.close().await;
         self.pools.writer.close().await;
     }
-
-    /// The append proper, on a connection that holds the write lock (or will take it at
-    /// its first write, with no other writer in this process).
-    async fn write(&self, conn: &mut SqliteConnection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
-        if let Some(idempotency) = &request.idempotency {
-            let stored: Option<(String, String)> = sqlx::query_as("select fingerprint, outcome from idempotency_keys where actor = ?1 and key = ?2")
-                .bind(&idempotency.actor)
-                .bind(&idempotency.key)
-                .fetch_optional(&mut *conn)
-                .await?;
-            if let Some((fingerprint, outcome)) = stored {
-                if fingerprint != idempotency.fingerprint {
-                    return Err(StoreError::IdempotencyKeyReused {
-                        actor: idempotency.actor.clone(),
-                        key: idempotency.key.clone(),
-                    });
-                }
-                let mut outcome = parse_outcome(&outcome)?;
-                outcome.replayed = true;
-                return Ok(outcome);
-            }
-        }
-
-        // Every expectation first, so a failing one writes nothing at all. One statement per
-        // stream reads what the append needs: its tombstone, its version and the newest
-        // event's time (each was a statement of its own; on SQLite every statement is a
-        // round trip to the connection's thread).
-        let mut starts = Vec::with_capacity(request.streams.len());
-        let mut last_recorded_at = None;
-        for stream in &request.streams {
-            // Read inside the write lock: with one writer, nothing can archive the stream or
-            // append to it between this read and the insert.
-            let (archived, actual, last): (Option<i64>, i64, Option<String>) =
-                sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
-            if let Some(version) = archived {
-                return Err(StoreError::StreamArchived {
-                    stream: stream.stream_id.clone(),
-                    version: from_i64(version, "archived version")?,
-                });
-            }
-            let actual = from_i64(actual, "version")?;
-            if !stream.expected.is_met_by(actual) {
-                return Err(StoreError::Conflict {
-                    stream: stream.stream_id.clone(),
-                    expected: stream.expected,
-                    actual,
-                });
-            }
-            starts.push(actual);
-            last_recorded_at = last;
-        }
-
-        let recorded_at = format_timestamp(next_recorded_at(last_recorded_at.as_deref()))?;
-        let mut outcome = AppendOutcome {
-            streams: Vec::with_capacity(request.streams.len()),
-            positions: Vec::with_capacity(request.event_count()),
-            replayed: false,
-        };
-        for (stream, start) in request.streams.iter().zip(starts) {
-            let category = category_of(&stream.stream_id);
-            let mut version = start;
-            for chunk in stream.events.chunks(INSERT_ROWS) {
-                let mut insert = sqlx::query_scalar(insert_sql(chunk.len()))
-                    .bind(&stream.stream_id)
-                    .bind(category)
-                    .bind(&recorded_at);
-                for event in chunk {
-                    version += 1;
-                    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
-                    let metadata =
-                        serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
-                    insert = insert
-                        .bind(event.event_id.to_string())
-                        .bind(to_i64(version, "version")?)
-                        .bind(&event.event_type)
-                        .bind(event.schema_version)
-                        .bind(data)
-                        .bind(metadata);
-                }
-                let inserted: Result<Vec<i64>, sqlx::Error> = insert.fetch_all(&mut *conn).await;
-                match inserted {
-                    // Positions are taken in row order, so sorted they follow the events.
-                    Ok(mut positions) => {
-                        positions.sort_unstable();
-                        for position in positions {
-                            outcome.positions.push(Position(from_i64(position, "position")?));
-                        }
-                    }
-                    Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut *conn, stream, chunk).await),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            outcome.streams.push(StreamOutcome {
-                stream_id: stream.stream_id.clone(),
-                first_version: start + 1,
-                last_version: version,
-            });
-        }
-
-        if let Some(idempotency) = &request.idempotency {
-            let stored = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(format!("cannot encode an append outcome: {e}")))?;
-            sqlx::query("insert into idempotency_keys (actor, key, fingerprint, outcome, created_at) values (?1, ?2, ?3, ?4, ?5)")
-                .bind(&idempotency.actor)
-                .bind(&idempotency.key)
-                .bind(&idempotency.fingerprint)
-                .bind(stored)
-                .bind(&recorded_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(outcome)
-    }
-}
-
-/// A unique violation while inserting `events` of `stream`: either the stream moved on (the
-/// version index, `events_stream_version_key`) or an event id is already stored (or is
-/// given twice). SQLite's code does not say which index, and its message is not an
-/// interface, so ask the data.
-async fn unique_violation(conn: &mut SqliteConnection, stream: &crate::event::StreamAppend, events: &[NewEvent]) -> StoreError {
-    let mut ids = std::collections::HashSet::with_capacity(events.len());
-    for event in events {
-        let stored: Result<bool, sqlx::Error> = sqlx::query_scalar("select exists (select 1 from events where event_id = ?1)")
-            .bind(event.event_id.to_string())
-            .fetch_one(&mut *conn)
-            .await;
-        match stored {
-            Ok(false) if ids.insert(event.event_id) => {}
-            Ok(_) => return StoreError::InvalidRequest(format!("event id {} is already stored", event.event_id)),
-            Err(e) => return e.into(),
-        }
-    }
-    match current_version(conn, &stream.stream_id).await {
-        Ok(actual) => StoreError::Conflict {
-            stream: stream.stream_id.clone(),
-            expected: stream.expected,
-            actual,
-        },
-        Err(e) => e,
-    }
-}
-
-/// What an append reads of a stream before it writes: the version its tombstone keeps (null
-/// unless archived whole), its version in the hot table (truncation keeps the newest
-/// events there), and the newest event's `recorded_at` (null in an empty store).
-const STREAM_STATE_SQL: &str = "select (select archived_through from stream_archives where stream_id = ?1 and whole), \
-            coalesce((select max(version) from events where stream_id = ?1), 0), \
-            (select recorded_at from events order by position desc limit 1)";
-
-/// Most events one insert statement writes: a stream's events go in statements of this many
-/// rows (six parameters each, SQLite allows 32,766), each statement text prepared once.
-const INSERT_ROWS: usize = 32;
-
-/// The insert of `rows` events of one stream: `?1` stream id, `?2` category, `?3`
-/// recorded_at, then six parameters per row.
-fn insert_sql(rows: usize) -> &'static str {
-    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let statements = STATEMENTS.get_or_init(|| {
-        (1..=INSERT_ROWS)
-            .map(|n| {
-                let values: Vec<String> = (0..n)
-                    .map(|row| {
-                        let p = 4 + row * 6;
-                        format!("(?{p}, ?1, ?2, ?{}, ?{}, ?{}, ?{}, ?{}, ?3)", p + 1, p + 2, p + 3, p + 4, p + 5)
-                    })
-                    .collect();
-                format!(
-                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) values {} returning position",
-                    values.join(", ")
-                )
-            })
-            .collect()
-    });
-    &statements[rows.clamp(1, INSERT_ROWS) - 1]
-}
-
-/// The `recorded_at` of a write that reads nothing else first ([`next_recorded_at`]).
-async fn recorded_at(conn: &mut SqliteConnection) -> Result<String, StoreError> {
-    let last: Option<String> = sqlx::query_scalar("select recorded_at from events order by position desc limit 1")
-        .fetch_optional(conn)
-        .await?;
-    format_timestamp(next_recorded_at(last.as_deref()))
-}
-
-/// Now, but never earlier than the newest event's time (`last`): with one writer at a time
-/// this keeps `recorded_at` non-decreasing in position order even if the clock steps back.
-fn next_recorded_at(last: Option<&str>) -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    match last.map(parse_timestamp) {
-        Some(Ok(last)) if last > now => last,
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "last event's recorded_at is unreadable; using the clock");
-            now
-        }
-        _ => now,
-    }
-}
-
-/// The stream's version: an archived stream keeps its tombstone's (it never restarts at 1).
-async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<u64, StoreError> {
-    let version: i64 = sqlx::query_scalar(
-        "select max(coalesce((select max(version) from events where stream_id = ?1), 0), \
-                    coalesce((select archived_through from stream_archives where stream_id = ?1 and whole), 0))",
-    )
-    .bind(stream_id)
-    .fetch_one(conn)
-    .await?;
-    from_i64(version, "version")
 }
 
 /// `sqlite::memory:` or `mode=memory`, read as sqlx reads the URL.
