@@ -1,6 +1,13 @@
-//! Appending to SQLite: the expectations read and checked inside the write lock, then each
-//! stream's events inserted in statements of up to [`INSERT_ROWS`] rows, on the one writer
-//! connection (see the module above for why one writer makes this safe without retries).
+//! Appending to SQLite, on the one writer connection (see the module above for why one
+//! writer makes this safe without retries).
+//!
+//! * The command path's append (one stream, no idempotency key, at most [`INSERT_ROWS`]
+//!   events) is ONE statement in autocommit: it checks the expectation and the tombstone and
+//!   takes `recorded_at` as it inserts, like the Postgres append. On SQLite every statement
+//!   is a round trip to the connection's thread; BEGIN, a read, the insert and COMMIT were
+//!   four.
+//! * Anything else is one transaction: the expectations read and checked inside the write
+//!   lock, then each stream's events inserted in statements of up to [`INSERT_ROWS`] rows.
 
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
@@ -8,9 +15,78 @@ use time::OffsetDateTime;
 use super::rows::{format_timestamp, from_i64, parse_outcome, parse_timestamp, to_i64};
 use super::{is_unique_violation, SqliteStore};
 use crate::error::StoreError;
-use crate::event::{category_of, AppendOutcome, AppendRequest, NewEvent, Position, StreamAppend, StreamOutcome};
+use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, Position, StreamAppend, StreamOutcome};
 
 impl SqliteStore {
+    /// The append of `request` in one statement when it is the command path's kind (see the
+    /// module), else in a transaction.
+    pub(super) async fn append_request(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+        match request.streams.as_slice() {
+            [stream] if request.idempotency.is_none() && stream.events.len() <= INSERT_ROWS => self.append_stream(stream).await,
+            _ => {
+                let mut tx = self.begin().await?;
+                let outcome = self.write(&mut tx, request).await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// One stream's append, at most [`INSERT_ROWS`] events, in one statement.
+    async fn append_stream(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
+        let mut conn = self.pools.writer.acquire().await?;
+        let now = format_timestamp(OffsetDateTime::now_utc())?;
+        let expected = match stream.expected {
+            ExpectedVersion::Any => -1,
+            ExpectedVersion::NoStream => 0,
+            // A version past i64::MAX cannot exist, so it can never match.
+            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
+        };
+        let mut insert = sqlx::query_as(checked_insert_sql(stream.events.len()))
+            .bind(&stream.stream_id)
+            .bind(category_of(&stream.stream_id))
+            .bind(&now)
+            .bind(expected);
+        for event in &stream.events {
+            let (data, metadata) = json_text(event)?;
+            insert = insert
+                .bind(event.event_id.to_string())
+                .bind(&event.event_type)
+                .bind(event.schema_version)
+                .bind(data)
+                .bind(metadata);
+        }
+        let inserted: Result<Vec<(i64, i64)>, sqlx::Error> = insert.fetch_all(&mut *conn).await;
+        let mut rows = match inserted {
+            Ok(rows) if rows.len() == stream.events.len() => rows,
+            Ok(rows) if rows.is_empty() => return Err(refused(&mut conn, stream).await),
+            Ok(rows) => {
+                return Err(StoreError::Corrupt(format!(
+                    "appended {} rows for {} events",
+                    rows.len(),
+                    stream.events.len()
+                )))
+            }
+            Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut conn, stream, &stream.events).await),
+            Err(e) => return Err(e.into()),
+        };
+        // Positions are taken in row order, so sorted they follow the events.
+        rows.sort_unstable();
+        let first_version = from_i64(rows[0].1, "version")?;
+        Ok(AppendOutcome {
+            streams: vec![StreamOutcome {
+                stream_id: stream.stream_id.clone(),
+                first_version,
+                last_version: first_version + rows.len() as u64 - 1,
+            }],
+            positions: rows
+                .into_iter()
+                .map(|(p, _)| Ok(Position(from_i64(p, "position")?)))
+                .collect::<Result<_, StoreError>>()?,
+            replayed: false,
+        })
+    }
+
     /// The append proper, on a connection that holds the write lock (or will take it at
     /// its first write, with no other writer in this process).
     pub(super) async fn write(&self, conn: &mut SqliteConnection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
@@ -78,9 +154,7 @@ impl SqliteStore {
                     .bind(&recorded_at);
                 for event in chunk {
                     version += 1;
-                    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
-                    let metadata =
-                        serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+                    let (data, metadata) = json_text(event)?;
                     insert = insert
                         .bind(event.event_id.to_string())
                         .bind(to_i64(version, "version")?)
@@ -122,6 +196,39 @@ impl SqliteStore {
         }
         Ok(outcome)
     }
+}
+
+/// Why the one-statement append wrote nothing: its stream was archived, or was not at the
+/// expected version (read again on the same connection: nothing in this process wrote in
+/// between).
+async fn refused(conn: &mut SqliteConnection, stream: &StreamAppend) -> StoreError {
+    let state: Result<(Option<i64>, i64, Option<String>), sqlx::Error> =
+        sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await;
+    match state {
+        Ok((Some(version), _, _)) => match from_i64(version, "archived version") {
+            Ok(version) => StoreError::StreamArchived {
+                stream: stream.stream_id.clone(),
+                version,
+            },
+            Err(e) => e,
+        },
+        Ok((None, actual, _)) => match from_i64(actual, "version") {
+            Ok(actual) => StoreError::Conflict {
+                stream: stream.stream_id.clone(),
+                expected: stream.expected,
+                actual,
+            },
+            Err(e) => e,
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// An event's data and metadata as the JSON text the columns keep.
+fn json_text(event: &NewEvent) -> Result<(String, String), StoreError> {
+    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
+    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+    Ok((data, metadata))
 }
 
 /// A unique violation while inserting `events` of `stream`: either the stream moved on (the
@@ -177,6 +284,40 @@ fn insert_sql(rows: usize) -> &'static str {
                     .collect();
                 format!(
                     "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) values {} returning position",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    &statements[rows.clamp(1, INSERT_ROWS) - 1]
+}
+
+/// The one-statement append of `rows` events: `?1` stream id, `?2` category, `?3` now,
+/// `?4` the expected version (-1: any, 0: no stream), then five parameters per row. It
+/// writes after the stream's version only when that is the expected one and the stream was
+/// not archived whole (its events then left the hot table, so its version there reads 0),
+/// at `recorded_at` now or the newest event's time if that is later (see
+/// [`next_recorded_at`]; the fixed-width text compares as time). Returns (position, version).
+fn checked_insert_sql(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let statements = STATEMENTS.get_or_init(|| {
+        (1..=INSERT_ROWS)
+            .map(|n| {
+                let values: Vec<String> = (0..n)
+                    .map(|row| {
+                        let p = 5 + row * 5;
+                        format!("(?{p}, {}, ?{}, ?{}, ?{}, ?{})", row + 1, p + 1, p + 2, p + 3, p + 4)
+                    })
+                    .collect();
+                format!(
+                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
+                     select r.column1, ?1, ?2, s.version + r.column2, r.column3, r.column4, r.column5, r.column6, s.recorded_at
+                       from (select coalesce((select max(version) from events where stream_id = ?1), 0) as version,
+                                    max(?3, coalesce((select recorded_at from events order by position desc limit 1), ?3)) as recorded_at) s,
+                            (values {}) r
+                      where (?4 < 0 or s.version = ?4)
+                        and not exists (select 1 from stream_archives where stream_id = ?1 and whole)
+                     returning position, version",
                     values.join(", ")
                 )
             })

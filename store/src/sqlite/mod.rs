@@ -284,11 +284,9 @@ impl EventStore for SqliteStore {
     ))]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
-        // No retry loop for `Any`: with one writer at a time the version read in this
-        // transaction is still the stream's version at its commit, so `Any` cannot conflict.
-        let mut tx = self.begin().await?;
-        let outcome = self.write(&mut tx, &request).await?;
-        tx.commit().await?;
+        // No retry loop for `Any`: with one writer at a time the version read by the append
+        // is still the stream's version at its commit, so `Any` cannot conflict.
+        let outcome = self.append_request(&request).await?;
         if !outcome.replayed {
             self.doorbell.send_modify(|n| *n = n.wrapping_add(1));
         }

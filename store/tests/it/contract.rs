@@ -266,14 +266,24 @@ pub async fn large_appends_keep_the_request_order(url: &str) {
     assert_eq!(small.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=33).collect::<Vec<_>>());
     assert_eq!(small.iter().map(|e| e.position).collect::<Vec<_>>(), outcome.positions[70..]);
 
-    // The same event id twice in one call is the caller's mistake, and writes nothing.
-    let mut repeated = events("Repeated", 40);
-    repeated[20].event_id = repeated[2].event_id;
-    let result = store
-        .append(AppendRequest::single("cart-repeated", ExpectedVersion::NoStream, repeated))
-        .await;
-    assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "{result:?}");
-    assert_eq!(store.stream_version("cart-repeated").await.unwrap(), 0);
+    // The same event id twice in one call, or an id already stored, is the caller's mistake
+    // (not a conflict), and writes nothing: in a large append and in a small one (SQLite
+    // writes a small one-stream append in one statement).
+    let stored = big[5].event_id;
+    for count in [40, 10] {
+        let mut twice = events("Repeated", count);
+        twice[count as usize / 2].event_id = twice[2].event_id;
+        let mut again = events("Again", count);
+        again[count as usize - 1].event_id = stored;
+        for (stream, repeated) in [("cart-twice", twice), ("cart-again", again)] {
+            let result = store.append(AppendRequest::single(stream, ExpectedVersion::NoStream, repeated)).await;
+            assert!(
+                matches!(result, Err(StoreError::InvalidRequest(_))),
+                "{count} events to {stream}: {result:?}"
+            );
+            assert_eq!(store.stream_version(stream).await.unwrap(), 0);
+        }
+    }
     assert_eq!(all_events(&*store).await.len(), 106);
 }
 
