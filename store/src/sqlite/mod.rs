@@ -13,9 +13,10 @@
 //!   WAL lets them read a committed snapshot while the writer writes.
 //! * **Durability.** WAL journal with `synchronous = FULL`: an append is acknowledged only
 //!   after its commit is in the WAL on disk, so it survives a crash or a power loss.
-//! * **Expectations** are checked inside the write transaction against the stream's
-//!   `max(version)`; the unique index `events_stream_version_key` stays the arbiter, its
-//!   violation recognised by SQLite's extended result code 2067, never by message text.
+//! * **Expectations** are checked under the write lock against the stream's `max(version)`
+//!   (in the insert statement itself for the command path's appends, see `append`); the
+//!   unique index `events_stream_version_key` stays the arbiter, its violation recognised
+//!   by SQLite's extended result code 2067, never by message text.
 //! * **Times** are stored as fixed-width RFC 3339 UTC text with microseconds (the precision
 //!   of Postgres' timestamptz), so text order is time order. `recorded_at` is taken inside
 //!   the write lock and never earlier than the previous event's: it never decreases with
