@@ -6,8 +6,9 @@
 //!   takes `recorded_at` as it inserts, like the Postgres append. On SQLite every statement
 //!   is a round trip to the connection's thread; BEGIN, a read, the insert and COMMIT were
 //!   four.
-//! * Anything else is one transaction: the expectations read and checked inside the write
-//!   lock, then each stream's events inserted in statements of up to [`INSERT_ROWS`] rows.
+//! * Anything else is one transaction: every expectation read and checked first, so that a
+//!   failing one writes nothing, then each stream's events inserted by the same statement,
+//!   [`INSERT_ROWS`] rows at a time.
 
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
@@ -42,47 +43,17 @@ impl SqliteStore {
             // A version past i64::MAX cannot exist, so it can never match.
             ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
         };
-        let mut insert = sqlx::query_as(checked_insert_sql(stream.events.len()))
-            .bind(&stream.stream_id)
-            .bind(category_of(&stream.stream_id))
-            .bind(&now)
-            .bind(expected);
-        for event in &stream.events {
-            let (data, metadata) = json_text(event)?;
-            insert = insert
-                .bind(event.event_id.to_string())
-                .bind(&event.event_type)
-                .bind(event.schema_version)
-                .bind(data)
-                .bind(metadata);
-        }
-        let inserted: Result<Vec<(i64, i64)>, sqlx::Error> = insert.fetch_all(&mut *conn).await;
-        let mut rows = match inserted {
-            Ok(rows) if rows.len() == stream.events.len() => rows,
-            Ok(rows) if rows.is_empty() => return Err(refused(&mut conn, stream).await),
-            Ok(rows) => {
-                return Err(StoreError::Corrupt(format!(
-                    "appended {} rows for {} events",
-                    rows.len(),
-                    stream.events.len()
-                )))
-            }
-            Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut conn, stream, &stream.events).await),
-            Err(e) => return Err(e.into()),
+        let Some(rows) = insert(&mut conn, stream, &stream.events, expected, &now).await? else {
+            return Err(refused(&mut conn, stream).await);
         };
-        // Positions are taken in row order, so sorted they follow the events.
-        rows.sort_unstable();
-        let first_version = from_i64(rows[0].1, "version")?;
+        let first_version = rows.first().map_or(Ok(1), |&(_, version)| from_i64(version, "version"))?;
         Ok(AppendOutcome {
             streams: vec![StreamOutcome {
                 stream_id: stream.stream_id.clone(),
                 first_version,
                 last_version: first_version + rows.len() as u64 - 1,
             }],
-            positions: rows
-                .into_iter()
-                .map(|(p, _)| Ok(Position(from_i64(p, "position")?)))
-                .collect::<Result<_, StoreError>>()?,
+            positions: positions(rows)?,
             replayed: false,
         })
     }
@@ -109,17 +80,12 @@ impl SqliteStore {
             }
         }
 
-        // Every expectation first, so a failing one writes nothing at all. One statement per
-        // stream reads what the append needs: its tombstone, its version and the newest
-        // event's time (each was a statement of its own; on SQLite every statement is a
-        // round trip to the connection's thread).
+        // Every expectation first, so a failing one writes nothing at all. Read inside the
+        // write lock: with one writer, nothing can archive a stream or append to it between
+        // this read and the inserts.
         let mut starts = Vec::with_capacity(request.streams.len());
-        let mut last_recorded_at = None;
         for stream in &request.streams {
-            // Read inside the write lock: with one writer, nothing can archive the stream or
-            // append to it between this read and the insert.
-            let (archived, actual, last): (Option<i64>, i64, Option<String>) =
-                sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
+            let (archived, actual): (Option<i64>, i64) = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
             if let Some(version) = archived {
                 return Err(StoreError::StreamArchived {
                     stream: stream.stream_id.clone(),
@@ -135,46 +101,22 @@ impl SqliteStore {
                 });
             }
             starts.push(actual);
-            last_recorded_at = last;
         }
 
-        let recorded_at = format_timestamp(next_recorded_at(last_recorded_at.as_deref()))?;
+        let now = format_timestamp(OffsetDateTime::now_utc())?;
         let mut outcome = AppendOutcome {
             streams: Vec::with_capacity(request.streams.len()),
             positions: Vec::with_capacity(request.event_count()),
             replayed: false,
         };
         for (stream, start) in request.streams.iter().zip(starts) {
-            let category = category_of(&stream.stream_id);
             let mut version = start;
             for chunk in stream.events.chunks(INSERT_ROWS) {
-                let mut insert = sqlx::query_scalar(insert_sql(chunk.len()))
-                    .bind(&stream.stream_id)
-                    .bind(category)
-                    .bind(&recorded_at);
-                for event in chunk {
-                    version += 1;
-                    let (data, metadata) = json_text(event)?;
-                    insert = insert
-                        .bind(event.event_id.to_string())
-                        .bind(to_i64(version, "version")?)
-                        .bind(&event.event_type)
-                        .bind(event.schema_version)
-                        .bind(data)
-                        .bind(metadata);
-                }
-                let inserted: Result<Vec<i64>, sqlx::Error> = insert.fetch_all(&mut *conn).await;
-                match inserted {
-                    // Positions are taken in row order, so sorted they follow the events.
-                    Ok(mut positions) => {
-                        positions.sort_unstable();
-                        for position in positions {
-                            outcome.positions.push(Position(from_i64(position, "position")?));
-                        }
-                    }
-                    Err(e) if is_unique_violation(&e) => return Err(unique_violation(&mut *conn, stream, chunk).await),
-                    Err(e) => return Err(e.into()),
-                }
+                let Some(rows) = insert(&mut *conn, stream, chunk, to_i64(version, "version")?, &now).await? else {
+                    return Err(StoreError::Corrupt(format!("stream {} changed under the write lock", stream.stream_id)));
+                };
+                version += rows.len() as u64;
+                outcome.positions.extend(positions(rows)?);
             }
             outcome.streams.push(StreamOutcome {
                 stream_id: stream.stream_id.clone(),
@@ -190,7 +132,7 @@ impl SqliteStore {
                 .bind(&idempotency.key)
                 .bind(&idempotency.fingerprint)
                 .bind(stored)
-                .bind(&recorded_at)
+                .bind(&now)
                 .execute(&mut *conn)
                 .await?;
         }
@@ -198,21 +140,65 @@ impl SqliteStore {
     }
 }
 
+/// Inserts `events` of `stream` after version `expected` (-1: whatever it is) in one
+/// statement ([`checked_insert_sql`]): (position, version) per event, in event order, or
+/// `None` when the stream was not at `expected` or was archived whole.
+async fn insert(
+    conn: &mut SqliteConnection,
+    stream: &StreamAppend,
+    events: &[NewEvent],
+    expected: i64,
+    now: &str,
+) -> Result<Option<Vec<(i64, i64)>>, StoreError> {
+    let mut statement = sqlx::query_as(checked_insert_sql(events.len()))
+        .bind(&stream.stream_id)
+        .bind(category_of(&stream.stream_id))
+        .bind(now)
+        .bind(expected);
+    for event in events {
+        let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
+        let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+        statement = statement
+            .bind(event.event_id.to_string())
+            .bind(&event.event_type)
+            .bind(event.schema_version)
+            .bind(data)
+            .bind(metadata);
+    }
+    let inserted: Result<Vec<(i64, i64)>, sqlx::Error> = statement.fetch_all(&mut *conn).await;
+    match inserted {
+        Ok(rows) if rows.is_empty() => Ok(None),
+        // Positions are taken in row order, so sorted they follow the events.
+        Ok(mut rows) if rows.len() == events.len() => {
+            rows.sort_unstable();
+            Ok(Some(rows))
+        }
+        Ok(rows) => Err(StoreError::Corrupt(format!("appended {} rows for {} events", rows.len(), events.len()))),
+        Err(e) if is_unique_violation(&e) => Err(unique_violation(conn, stream, events).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn positions(rows: Vec<(i64, i64)>) -> Result<Vec<Position>, StoreError> {
+    rows.into_iter()
+        .map(|(position, _)| Ok(Position(from_i64(position, "position")?)))
+        .collect()
+}
+
 /// Why the one-statement append wrote nothing: its stream was archived, or was not at the
 /// expected version (read again on the same connection: nothing in this process wrote in
 /// between).
 async fn refused(conn: &mut SqliteConnection, stream: &StreamAppend) -> StoreError {
-    let state: Result<(Option<i64>, i64, Option<String>), sqlx::Error> =
-        sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await;
+    let state: Result<(Option<i64>, i64), sqlx::Error> = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await;
     match state {
-        Ok((Some(version), _, _)) => match from_i64(version, "archived version") {
+        Ok((Some(version), _)) => match from_i64(version, "archived version") {
             Ok(version) => StoreError::StreamArchived {
                 stream: stream.stream_id.clone(),
                 version,
             },
             Err(e) => e,
         },
-        Ok((None, actual, _)) => match from_i64(actual, "version") {
+        Ok((None, actual)) => match from_i64(actual, "version") {
             Ok(actual) => StoreError::Conflict {
                 stream: stream.stream_id.clone(),
                 expected: stream.expected,
@@ -222,13 +208,6 @@ async fn refused(conn: &mut SqliteConnection, stream: &StreamAppend) -> StoreErr
         },
         Err(e) => e.into(),
     }
-}
-
-/// An event's data and metadata as the JSON text the columns keep.
-fn json_text(event: &NewEvent) -> Result<(String, String), StoreError> {
-    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
-    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
-    Ok((data, metadata))
 }
 
 /// A unique violation while inserting `events` of `stream`: either the stream moved on (the
@@ -259,40 +238,16 @@ async fn unique_violation(conn: &mut SqliteConnection, stream: &StreamAppend, ev
 }
 
 /// What an append reads of a stream before it writes: the version its tombstone keeps (null
-/// unless archived whole), its version in the hot table (truncation keeps the newest
-/// events there), and the newest event's `recorded_at` (null in an empty store).
+/// unless archived whole) and its version in the hot table (truncation keeps the newest
+/// events there).
 const STREAM_STATE_SQL: &str = "select (select archived_through from stream_archives where stream_id = ?1 and whole), \
-            coalesce((select max(version) from events where stream_id = ?1), 0), \
-            (select recorded_at from events order by position desc limit 1)";
+            coalesce((select max(version) from events where stream_id = ?1), 0)";
 
 /// Most events one insert statement writes: a stream's events go in statements of this many
-/// rows (six parameters each, SQLite allows 32,766), each statement text prepared once.
+/// rows (five parameters each, SQLite allows 32,766), each statement text prepared once.
 const INSERT_ROWS: usize = 32;
 
-/// The insert of `rows` events of one stream: `?1` stream id, `?2` category, `?3`
-/// recorded_at, then six parameters per row.
-fn insert_sql(rows: usize) -> &'static str {
-    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let statements = STATEMENTS.get_or_init(|| {
-        (1..=INSERT_ROWS)
-            .map(|n| {
-                let values: Vec<String> = (0..n)
-                    .map(|row| {
-                        let p = 4 + row * 6;
-                        format!("(?{p}, ?1, ?2, ?{}, ?{}, ?{}, ?{}, ?{}, ?3)", p + 1, p + 2, p + 3, p + 4, p + 5)
-                    })
-                    .collect();
-                format!(
-                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at) values {} returning position",
-                    values.join(", ")
-                )
-            })
-            .collect()
-    });
-    &statements[rows.clamp(1, INSERT_ROWS) - 1]
-}
-
-/// The one-statement append of `rows` events: `?1` stream id, `?2` category, `?3` now,
+/// The insert of `rows` events of one stream: `?1` stream id, `?2` category, `?3` now,
 /// `?4` the expected version (-1: any, 0: no stream), then five parameters per row. It
 /// writes after the stream's version only when that is the expected one and the stream was
 /// not archived whole (its events then left the hot table, so its version there reads 0),
