@@ -58,7 +58,7 @@ mod keys;
 mod rows;
 
 use append::{current_version, recorded_at};
-use rows::{clamp_i64, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, to_i64, EventRow, Versioned};
+use rows::{clamp_i64, decode_rows, format_timestamp, from_i64, into_events, into_stream_events, parse_outcome, to_i64, EventRow, Versioned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -226,12 +226,14 @@ impl SqliteStore {
     where
         R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin + Versioned,
     {
-        let run = |sql: &'static str| {
-            sqlx::query_as(sql)
+        let run = |sql: &'static str| async move {
+            let rows = sqlx::query(sql)
                 .bind(stream_id)
                 .bind(clamp_i64(from_version))
                 .bind(clamp_i64(limit as u64))
                 .fetch_all(&self.pools.reader)
+                .await?;
+            decode_rows::<R>(rows)
         };
         let rows: Vec<R> = run(sql[0]).await?;
         if limit == 0 || rows.first().map(R::version) == Some(clamp_i64(from_version.max(1))) {
@@ -315,9 +317,9 @@ impl EventStore for SqliteStore {
 
     async fn read_all(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
         check_feed_categories(categories)?;
-        let rows: Vec<EventRow> = match categories {
+        let rows = match categories {
             None => {
-                sqlx::query_as(READ_ALL_SQL)
+                sqlx::query(READ_ALL_SQL)
                     .bind(clamp_i64(after.0))
                     .bind(clamp_i64(limit as u64))
                     .fetch_all(&self.pools.reader)
@@ -329,14 +331,14 @@ impl EventStore for SqliteStore {
                 categories.sort_unstable();
                 categories.dedup();
                 let sql = categories_feed_sql(categories.len());
-                let mut query = sqlx::query_as(&sql).bind(clamp_i64(after.0)).bind(clamp_i64(limit as u64));
+                let mut query = sqlx::query(&sql).bind(clamp_i64(after.0)).bind(clamp_i64(limit as u64));
                 for category in categories {
                     query = query.bind(category);
                 }
                 query.fetch_all(&self.pools.reader).await?
             }
         };
-        into_events(rows)
+        into_events(decode_rows::<EventRow>(rows)?)
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
