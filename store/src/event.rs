@@ -472,6 +472,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn event_data_is_written_as_the_json_value_it_holds() {
+        let data = EventData::from_json_column(r#"{"sku": "tea", "quantity": 2}"#.to_owned());
+        let written = serde_json::to_string(&data).unwrap();
+        assert_eq!(written, r#"{"sku": "tea", "quantity": 2}"#, "a value, not a string");
+        let read: EventData = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, json!({"sku": "tea", "quantity": 2}));
+        assert!(EventData::from_json("{} {}".to_owned()).is_err());
+        assert!(EventData::from_json(r#"{"a": [1, 2]}"#.to_owned()).is_ok());
+    }
+
     fn request(streams: &[(&str, usize)]) -> AppendRequest {
         let mut request = AppendRequest::default();
         for (id, n) in streams {
