@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use domain::{CartEvent, Event};
+use futures::TryStreamExt;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_postgres::types::{FromSql, Type};
@@ -84,11 +85,13 @@ impl Conn {
             .collect()
     }
 
-    /// W4: the page after `after`; the positions, the rows decoded.
+    /// W4: the page after `after`; the positions, the rows decoded. Each row is decoded as it
+    /// arrives (as the store's feed does), while the rest of the page is still coming.
     pub(super) async fn page(&self, after: i64, limit: i64) -> Result<Vec<i64>, BoxError> {
-        let rows = self.client.query(&self.page, &[&after, &limit]).await?;
-        let mut positions = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let rows = self.client.query_raw(&self.page, [after, limit]).await?;
+        futures::pin_mut!(rows);
+        let mut positions = Vec::with_capacity(usize::try_from(limit).unwrap_or_default());
+        while let Some(row) = rows.try_next().await? {
             let data: JsonbBytes = row.try_get(4)?;
             let decoded: (i64, &str, i64, CartEvent, OffsetDateTime) = (
                 row.try_get(0)?,
