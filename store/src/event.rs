@@ -65,6 +65,17 @@ impl ExpectedVersion {
             ExpectedVersion::Exact(v) => actual == v,
         }
     }
+
+    /// As both backends' append statements take it: the expected version, 0 for no stream,
+    /// -1 for any.
+    pub(crate) fn as_param(self) -> i64 {
+        match self {
+            ExpectedVersion::Any => -1,
+            ExpectedVersion::NoStream => 0,
+            // A version past i64::MAX cannot exist, so it can never match.
+            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 impl fmt::Display for ExpectedVersion {

@@ -370,7 +370,7 @@ pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &St
             sqlx::query(ONE_EVENT.for_expectation(stream.expected))
                 .bind(&stream.stream_id)
                 .bind(category_of(&stream.stream_id))
-                .bind(expected_param(stream.expected))
+                .bind(stream.expected.as_param())
                 .bind(event.event_id)
                 .bind(&event.event_type)
                 .bind(event.schema_version)
@@ -382,7 +382,7 @@ pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &St
             sqlx::query(SEVERAL_EVENTS.for_expectation(stream.expected))
                 .bind(&stream.stream_id)
                 .bind(category_of(&stream.stream_id))
-                .bind(expected_param(stream.expected))
+                .bind(stream.expected.as_param())
                 .bind(events.iter().map(|e| e.event_id).collect::<Vec<Uuid>>())
                 .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<&str>>())
                 .bind(events.iter().map(|e| e.schema_version).collect::<Vec<i32>>())
@@ -481,16 +481,6 @@ pub(super) async fn stored_outcome<'e, E: PgExecutor<'e>>(
     .transpose()
 }
 
-/// The statements' `$3`: the expected version, -1 for `Any`.
-pub(super) fn expected_param(expected: ExpectedVersion) -> i64 {
-    match expected {
-        ExpectedVersion::Any => -1,
-        ExpectedVersion::NoStream => 0,
-        // A version past i64::MAX cannot exist, so it can never match.
-        ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
-    }
-}
-
 fn transaction_full() -> StoreError {
     StoreError::InvalidRequest(format!("one transaction may append at most {} events", (1u64 << ORDINAL_BITS) - 1))
 }
@@ -537,10 +527,10 @@ mod tests {
 
     #[test]
     fn expectations_map_to_the_statement_parameter() {
-        assert_eq!(expected_param(ExpectedVersion::Any), -1);
-        assert_eq!(expected_param(ExpectedVersion::NoStream), 0);
-        assert_eq!(expected_param(ExpectedVersion::Exact(7)), 7);
-        assert_eq!(expected_param(ExpectedVersion::Exact(u64::MAX)), i64::MAX);
+        assert_eq!(ExpectedVersion::Any.as_param(), -1);
+        assert_eq!(ExpectedVersion::NoStream.as_param(), 0);
+        assert_eq!(ExpectedVersion::Exact(7).as_param(), 7);
+        assert_eq!(ExpectedVersion::Exact(u64::MAX).as_param(), i64::MAX);
         assert!(ExpectedVersion::Exact(0).is_met_by(0) && ExpectedVersion::NoStream.is_met_by(0));
         assert!(!ExpectedVersion::NoStream.is_met_by(1));
     }

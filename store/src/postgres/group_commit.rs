@@ -38,7 +38,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use super::append::{classify, expected_param, json_text, write_stream, Failure, StreamWritten};
+use super::append::{classify, json_text, write_stream, Failure, StreamWritten};
 use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
 use crate::error::StoreError;
 use crate::event::{category_of, ExpectedVersion, NewEvent, Position, StreamAppend};
@@ -351,7 +351,7 @@ fn answer_all(group: Vec<Pending>, written: &Result<Vec<u64>, Answered>) {
                     )))))
                 } else {
                     Answer::Written(Ok(StreamWritten {
-                        actual: expected_param(stream.expected).unsigned_abs(),
+                        actual: stream.expected.as_param().unsigned_abs(),
                         positions,
                     }))
                 }
@@ -373,5 +373,5 @@ enum Answered {
 }
 
 fn expected(pending: &Pending) -> i64 {
-    expected_param(pending.stream.expected)
+    pending.stream.expected.as_param()
 }

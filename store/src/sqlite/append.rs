@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::rows::{format_timestamp, from_i64, parse_outcome, parse_timestamp, to_i64};
 use super::{is_unique_violation, SqliteStore};
 use crate::error::StoreError;
-use crate::event::{category_of, AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, Position, StreamAppend, StreamOutcome};
+use crate::event::{category_of, AppendOutcome, AppendRequest, NewEvent, Position, StreamAppend, StreamOutcome};
 
 impl SqliteStore {
     /// The append of `request` in one statement when it is the command path's kind (see the
@@ -37,13 +37,7 @@ impl SqliteStore {
     async fn append_stream(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
         let mut conn = self.pools.writer.acquire().await?;
         let now = format_timestamp(OffsetDateTime::now_utc())?;
-        let expected = match stream.expected {
-            ExpectedVersion::Any => -1,
-            ExpectedVersion::NoStream => 0,
-            // A version past i64::MAX cannot exist, so it can never match.
-            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
-        };
-        let Some(rows) = insert(&mut conn, stream, &stream.events, expected, &now).await? else {
+        let Some(rows) = insert(&mut conn, stream, &stream.events, stream.expected.as_param(), &now).await? else {
             return Err(refused(&mut conn, stream).await);
         };
         let first_version = rows.first().map_or(Ok(1), |&(_, version)| from_i64(version, "version"))?;
@@ -85,22 +79,7 @@ impl SqliteStore {
         // this read and the inserts.
         let mut starts = Vec::with_capacity(request.streams.len());
         for stream in &request.streams {
-            let (archived, actual): (Option<i64>, i64) = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
-            if let Some(version) = archived {
-                return Err(StoreError::StreamArchived {
-                    stream: stream.stream_id.clone(),
-                    version: from_i64(version, "archived version")?,
-                });
-            }
-            let actual = from_i64(actual, "version")?;
-            if !stream.expected.is_met_by(actual) {
-                return Err(StoreError::Conflict {
-                    stream: stream.stream_id.clone(),
-                    expected: stream.expected,
-                    actual,
-                });
-            }
-            starts.push(actual);
+            starts.push(checked_version(&mut *conn, stream).await?);
         }
 
         let now = format_timestamp(OffsetDateTime::now_utc())?;
@@ -189,25 +168,35 @@ fn positions(rows: Vec<(i64, i64)>) -> Result<Vec<Position>, StoreError> {
 /// expected version (read again on the same connection: nothing in this process wrote in
 /// between).
 async fn refused(conn: &mut SqliteConnection, stream: &StreamAppend) -> StoreError {
-    let state: Result<(Option<i64>, i64), sqlx::Error> = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await;
-    match state {
-        Ok((Some(version), _)) => match from_i64(version, "archived version") {
-            Ok(version) => StoreError::StreamArchived {
-                stream: stream.stream_id.clone(),
-                version,
-            },
-            Err(e) => e,
+    match checked_version(conn, stream).await {
+        Err(e) => e,
+        Ok(actual) => StoreError::Conflict {
+            stream: stream.stream_id.clone(),
+            expected: stream.expected,
+            actual,
         },
-        Ok((None, actual)) => match from_i64(actual, "version") {
-            Ok(actual) => StoreError::Conflict {
-                stream: stream.stream_id.clone(),
-                expected: stream.expected,
-                actual,
-            },
-            Err(e) => e,
-        },
-        Err(e) => e.into(),
     }
+}
+
+/// The version of `stream` when it meets the append's expectation; ARCHIVED when it was
+/// archived whole, CONFLICT when it is at another version.
+async fn checked_version(conn: &mut SqliteConnection, stream: &StreamAppend) -> Result<u64, StoreError> {
+    let (archived, actual): (Option<i64>, i64) = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
+    if let Some(version) = archived {
+        return Err(StoreError::StreamArchived {
+            stream: stream.stream_id.clone(),
+            version: from_i64(version, "archived version")?,
+        });
+    }
+    let actual = from_i64(actual, "version")?;
+    if !stream.expected.is_met_by(actual) {
+        return Err(StoreError::Conflict {
+            stream: stream.stream_id.clone(),
+            expected: stream.expected,
+            actual,
+        });
+    }
+    Ok(actual)
 }
 
 /// A unique violation while inserting `events` of `stream`: either the stream moved on (the
