@@ -12,9 +12,11 @@ use std::sync::Arc;
 use domain::{CartEvent, Event};
 use futures::TryStreamExt;
 use serde_json::Value;
+use store::NewEvent;
 use time::OffsetDateTime;
-use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
+use uuid::Uuid;
 
 use super::BoxError;
 
@@ -36,6 +38,9 @@ pub(super) struct Conn {
     insert_many: Statement,
     by_stream: Statement,
     page: Statement,
+    /// Not the baseline's: the store's own statement for a new stream's event
+    /// (`store::postgres::NEW_STREAM_APPEND_SQL`), to measure it without the store's code.
+    store_append: Statement,
 }
 
 /// `n` connections, one per writer.
@@ -53,6 +58,7 @@ pub(super) async fn connect(url: &str, n: usize) -> Result<Arc<Vec<Conn>>, BoxEr
             insert_many: client.prepare(INSERT_MANY).await?,
             by_stream: client.prepare(BY_STREAM).await?,
             page: client.prepare(PAGE).await?,
+            store_append: client.prepare(store::postgres::NEW_STREAM_APPEND_SQL).await?,
             client,
         });
     }
@@ -67,6 +73,27 @@ impl Conn {
     /// W1: one event as version 1 of a new stream.
     pub(super) async fn insert_one(&self, stream_id: &str, event_type: &str, data: &Value) -> Result<u64, BoxError> {
         Ok(self.client.execute(&self.insert_one, &[&stream_id, &1i64, &event_type, data]).await?)
+    }
+
+    /// The store's statement for one event to a new stream, its parameters bound as
+    /// `PgStore` binds them (data and metadata as JSON text, a fresh event id); one row back.
+    pub(super) async fn store_append(&self, stream_id: &str, event: &NewEvent) -> Result<u64, BoxError> {
+        let (data, metadata) = (event.data.to_string(), serde_json::to_string(&event.metadata)?);
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &stream_id,
+            &"cart",
+            &0i64,
+            &Uuid::now_v7(),
+            &event.event_type,
+            &event.schema_version,
+            &data,
+            &metadata,
+            &0i64,
+        ];
+        match self.client.query(&self.store_append, &params).await?.len() {
+            1 => Ok(1),
+            n => Err(format!("the store's statement returned {n} rows for one event").into()),
+        }
     }
 
     /// W2: events after version `expected` of a stream, in one statement.

@@ -110,6 +110,36 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         );
     }
 
+    // Where W1's gap at 1 writer is: the store's own statement through the baseline's client
+    // (prepared, one connection), against the baseline's INSERT. What is left between this
+    // and the store's W1 row is the store's code around the statement.
+    let statement_op = {
+        let conns = conns.clone();
+        // The event as the store's side encodes it (its schema version, data and metadata).
+        let encoded = Arc::new(ours::encode(std::slice::from_ref(&event)).remove(0));
+        move |writer: usize| {
+            let (conns, encoded) = (conns.clone(), encoded.clone());
+            async move { conns[writer].store_append(&format!("cart-{}", Uuid::new_v4()), &encoded).await }
+        }
+    };
+    let (statement, base) = alternate(
+        args.passes,
+        || drive(1, args.warm(), args.measure(), statement_op.clone()),
+        || drive(1, args.warm(), args.measure(), base_append_new.clone()),
+    )
+    .await?;
+    eprintln!(
+        "W1 1 writer, the store's statement: {:.0}, baseline {:.0} events/s",
+        statement.median(),
+        base.median()
+    );
+    report.rate(
+        "(where W1's gap is) the store's statement for a new stream's event through the baseline's client (store column) vs the baseline's INSERT, 1 writer: events/s",
+        &statement,
+        &base,
+        Target::None,
+    );
+
     // W2: 10-event appends with the expected version; each writer fills a stream to 100
     // events, then starts another.
     let n = args.w2_writers;

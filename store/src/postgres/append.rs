@@ -125,6 +125,12 @@ const ONE_EVENT: AppendStatements = append_statements!(one);
 /// A stream append of several events: their columns bound as arrays and unnested.
 const SEVERAL_EVENTS: AppendStatements = append_statements!(many);
 
+/// The statement of a one-event append to a new stream written alone (a cart's first event,
+/// or any such append that finds a group-commit writer free). Public so that the store
+/// benchmark can run it through another client and tell what the table and its statement
+/// cost from what the store's code around them costs.
+pub const NEW_STREAM_APPEND_SQL: &str = ONE_EVENT.fresh;
+
 impl PgStore {
     /// [`EventStore::append`](crate::EventStore::append): one statement when it can be
     /// (shared with other appends when it can be), else one transaction; then the wake-ups.

@@ -42,7 +42,7 @@ use crate::event::{
 };
 use crate::event_store::EventStore;
 
-pub use append::is_unique_violation;
+pub use append::{is_unique_violation, NEW_STREAM_APPEND_SQL};
 pub use replica::open_read_replica;
 pub use wakeups::{CHANNEL, LISTENER_APPLICATION_NAME, NOTIFIER_APPLICATION_NAME};
 
