@@ -27,6 +27,14 @@ async fn one_writer_store() -> PgStore {
     PgStore::connect_with(&db.url, options).await.expect("open store")
 }
 
+/// Version 1 of `stream`, written alone before a test's race.
+async fn seed(store: &PgStore, stream: &str) -> AppendOutcome {
+    store
+        .append(AppendRequest::single(stream, ExpectedVersion::NoStream, vec![event(0)]))
+        .await
+        .expect("seed")
+}
+
 /// Runs `appends` at once (released together by a barrier); their results in order.
 async fn all_at_once(store: &PgStore, appends: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, StoreError>> {
     let barrier = Arc::new(Barrier::new(appends.len()));
@@ -81,10 +89,7 @@ async fn appends_that_arrive_together_share_a_transaction_and_each_gets_its_own_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
     let store = one_writer_store().await;
-    store
-        .append(AppendRequest::single("cart-hot", ExpectedVersion::NoStream, vec![event(0)]))
-        .await
-        .expect("seed");
+    seed(&store, "cart-hot").await;
     // Forty callers that all read version 1, plus others on streams of their own so the
     // group has more than the race in it.
     let mut appends: Vec<AppendRequest> = (0..40)
@@ -135,10 +140,7 @@ async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reused_event_id_fails_only_its_own_append() {
     let store = one_writer_store().await;
-    let first = store
-        .append(AppendRequest::single("cart-a", ExpectedVersion::NoStream, vec![event(0)]))
-        .await
-        .expect("seed");
+    let first = seed(&store, "cart-a").await;
     let reused = store.read_stream("cart-a", 1, 1).await.expect("read")[0].event_id;
     assert_eq!(first.positions.len(), 1);
 
@@ -207,10 +209,7 @@ async fn multi_event_appends_that_arrive_together_share_a_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_multi_event_appends_are_written_whole_or_not_at_all() {
     let store = one_writer_store().await;
-    store
-        .append(AppendRequest::single("cart-hot", ExpectedVersion::NoStream, vec![event(0)]))
-        .await
-        .expect("seed");
+    seed(&store, "cart-hot").await;
     // Thirty callers append 2..=6 events each to one stream, all expecting version 1: with
     // `on conflict do nothing` a loser of 6 events would keep the versions the winner's
     // shorter append left free. Beside them, appends to streams of their own.
