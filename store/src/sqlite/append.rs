@@ -13,7 +13,7 @@
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
-use super::rows::{format_timestamp, from_i64, parse_outcome, parse_timestamp, to_i64};
+use super::rows::{format_timestamp, from_i64, parse_outcome, to_i64};
 use super::{is_unique_violation, SqliteStore};
 use crate::error::StoreError;
 use crate::event::{category_of, AppendOutcome, AppendRequest, NewEvent, Position, StreamAppend, StreamOutcome};
@@ -236,12 +236,26 @@ const STREAM_STATE_SQL: &str = "select (select archived_through from stream_arch
 /// rows (five parameters each, SQLite allows 32,766), each statement text prepared once.
 const INSERT_ROWS: usize = 32;
 
+/// Every write's `recorded_at`, in SQL: now (`$now`, a parameter), or the newest event's time
+/// if that is later. With one writer at a time this keeps `recorded_at` non-decreasing in
+/// position order even if the clock steps back (the fixed-width text compares as time).
+macro_rules! recorded_at_sql {
+    ($now:literal) => {
+        concat!(
+            "max(",
+            $now,
+            ", coalesce((select recorded_at from events order by position desc limit 1), ",
+            $now,
+            "))"
+        )
+    };
+}
+
 /// The insert of `rows` events of one stream: `?1` stream id, `?2` category, `?3` now,
 /// `?4` the expected version (-1: any, 0: no stream), then five parameters per row. It
 /// writes after the stream's version only when that is the expected one and the stream was
 /// not archived whole (its events then left the hot table, so its version there reads 0),
-/// at `recorded_at` now or the newest event's time if that is later (see
-/// [`next_recorded_at`]; the fixed-width text compares as time). Returns (position, version).
+/// at `recorded_at_sql!`. Returns (position, version).
 fn checked_insert_sql(rows: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let statements = STATEMENTS.get_or_init(|| {
@@ -254,14 +268,17 @@ fn checked_insert_sql(rows: usize) -> &'static str {
                     })
                     .collect();
                 format!(
-                    "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
-                     select r.column1, ?1, ?2, s.version + r.column2, r.column3, r.column4, r.column5, r.column6, s.recorded_at
-                       from (select coalesce((select max(version) from events where stream_id = ?1), 0) as version,
-                                    max(?3, coalesce((select recorded_at from events order by position desc limit 1), ?3)) as recorded_at) s,
-                            (values {}) r
-                      where (?4 < 0 or s.version = ?4)
-                        and not exists (select 1 from stream_archives where stream_id = ?1 and whole)
-                     returning position, version",
+                    concat!(
+                        "insert into events (event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
+                         select r.column1, ?1, ?2, s.version + r.column2, r.column3, r.column4, r.column5, r.column6, s.recorded_at
+                           from (select coalesce((select max(version) from events where stream_id = ?1), 0) as version, ",
+                        recorded_at_sql!("?3"),
+                        " as recorded_at) s,
+                                (values {}) r
+                          where (?4 < 0 or s.version = ?4)
+                            and not exists (select 1 from stream_archives where stream_id = ?1 and whole)
+                         returning position, version"
+                    ),
                     values.join(", ")
                 )
             })
@@ -270,26 +287,13 @@ fn checked_insert_sql(rows: usize) -> &'static str {
     &statements[rows.clamp(1, INSERT_ROWS) - 1]
 }
 
-/// The `recorded_at` of a write that reads nothing else first ([`next_recorded_at`]).
+/// The `recorded_at` of a write that is not one of the inserts above (`recorded_at_sql!`).
 pub(super) async fn recorded_at(conn: &mut SqliteConnection) -> Result<String, StoreError> {
-    let last: Option<String> = sqlx::query_scalar("select recorded_at from events order by position desc limit 1")
-        .fetch_optional(conn)
-        .await?;
-    format_timestamp(next_recorded_at(last.as_deref()))
-}
-
-/// Now, but never earlier than the newest event's time (`last`): with one writer at a time
-/// this keeps `recorded_at` non-decreasing in position order even if the clock steps back.
-fn next_recorded_at(last: Option<&str>) -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    match last.map(parse_timestamp) {
-        Some(Ok(last)) if last > now => last,
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "last event's recorded_at is unreadable; using the clock");
-            now
-        }
-        _ => now,
-    }
+    let now = format_timestamp(OffsetDateTime::now_utc())?;
+    Ok(sqlx::query_scalar(concat!("select ", recorded_at_sql!("?1")))
+        .bind(now)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// The stream's version: an archived stream keeps its tombstone's (it never restarts at 1).

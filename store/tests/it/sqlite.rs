@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use store::sqlite::SqliteStoreOptions;
-use store::{AppendRequest, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, Position, RecordedEvent, SqliteStore, StoreError};
+use store::{
+    AppendRequest, ArchiveReason, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, Position, RecordedEvent, SqliteStore, StoreError,
+};
 
 fn events(kind: &str, count: u64) -> Vec<NewEvent> {
     (1..=count)
@@ -406,7 +408,7 @@ async fn recorded_at_is_fixed_width_utc_text_that_round_trips() {
 }
 
 /// Even when the clock steps back (here: a stored event from the future), recorded_at never
-/// decreases with position.
+/// decreases with position: not in appends, and not in the archive log's event either.
 #[tokio::test]
 async fn recorded_at_never_decreases_when_the_clock_steps_back() {
     let store = open(&store::testing::sqlite()).await;
@@ -424,6 +426,14 @@ async fn recorded_at_never_decreases_when_the_clock_steps_back() {
         read.iter().all(|e| e.recorded_at == read[0].recorded_at),
         "held at the latest time seen: {read:?}"
     );
+    store
+        .archive_stream("cart-f", ExpectedVersion::Exact(3), ArchiveReason::Admin, "tester")
+        .await
+        .unwrap();
+    let feed = store.read_all(Position::START, 10, None).await.unwrap();
+    assert_eq!(feed.len(), 4, "the stream's three events and the archive log's one: {feed:?}");
+    assert_gap_free_feed(&feed);
+    assert_eq!(feed[3].recorded_at, read[0].recorded_at, "the archive log's event is held too");
 }
 
 #[tokio::test]
