@@ -130,73 +130,81 @@ const HEAD_SQL: &str = "select h.horizon, greatest(
 
 impl PgStore {
     pub(super) async fn read_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = self.stream_rows(READ_STREAM_SQL, 2, stream_id, from_version, limit).await?;
-        rows.iter().map(|row| decode_event_at(row, EVENT_COLUMNS_AT)).collect()
+        self.stream_page(READ_STREAM_SQL, 2, stream_id, from_version, limit, decode_event_at)
+            .await
     }
 
     pub(super) async fn load_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows = self.stream_rows(LOAD_STREAM_SQL, 1, stream_id, from_version, limit).await?;
-        let at = EVENT_COLUMNS_AT;
-        rows.iter()
-            .map(|row| {
-                let position = Position(to_u64(row.try_get_unchecked(at)?, "position")?);
-                let event_type: String = row.try_get_unchecked(at + 2)?;
-                let (schema_version, data) = upcast(&event_type, row.try_get_unchecked(at + 3)?, json_column(row, at + 4)?)?;
-                Ok(StreamEvent {
-                    position,
-                    version: to_u64(row.try_get_unchecked(at + 1)?, "version")?,
-                    event_type,
-                    schema_version,
-                    data,
-                    recorded_at: row.try_get_unchecked(at + 5)?,
-                })
+        self.stream_page(LOAD_STREAM_SQL, 1, stream_id, from_version, limit, |row, at| {
+            let position = Position(to_u64(row.try_get_unchecked(at)?, "position")?);
+            let event_type: String = row.try_get_unchecked(at + 2)?;
+            let (schema_version, data) = upcast(&event_type, row.try_get_unchecked(at + 3)?, json_column(row, at + 4)?)?;
+            Ok(StreamEvent {
+                position,
+                version: to_u64(row.try_get_unchecked(at + 1)?, "version")?,
+                event_type,
+                schema_version,
+                data,
+                recorded_at: row.try_get_unchecked(at + 5)?,
             })
-            .collect()
+        })
+        .await
     }
 
-    /// A page of one stream's rows by version (`sql`: `[hot table, hot table and archive]`;
-    /// the version is event column `version_at`), without the row of nulls an empty page has.
+    /// A page of one stream by version (`sql`: `[hot table, hot table and archive]`; the
+    /// version is event column `version_at`), each event decoded with `decode` (given the row
+    /// and where its event columns start) as its row arrives, while the server still sends
+    /// the rest, as `read_page` does.
     ///
     /// One statement in the common case: its rows carry the stream's archive state, so an
     /// archived stream is [`StoreError::StreamArchived`] at once, and only a page of a
     /// truncated stream that starts below what the hot table holds is read again with the
     /// archive.
-    async fn stream_rows(
+    async fn stream_page<T>(
         &self,
         sql: [&'static str; 2],
         version_at: usize,
         stream_id: &str,
         from_version: u64,
         limit: usize,
-    ) -> Result<Vec<PgRow>, StoreError> {
-        let run = |sql: &'static str| {
-            sqlx::query(sql)
-                .bind(stream_id)
-                .bind(to_i64(from_version))
-                .bind(to_i64(limit as u64))
-                .fetch_all(&self.inner.pool)
+        decode: impl Fn(&PgRow, usize) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let query = |sql: &'static str| sqlx::query(sql).bind(stream_id).bind(to_i64(from_version)).bind(to_i64(limit as u64));
+        let mut rows = query(sql[0]).fetch(&self.inner.pool);
+        let mut page = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+        let Some(first) = rows.try_next().await? else {
+            return Ok(page);
         };
-        let mut rows = run(sql[0]).await?;
-        let archive: Option<(Option<bool>, Option<i64>)> = rows
-            .first()
-            .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-            .transpose()?;
-        rows.retain(|row| row.try_get::<Option<i64>, _>(EVENT_COLUMNS_AT).ok().flatten().is_some());
-        match archive {
-            Some((Some(true), Some(version))) => Err(StoreError::StreamArchived {
-                stream: stream_id.to_owned(),
-                version: to_u64(version, "archived version")?,
-            }),
-            Some((Some(false), Some(through))) if limit > 0 && to_i64(from_version) <= through => {
-                let first: Option<i64> = rows.first().map(|row| row.try_get(EVENT_COLUMNS_AT + version_at)).transpose()?;
-                if first == Some(to_i64(from_version.max(1))) {
-                    Ok(rows)
-                } else {
-                    Ok(run(sql[1]).await?)
-                }
+        let archive: (Option<bool>, Option<i64>) = (first.try_get(0)?, first.try_get(1)?);
+        let below_truncation = match archive {
+            (Some(true), Some(version)) => {
+                return Err(StoreError::StreamArchived {
+                    stream: stream_id.to_owned(),
+                    version: to_u64(version, "archived version")?,
+                });
             }
-            _ => Ok(rows),
+            // Truncated, and read from below the truncation point: the hot table has the
+            // page only if it starts where it was asked to.
+            (Some(false), Some(through)) if limit > 0 && to_i64(from_version) <= through => {
+                let first_version: Option<i64> = first.try_get(EVENT_COLUMNS_AT + version_at)?;
+                first_version != Some(to_i64(from_version.max(1)))
+            }
+            _ => false,
+        };
+        if below_truncation {
+            drop(rows);
+            let rows = query(sql[1]).fetch_all(&self.inner.pool).await?;
+            return rows.iter().map(|row| decode(row, EVENT_COLUMNS_AT)).collect();
         }
+        let mut row = Some(first);
+        while let Some(current) = row {
+            // An empty page is one row whose event columns are null.
+            if !current.try_get_raw(EVENT_COLUMNS_AT)?.is_null() {
+                page.push(decode(&current, EVENT_COLUMNS_AT)?);
+            }
+            row = rows.try_next().await?;
+        }
+        Ok(page)
     }
 
     pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
