@@ -101,15 +101,17 @@ impl Conn {
         Ok(self.client.execute(&self.insert_many, &[&stream_id, &expected, &types, &data]).await?)
     }
 
-    /// W3: a stream's events, decoded into typed events.
+    /// W3: a stream's events, decoded into typed events as their rows arrive (as the store's
+    /// stream pages are).
     pub(super) async fn load(&self, stream_id: &str) -> Result<Vec<(i64, i64, CartEvent)>, BoxError> {
-        let rows = self.client.query(&self.by_stream, &[&stream_id]).await?;
-        rows.iter()
-            .map(|row| {
-                let data: JsonbBytes = row.try_get(3)?;
-                Ok((row.try_get(0)?, row.try_get(1)?, typed(row.try_get(2)?, data.0)?))
-            })
-            .collect()
+        let rows = self.client.query_raw(&self.by_stream, [stream_id]).await?;
+        futures::pin_mut!(rows);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let data: JsonbBytes = row.try_get(3)?;
+            events.push((row.try_get(0)?, row.try_get(1)?, typed(row.try_get(2)?, data.0)?));
+        }
+        Ok(events)
     }
 
     /// W4: the page after `after`; the positions, the rows decoded. Each row is decoded as it
@@ -134,12 +136,12 @@ impl Conn {
 }
 
 /// The W3 query and decoding through sqlx instead (to choose the client): `data` read as
-/// the same jsonb bytes.
+/// the same jsonb bytes, each row decoded as it arrives.
 pub(super) async fn load_with_sqlx(pool: &sqlx::PgPool, stream_id: &str) -> Result<usize, BoxError> {
     use sqlx::{Row, ValueRef};
-    let rows = sqlx::query(BY_STREAM).bind(stream_id).fetch_all(pool).await?;
-    let mut loaded = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let mut rows = sqlx::query(BY_STREAM).bind(stream_id).fetch(pool);
+    let mut loaded = Vec::new();
+    while let Some(row) = rows.try_next().await? {
         let raw = row.try_get_raw(3)?;
         let data = match raw.as_bytes()?.split_first() {
             Some((1, json)) if !raw.is_null() => json,
