@@ -131,12 +131,12 @@ const HEAD_SQL: &str = "select h.horizon, greatest(
 
 impl PgStore {
     pub(super) async fn read_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let page = async |conn: &mut PgConnection| stream_page(conn, READ_STREAM_SQL, 2, stream_id, from_version, limit, decode_event_at).await;
-        self.inner.connections.run_limited(page).await
+        self.stream_page(READ_STREAM_SQL, 2, stream_id, from_version, limit, decode_event_at)
+            .await
     }
 
     pub(super) async fn load_stream_page(&self, stream_id: &str, from_version: u64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
-        let decode = |row: &PgRow, at: usize| {
+        self.stream_page(LOAD_STREAM_SQL, 1, stream_id, from_version, limit, |row, at| {
             let position = Position(to_u64(row.try_get_unchecked(at)?, "position")?);
             let event_type: String = row.try_get_unchecked(at + 2)?;
             let (schema_version, data) = upcast(&event_type, row.try_get_unchecked(at + 3)?, json_column(row, at + 4)?)?;
@@ -148,8 +148,30 @@ impl PgStore {
                 data,
                 recorded_at: row.try_get_unchecked(at + 5)?,
             })
-        };
-        let page = async |conn: &mut PgConnection| stream_page(conn, LOAD_STREAM_SQL, 1, stream_id, from_version, limit, decode).await;
+        })
+        .await
+    }
+
+    /// A page of one stream by version (`sql`: `[hot table, hot table and archive]`; the
+    /// version is event column `version_at`), each event decoded with `decode` (given the row
+    /// and where its event columns start) as its row arrives, while the server still sends
+    /// the rest, as `read_page` does; on a connection beside the pool (`connections`: no
+    /// ping after each page).
+    ///
+    /// One statement in the common case: its rows carry the stream's archive state, so an
+    /// archived stream is [`StoreError::StreamArchived`] at once, and only a page of a
+    /// truncated stream that starts below what the hot table holds is read again with the
+    /// archive.
+    async fn stream_page<T>(
+        &self,
+        sql: [&'static str; 2],
+        version_at: usize,
+        stream_id: &str,
+        from_version: u64,
+        limit: usize,
+        decode: impl Fn(&PgRow, usize) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let page = async |conn: &mut PgConnection| stream_page_on(conn, sql, version_at, stream_id, from_version, limit, decode).await;
         self.inner.connections.run_limited(page).await
     }
 
@@ -222,17 +244,8 @@ impl PgStore {
     }
 }
 
-/// A page of one stream by version (`sql`: `[hot table, hot table and archive]`; the
-/// version is event column `version_at`), each event decoded with `decode` (given the row
-/// and where its event columns start) as its row arrives, while the server still sends
-/// the rest, as `read_page` does; on `conn`, one of the connections beside the pool
-/// (`connections`: no ping after each page).
-///
-/// One statement in the common case: its rows carry the stream's archive state, so an
-/// archived stream is [`StoreError::StreamArchived`] at once, and only a page of a
-/// truncated stream that starts below what the hot table holds is read again with the
-/// archive.
-async fn stream_page<T>(
+/// [`PgStore::stream_page`] on one connection.
+async fn stream_page_on<T>(
     conn: &mut PgConnection,
     sql: [&'static str; 2],
     version_at: usize,
