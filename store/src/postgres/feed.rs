@@ -216,26 +216,18 @@ impl PgStore {
                 .bind(categories),
         };
         // Each row is decoded as it arrives, while the server still sends the rest of the
-        // page: collecting the page first left one of the two cores idle at a time. On a
-        // connection beside the pool, like a stream page.
-        let (horizon, mut events) = self
-            .inner
-            .connections
-            .run_limited(async |conn: &mut PgConnection| {
-                let mut rows = query.fetch(&mut *conn);
-                let mut horizon = None;
-                let mut events = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-                while let Some(row) = rows.try_next().await? {
-                    // The horizon row: no stream, the horizon where the position goes.
-                    if row.try_get_raw(1)?.is_null() {
-                        horizon = Some(row.try_get(0)?);
-                    } else {
-                        events.push(decode_event_at(&row, 0)?);
-                    }
-                }
-                Ok::<_, StoreError>((horizon, events))
-            })
-            .await?;
+        // page: collecting the page first left one of the two cores idle at a time.
+        let mut rows = query.fetch(&self.inner.pool);
+        let mut horizon = None;
+        let mut events = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+        while let Some(row) = rows.try_next().await? {
+            // The horizon row: no stream, the horizon where the position goes.
+            if row.try_get_raw(1)?.is_null() {
+                horizon = Some(row.try_get(0)?);
+            } else {
+                events.push(decode_event_at(&row, 0)?);
+            }
+        }
         let horizon = horizon.ok_or_else(|| StoreError::Corrupt("a feed page came without its horizon".into()))?;
         if !events.is_sorted_by_key(|e| e.position) {
             events.sort_unstable_by_key(|e| e.position);
