@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use sqlx::postgres::PgRow;
-use sqlx::PgConnection;
 use sqlx::{Row, ValueRef};
 
 use super::{to_i64, to_u64, PgStore};
@@ -155,8 +154,7 @@ impl PgStore {
     /// A page of one stream by version (`sql`: `[hot table, hot table and archive]`; the
     /// version is event column `version_at`), each event decoded with `decode` (given the row
     /// and where its event columns start) as its row arrives, while the server still sends
-    /// the rest, as `read_page` does; on a connection beside the pool (`connections`: no
-    /// ping after each page).
+    /// the rest, as `read_page` does.
     ///
     /// One statement in the common case: its rows carry the stream's archive state, so an
     /// archived stream is [`StoreError::StreamArchived`] at once, and only a page of a
@@ -171,8 +169,42 @@ impl PgStore {
         limit: usize,
         decode: impl Fn(&PgRow, usize) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let page = async |conn: &mut PgConnection| stream_page_on(conn, sql, version_at, stream_id, from_version, limit, decode).await;
-        self.inner.connections.run_limited(page).await
+        let query = |sql: &'static str| sqlx::query(sql).bind(stream_id).bind(to_i64(from_version)).bind(to_i64(limit as u64));
+        let mut rows = query(sql[0]).fetch(&self.inner.pool);
+        let mut page = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+        let Some(first) = rows.try_next().await? else {
+            return Ok(page);
+        };
+        let archive: (Option<bool>, Option<i64>) = (first.try_get(0)?, first.try_get(1)?);
+        let below_truncation = match archive {
+            (Some(true), Some(version)) => {
+                return Err(StoreError::StreamArchived {
+                    stream: stream_id.to_owned(),
+                    version: to_u64(version, "archived version")?,
+                });
+            }
+            // Truncated, and read from below the truncation point: the hot table has the
+            // page only if it starts where it was asked to.
+            (Some(false), Some(through)) if limit > 0 && to_i64(from_version) <= through => {
+                let first_version: Option<i64> = first.try_get(EVENT_COLUMNS_AT + version_at)?;
+                first_version != Some(to_i64(from_version.max(1)))
+            }
+            _ => false,
+        };
+        if below_truncation {
+            drop(rows);
+            let rows = query(sql[1]).fetch_all(&self.inner.pool).await?;
+            return rows.iter().map(|row| decode(row, EVENT_COLUMNS_AT)).collect();
+        }
+        let mut row = Some(first);
+        while let Some(current) = row {
+            // An empty page is one row whose event columns are null.
+            if !current.try_get_raw(EVENT_COLUMNS_AT)?.is_null() {
+                page.push(decode(&current, EVENT_COLUMNS_AT)?);
+            }
+            row = rows.try_next().await?;
+        }
+        Ok(page)
     }
 
     pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -234,55 +266,6 @@ impl PgStore {
         }
         Ok((horizon, events))
     }
-}
-
-/// [`PgStore::stream_page`] on one connection.
-async fn stream_page_on<T>(
-    conn: &mut PgConnection,
-    sql: [&'static str; 2],
-    version_at: usize,
-    stream_id: &str,
-    from_version: u64,
-    limit: usize,
-    decode: impl Fn(&PgRow, usize) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let query = |sql: &'static str| sqlx::query(sql).bind(stream_id).bind(to_i64(from_version)).bind(to_i64(limit as u64));
-    let mut rows = query(sql[0]).fetch(&mut *conn);
-    let mut page = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-    let Some(first) = rows.try_next().await? else {
-        return Ok(page);
-    };
-    let archive: (Option<bool>, Option<i64>) = (first.try_get(0)?, first.try_get(1)?);
-    let below_truncation = match archive {
-        (Some(true), Some(version)) => {
-            return Err(StoreError::StreamArchived {
-                stream: stream_id.to_owned(),
-                version: to_u64(version, "archived version")?,
-            });
-        }
-        // Truncated, and read from below the truncation point: the hot table has the
-        // page only if it starts where it was asked to.
-        (Some(false), Some(through)) if limit > 0 && to_i64(from_version) <= through => {
-            let first_version: Option<i64> = first.try_get(EVENT_COLUMNS_AT + version_at)?;
-            first_version != Some(to_i64(from_version.max(1)))
-        }
-        _ => false,
-    };
-    if below_truncation {
-        // What is left of this result is read by the connection's next statement first.
-        drop(rows);
-        let rows = query(sql[1]).fetch_all(&mut *conn).await?;
-        return rows.iter().map(|row| decode(row, EVENT_COLUMNS_AT)).collect();
-    }
-    let mut row = Some(first);
-    while let Some(current) = row {
-        // An empty page is one row whose event columns are null.
-        if !current.try_get_raw(EVENT_COLUMNS_AT)?.is_null() {
-            page.push(decode(&current, EVENT_COLUMNS_AT)?);
-        }
-        row = rows.try_next().await?;
-    }
-    Ok(page)
 }
 
 /// Read-your-writes on the feed: a reader whose page is not full waits (up to `feed_wait`)

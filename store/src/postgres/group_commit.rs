@@ -30,15 +30,16 @@
 //! Rows are written sorted by (stream, expected version), so two groups that touch the same
 //! streams wait on each other's keys in one order instead of deadlocking.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use super::append::{classify, json_text, write_stream, Failure, StreamWritten};
-use super::connections::Connections;
-use super::{to_u64, ORDINAL_BITS};
+use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
 use crate::error::StoreError;
 use crate::event::{category_of, ExpectedVersion, NewEvent, Position, StreamAppend};
 
@@ -97,29 +98,66 @@ pub(super) struct GroupCommit {
     writers: Arc<Writers>,
 }
 
-/// The statements in flight and the connections they run on (kept beside the pool, see
-/// `connections`).
+/// The connections these statements run on, one per statement in flight, kept apart from
+/// the pool: sqlx's pool pings every connection it takes back (a second round trip per
+/// append, a `Sync` that `strace` showed beside every append's `Bind`).
 struct Writers {
     /// One permit per statement in flight, a lone append's or a group's.
     permits: Arc<Semaphore>,
-    /// Appends the group statement cannot take (several events) are written alone on these
-    /// too, at most as many at once as the pool has connections (`run_limited`).
-    connections: Arc<Connections>,
+    /// Appends the group statement cannot take (several events), written alone on these
+    /// connections too, at most as many at once as the pool has connections.
+    direct: Arc<Semaphore>,
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    options: PgConnectOptions,
+    /// How long opening a connection may take (a server that does not answer at all).
+    connect_timeout: Duration,
 }
 
 impl Writers {
+    /// Runs `write` on a connection of its own: an idle one (pinged first when it sat idle
+    /// long enough to have been dropped by a restarted server), or a new one. A connection
+    /// goes back only when `write` finished without an I/O or protocol error; a caller that
+    /// goes away mid-statement drops it.
     async fn run<T>(&self, write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Failure>) -> Result<T, Failure> {
-        self.connections.run(write).await
+        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let mut conn = match idle {
+            Some((mut conn, since)) if since.elapsed() >= IDLE_PING_AFTER => match conn.ping().await {
+                Ok(()) => conn,
+                Err(_) => self.connect().await?,
+            },
+            Some((conn, _)) => conn,
+            None => self.connect().await?,
+        };
+        let written = write(&mut conn).await;
+        let broken = matches!(&written, Err(Failure::Store(StoreError::Database(e))) if !matches!(e, sqlx::Error::Database(_)));
+        if !broken {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push((conn, Instant::now()));
+            }
+        }
+        written
+    }
+
+    /// A new connection; failing to open one wrote nothing, so it is worth trying again.
+    async fn connect(&self) -> Result<PgConnection, Failure> {
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
+            Ok(connected) => connected.map_err(Failure::Retry),
+            Err(_) => Err(Failure::Retry(sqlx::Error::PoolTimedOut)),
+        }
     }
 }
 
 impl GroupCommit {
-    /// Starts the dispatcher with at most `writers` statements in flight, on `connections`.
-    pub(super) fn start(connections: Arc<Connections>, writers: usize) -> Self {
+    /// Starts the dispatcher with at most `writers` statements in flight, on connections
+    /// made like the pool's.
+    pub(super) fn start(pool: &PgPool, writers: usize, connect_timeout: Duration) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         let writers = Arc::new(Writers {
             permits: Arc::new(Semaphore::new(writers.max(1))),
-            connections,
+            direct: Arc::new(Semaphore::new((pool.options().get_max_connections() as usize).max(1))),
+            idle: Mutex::new(Vec::new()),
+            options: pool.connect_options().as_ref().clone(),
+            connect_timeout,
         });
         tokio::spawn(dispatch(pending, writers.clone()));
         GroupCommit { queue, writers }
@@ -134,10 +172,10 @@ impl GroupCommit {
     /// Writes a stream the group statement does not take, alone, on a connection of these
     /// writers (not the pool's, which pings each connection it takes back).
     pub(super) async fn write_alone(&self, stream: &StreamAppend) -> Result<StreamWritten, Failure> {
-        self.writers
-            .connections
-            .run_limited(async |conn| write_stream(conn, stream, 0).await)
-            .await
+        let Ok(_permit) = self.writers.direct.acquire().await else {
+            return Err(Failure::Store(StoreError::Unavailable("the store is shutting down".into())));
+        };
+        self.writers.run(async |conn| write_stream(conn, stream, 0).await).await
     }
 
     /// Writes `stream` with whichever group it joins; gives it back with the answer.

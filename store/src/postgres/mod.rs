@@ -16,16 +16,13 @@
 //!   notification from other processes and whenever its connection was lost. Subscriptions
 //!   poll as well, so a lost notification only delays.
 //!
-//! Files: `append` (the statements and the retry loop), `group_commit` (appends that share a
-//! statement), `connections` (the connections beside the pool that appends and stream pages
-//! run on), `feed` (reads below the horizon),
+//! Files: `append` (the statements and the retry loop), `feed` (reads below the horizon),
 //! `wakeups` (doorbell, notifier, listener), `checks` (what opening the store refuses),
 //! `replica` (the optional read replica's pool).
 
 mod append;
 mod archive;
 mod checks;
-mod connections;
 mod feed;
 mod group_commit;
 mod keys;
@@ -142,8 +139,6 @@ pub struct PgStore {
 
 struct Inner {
     pool: PgPool,
-    /// Beside the pool: group commit's statements and stream pages run on these.
-    connections: Arc<connections::Connections>,
     wakeups: wakeups::Wakeups,
     feed_wait: Duration,
     group_commit: Option<group_commit::GroupCommit>,
@@ -170,12 +165,10 @@ impl PgStore {
         let pool = pool_options(&options).connect_with(connect_options).await?;
         checks::migrate_and_check(&pool).await?;
         let wakeups = wakeups::Wakeups::start(&pool).await?;
-        let connections = Arc::new(connections::Connections::new(&pool, options.connect_timeout));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 group_commit: (options.group_commit_writers > 0)
-                    .then(|| group_commit::GroupCommit::start(connections.clone(), options.group_commit_writers)),
-                connections,
+                    .then(|| group_commit::GroupCommit::start(&pool, options.group_commit_writers, options.connect_timeout)),
                 pool,
                 wakeups,
                 feed_wait: options.feed_wait,
