@@ -138,6 +138,12 @@ impl NewEvent {
             metadata,
         }
     }
+
+    /// Its data and metadata as JSON text, what both backends store.
+    pub(crate) fn json_text(&self) -> Result<(String, String), StoreError> {
+        let metadata = serde_json::to_string(&self.metadata).map_err(|e| StoreError::InvalidRequest(format!("event metadata is not JSON: {e}")))?;
+        Ok((self.data.to_string(), metadata))
+    }
 }
 
 /// An event's `data` as read: the JSON text exactly as the database returned it, one JSON

@@ -372,7 +372,7 @@ async fn write_request(conn: &mut PgConnection, request: &AppendRequest) -> Resu
 pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &StreamAppend, before: i64) -> Result<StreamWritten, Failure> {
     let query = match stream.events.as_slice() {
         [event] => {
-            let (data, metadata) = json_text(event)?;
+            let (data, metadata) = event.json_text()?;
             sqlx::query(ONE_EVENT.for_expectation(stream.expected))
                 .bind(&stream.stream_id)
                 .bind(category_of(&stream.stream_id))
@@ -384,7 +384,8 @@ pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &St
                 .bind(metadata)
         }
         events => {
-            let (data, metadata): (Vec<String>, Vec<String>) = events.iter().map(json_text).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
+            let (data, metadata): (Vec<String>, Vec<String>) =
+                events.iter().map(NewEvent::json_text).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
             sqlx::query(SEVERAL_EVENTS.for_expectation(stream.expected))
                 .bind(&stream.stream_id)
                 .bind(category_of(&stream.stream_id))
@@ -419,12 +420,6 @@ pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &St
         actual: appended[0].1 - 1,
         positions: appended.into_iter().map(|(position, _)| Position(position)).collect(),
     })
-}
-
-/// An event's data and metadata as JSON text: what the `json` columns keep (migration 0004).
-pub(super) fn json_text(event: &NewEvent) -> Result<(String, String), StoreError> {
-    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("event metadata is not JSON: {e}")))?;
-    Ok((event.data.to_string(), metadata))
 }
 
 /// Sorts a database error into what the append loop does with it. Never reads message text.

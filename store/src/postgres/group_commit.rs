@@ -38,7 +38,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
-use super::append::{classify, json_text, write_stream, Failure, StreamWritten};
+use super::append::{classify, write_stream, Failure, StreamWritten};
 use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
 use crate::error::StoreError;
 use crate::event::{category_of, ExpectedVersion, NewEvent, Position, StreamAppend};
@@ -262,7 +262,7 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
         .zip(1..)
         .flat_map(|(p, append)| p.stream.events.iter().zip(1..).map(move |(event, nth)| (p, append, nth, event)))
         .collect();
-    let (data, metadata): (Vec<String>, Vec<String>) = match rows.iter().map(|(_, _, _, e)| json_text(e)).collect::<Result<Vec<_>, _>>() {
+    let (data, metadata): (Vec<String>, Vec<String>) = match rows.iter().map(|(_, _, _, e)| e.json_text()).collect::<Result<Vec<_>, _>>() {
         Ok(texts) => texts.into_iter().unzip(),
         Err(_) => return answer_all(group, &Err(Answered::Alone)),
     };

@@ -135,8 +135,7 @@ async fn insert(
         .bind(now)
         .bind(expected);
     for event in events {
-        let data = serde_json::to_string(&event.data).map_err(|e| StoreError::InvalidRequest(format!("event data is not JSON: {e}")))?;
-        let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidRequest(format!("metadata is not JSON: {e}")))?;
+        let (data, metadata) = event.json_text()?;
         statement = statement
             .bind(event.event_id.to_string())
             .bind(&event.event_type)
@@ -181,14 +180,13 @@ async fn refused(conn: &mut SqliteConnection, stream: &StreamAppend) -> StoreErr
 /// The version of `stream` when it meets the append's expectation; ARCHIVED when it was
 /// archived whole, CONFLICT when it is at another version.
 async fn checked_version(conn: &mut SqliteConnection, stream: &StreamAppend) -> Result<u64, StoreError> {
-    let (archived, actual): (Option<i64>, i64) = sqlx::query_as(STREAM_STATE_SQL).bind(&stream.stream_id).fetch_one(&mut *conn).await?;
+    let (archived, actual) = stream_state(conn, &stream.stream_id).await?;
     if let Some(version) = archived {
         return Err(StoreError::StreamArchived {
             stream: stream.stream_id.clone(),
-            version: from_i64(version, "archived version")?,
+            version,
         });
     }
-    let actual = from_i64(actual, "version")?;
     if !stream.expected.is_met_by(actual) {
         return Err(StoreError::Conflict {
             stream: stream.stream_id.clone(),
@@ -226,11 +224,19 @@ async fn unique_violation(conn: &mut SqliteConnection, stream: &StreamAppend, ev
     }
 }
 
-/// What an append reads of a stream before it writes: the version its tombstone keeps (null
+/// What an append reads of a stream before it writes: the version its tombstone keeps (none
 /// unless archived whole) and its version in the hot table (truncation keeps the newest
 /// events there).
-const STREAM_STATE_SQL: &str = "select (select archived_through from stream_archives where stream_id = ?1 and whole), \
-            coalesce((select max(version) from events where stream_id = ?1), 0)";
+async fn stream_state(conn: &mut SqliteConnection, stream_id: &str) -> Result<(Option<u64>, u64), StoreError> {
+    let (archived, hot): (Option<i64>, i64) = sqlx::query_as(
+        "select (select archived_through from stream_archives where stream_id = ?1 and whole), \
+                coalesce((select max(version) from events where stream_id = ?1), 0)",
+    )
+    .bind(stream_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((archived.map(|v| from_i64(v, "archived version")).transpose()?, from_i64(hot, "version")?))
+}
 
 /// Most events one insert statement writes: a stream's events go in statements of this many
 /// rows (five parameters each, SQLite allows 32,766), each statement text prepared once.
@@ -298,12 +304,6 @@ pub(super) async fn recorded_at(conn: &mut SqliteConnection) -> Result<String, S
 
 /// The stream's version: an archived stream keeps its tombstone's (it never restarts at 1).
 pub(super) async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<u64, StoreError> {
-    let version: i64 = sqlx::query_scalar(
-        "select max(coalesce((select max(version) from events where stream_id = ?1), 0), \
-                    coalesce((select archived_through from stream_archives where stream_id = ?1 and whole), 0))",
-    )
-    .bind(stream_id)
-    .fetch_one(conn)
-    .await?;
-    from_i64(version, "version")
+    let (archived, hot) = stream_state(conn, stream_id).await?;
+    Ok(archived.unwrap_or(0).max(hot))
 }
