@@ -36,7 +36,8 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
 /// `events_stream_version_key` arbitrates races (optimistic concurrency enforced by the
 /// constraint, not by a read-then-write):
 /// * `NoStream` / `Exact(0)` write version 1.. with no read at all: versions have no gaps,
-///   so the stream is empty exactly when version 1 is free, and the constraint says so.
+///   so the stream is empty exactly when version 1 is free, and the constraint says so
+///   (an archived or truncated stream keeps a marker there, see `archive.rs`).
 /// * `Exact(n)` writes n+1.. if version n exists; if n+1 exists too, the constraint says so.
 /// * `Any` reads max(version) and writes after it; a racing writer makes it retry.
 ///
@@ -98,17 +99,15 @@ impl AppendStatements {
 macro_rules! append_statements {
     ($shape:ident) => {
         AppendStatements {
-            // A stream with any archive row (archived whole, or truncated: its version 1
-            // is free in the hot table but the stream exists) is not fresh.
-            fresh: append_sql!(
-                $shape,
-                "$3::bigint",
-                "where not exists (select 1 from stream_archives where stream_id = $1)"
-            ),
+            // No read at all: a stream with an archive row (archived whole, or truncated)
+            // keeps its marker at version 1 in the hot table (migration 0008), so the key
+            // refuses it like any stream that exists.
+            fresh: append_sql!($shape, "$3::bigint", ""),
+            // `position > 0`: version n itself, not a marker standing for a moved version 1.
             exact: append_sql!(
                 $shape,
                 "$3::bigint",
-                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint)
+                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint and position > 0)
                    and not exists (select 1 from stream_archives where stream_id = $1 and whole)"
             ),
             any: append_sql!(
@@ -451,7 +450,7 @@ pub(super) async fn stream_state<'e, E: PgExecutor<'e>>(executor: E, stream_id: 
     let (version, archived): (i64, Option<i64>) = sqlx::query_as(
         "select coalesce(max(version), 0),
                 (select archived_through from stream_archives where stream_id = $1 and whole)
-           from events where stream_id = $1",
+           from events where stream_id = $1 and position > 0",
     )
     .bind(stream_id)
     .fetch_one(executor)

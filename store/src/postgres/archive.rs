@@ -8,9 +8,10 @@
 //! move, and guarantees that no append read the stream before the tombstone committed and
 //! writes after the move (an append's statement takes its snapshot after its table lock).
 //! Without it an `Exact(n)` append that had already seen version n could write n + 1 to a
-//! stream that no longer exists, and a `NoStream` append could write a new version 1 where
-//! the archived one was deleted. `lock_timeout` bounds the wait; a timed-out archive is
-//! transient and tried again by its caller.
+//! stream that no longer exists. (A `NoStream` append needs no lock: the stream's marker
+//! takes version 1's key in the same transaction as the move, see [`MOVE_SQL`].)
+//! `lock_timeout` bounds the wait; a timed-out archive is transient and tried again by its
+//! caller.
 
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
@@ -26,12 +27,24 @@ use crate::event::{
 const LOCK_TIMEOUT: &str = "set local lock_timeout = '2s'";
 const LOCK_EVENTS: &str = "lock table events in share row exclusive mode";
 
-/// Moves the rows of one stream with `version <= $2` from `events` to `archived_events`.
+/// Moves the events of one stream with `version <= $2` from `events` to `archived_events`,
+/// and leaves the stream's marker in place of its version 1 when that is what moves: the
+/// same row at the negated position (so no feed, which reads positions above a checkpoint,
+/// ever meets it), with the same event id (still taken), and without data. The marker keeps
+/// the stream's key `(stream_id, 1)` taken, so an append expecting a new stream is refused
+/// by the constraint, with no read of `stream_archives` (migration 0008). Stream reads and
+/// the checks of `Exact(n)` skip it by `position > 0`.
 const MOVE_SQL: &str = "with moved as (
-        delete from events where stream_id = $1 and version <= $2
-        returning position, event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
-    insert into archived_events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
-    select * from moved";
+        delete from events where stream_id = $1 and version <= $2 and position > 0
+        returning position, event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at),
+    archived as (
+        insert into archived_events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
+        select * from moved
+        returning 1),
+    marker as (
+        insert into events (position, event_id, stream_id, category, version, event_type, schema_version, data, metadata, recorded_at)
+        select -position, event_id, stream_id, category, 1, '$archived', 0, 'null', '{}', recorded_at from moved where version = 1)
+    select count(*) from archived";
 
 /// Whether the stream has an archive row: `(whole, archived_through)`.
 pub(super) async fn archive_state<'e, E: PgExecutor<'e>>(executor: E, stream_id: &str) -> Result<Option<(bool, u64)>, StoreError> {
@@ -61,11 +74,17 @@ pub(super) async fn tombstone<'e, E: PgExecutor<'e>>(executor: E, stream_id: &st
 }
 
 async fn hot_version(conn: &mut PgConnection, stream_id: &str) -> Result<u64, StoreError> {
-    let version: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream_id = $1")
+    let version: i64 = sqlx::query_scalar("select coalesce(max(version), 0) from events where stream_id = $1 and position > 0")
         .bind(stream_id)
         .fetch_one(&mut *conn)
         .await?;
     to_u64(version, "stream version")
+}
+
+/// [`MOVE_SQL`]: how many events moved.
+async fn move_events(conn: &mut PgConnection, stream_id: &str, through: u64) -> Result<u64, StoreError> {
+    let moved: i64 = sqlx::query_scalar(MOVE_SQL).bind(stream_id).bind(to_i64(through)).fetch_one(&mut *conn).await?;
+    to_u64(moved, "moved events")
 }
 
 async fn lock_events(conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -108,12 +127,7 @@ impl PgStore {
                 actual: version,
             });
         }
-        let moved = sqlx::query(MOVE_SQL)
-            .bind(stream_id)
-            .bind(to_i64(version))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let moved = move_events(&mut tx, stream_id, version).await?;
         sqlx::query(
             "insert into stream_archives (stream_id, whole, archived_through, reason, actor) values ($1, true, $2, $3, $4)
              on conflict (stream_id) do update
@@ -180,12 +194,7 @@ impl PgStore {
         if through == 0 {
             return Ok(0);
         }
-        let moved = sqlx::query(MOVE_SQL)
-            .bind(stream_id)
-            .bind(to_i64(through))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let moved = move_events(&mut tx, stream_id, through).await?;
         sqlx::query(
             "insert into stream_archives (stream_id, whole, archived_through, reason, actor) values ($1, false, $2, 'TRUNCATION', 'store')
              on conflict (stream_id) do update

@@ -16,6 +16,8 @@ use crate::upcast::upcast;
 /// A stream page from the hot table, each row led by the stream's archive state (`whole`,
 /// `archived_through`, null when it has none) so that one round trip says whether the
 /// stream was archived or truncated; an empty page is one row of nulls after those two.
+/// `position > 0` leaves out the marker an archived or truncated stream keeps at version 1
+/// (`archive.rs`).
 macro_rules! stream_page_sql {
     ($columns:literal) => {
         concat!(
@@ -23,7 +25,7 @@ macro_rules! stream_page_sql {
                left join stream_archives a on a.stream_id = $1
                left join lateral (select ",
             $columns,
-            " from events where stream_id = $1 and version >= $2 order by version limit $3) e on true"
+            " from events where stream_id = $1 and version >= $2 and position > 0 order by version limit $3) e on true"
         )
     };
 }
@@ -36,7 +38,7 @@ macro_rules! stream_page_with_archive_sql {
             "select null::boolean, null::bigint, s.* from (
                (select ",
             $columns,
-            " from events where stream_id = $1 and version >= $2 order by version limit $3)
+            " from events where stream_id = $1 and version >= $2 and position > 0 order by version limit $3)
                union all
                (select ",
             $columns,

@@ -60,7 +60,7 @@ select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.str
        r.event_type, r.schema_version, r.data::json, r.metadata::json
   from unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[])
        with ordinality as r(event_id, stream_id, category, expected, event_type, schema_version, data, metadata, ordinal)
- where (r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected))
+ where (r.expected = 0 or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected and e.position > 0))
    and not exists (select 1 from stream_archives a where a.stream_id = r.stream_id and (a.whole or r.expected = 0))
 on conflict (stream_id, version) do nothing
 returning position";
@@ -73,7 +73,7 @@ const GROUP_SQL: &str = "insert into events (position, event_id, stream_id, cate
 select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, a.stream_id, a.category, a.expected + r.nth,
        r.event_type, r.schema_version, r.data::json, r.metadata::json
   from (select * from unnest($1::text[], $2::text[], $3::int8[]) with ordinality as a(stream_id, category, expected, append)
-         where (a.expected = 0 or exists (select 1 from events e where e.stream_id = a.stream_id and e.version = a.expected))
+         where (a.expected = 0 or exists (select 1 from events e where e.stream_id = a.stream_id and e.version = a.expected and e.position > 0))
            and not exists (select 1 from stream_archives s where s.stream_id = a.stream_id and (s.whole or a.expected = 0))) a
   join unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::text[])
        with ordinality as r(append, nth, event_id, event_type, schema_version, data, metadata, ordinal)
