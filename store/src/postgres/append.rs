@@ -163,7 +163,7 @@ impl PgStore {
             None => (stream, None),
         };
         let mut attempt = 0;
-        let mut pauses = retry_pauses();
+        let mut pauses = None;
         loop {
             attempt += 1;
             // The statement is alone in its implicit transaction: no ordinal is taken yet.
@@ -184,7 +184,7 @@ impl PgStore {
             if let Some(error) = retry_or_error(&self.inner.pool, failure, attempt).await? {
                 return Err(error);
             }
-            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
+            tokio::time::sleep(pauses.get_or_insert_with(retry_pauses).next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 
@@ -192,7 +192,7 @@ impl PgStore {
     /// subject's data key is deleted in it too (`KeyStore::shred`).
     pub(super) async fn append_transaction(&self, request: &AppendRequest, shred: Option<&str>) -> Result<AppendOutcome, StoreError> {
         let mut attempt = 0;
-        let mut pauses = retry_pauses();
+        let mut pauses = None;
         loop {
             attempt += 1;
             let mut tx = self.inner.pool.begin().await?;
@@ -217,7 +217,7 @@ impl PgStore {
             if let Some(error) = retry_or_error(&self.inner.pool, failure, attempt).await? {
                 return Err(error);
             }
-            tokio::time::sleep(pauses.next().unwrap_or(MAX_RETRY_PAUSE)).await;
+            tokio::time::sleep(pauses.get_or_insert_with(retry_pauses).next().unwrap_or(MAX_RETRY_PAUSE)).await;
         }
     }
 }
@@ -486,7 +486,8 @@ fn transaction_full() -> StoreError {
 }
 
 /// Short, growing, jittered pauses between attempts so racing writers spread out
-/// (backon's schedule: 1 ms doubling to `MAX_RETRY_PAUSE`, each with random jitter).
+/// (backon's schedule: 1 ms doubling to `MAX_RETRY_PAUSE`, each with random jitter). Made
+/// at the first retry only: its random source is not free, and most appends never retry.
 fn retry_pauses() -> backon::ExponentialBackoff {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()
