@@ -83,7 +83,11 @@ async fn hot_version(conn: &mut PgConnection, stream_id: &str) -> Result<u64, St
 
 /// [`MOVE_SQL`]: how many events moved.
 async fn move_events(conn: &mut PgConnection, stream_id: &str, through: u64) -> Result<u64, StoreError> {
-    let moved: i64 = sqlx::query_scalar(MOVE_SQL).bind(stream_id).bind(to_i64(through)).fetch_one(&mut *conn).await?;
+    let moved: i64 = sqlx::query_scalar(MOVE_SQL)
+        .bind(stream_id)
+        .bind(to_i64(through))
+        .fetch_one(&mut *conn)
+        .await?;
     to_u64(moved, "moved events")
 }
 

@@ -362,14 +362,20 @@ async fn markers_migration_marks_streams_archived_before_it_on_postgres() {
     let archived_first = "select stream_id, 1::bigint, position from archived_events where version = 1 order by stream_id";
     let expected: Vec<(String, i64, i64)> = sqlx::query_as(archived_first).fetch_all(store.pool()).await.unwrap();
     assert_eq!(expected.len(), 2);
-    assert_eq!(sqlx::query_as::<_, (String, i64, i64)>(markers).fetch_all(store.pool()).await.unwrap(), expected);
+    assert_eq!(
+        sqlx::query_as::<_, (String, i64, i64)>(markers).fetch_all(store.pool()).await.unwrap(),
+        expected
+    );
 
     // As the database was before 0008: no markers. The migration puts them back, once.
     sqlx::query("delete from events where position < 0").execute(store.pool()).await.unwrap();
     let migration = include_str!("../../../migrations/postgres/0008_archive_markers.sql");
     for _ in 0..2 {
         sqlx::raw_sql(migration).execute(store.pool()).await.expect("migration 0008");
-        assert_eq!(sqlx::query_as::<_, (String, i64, i64)>(markers).fetch_all(store.pool()).await.unwrap(), expected);
+        assert_eq!(
+            sqlx::query_as::<_, (String, i64, i64)>(markers).fetch_all(store.pool()).await.unwrap(),
+            expected
+        );
     }
     assert_archived(store.append(single("cart-old", ExpectedVersion::NoStream, 1)).await, "cart-old", 3);
     assert!(matches!(
