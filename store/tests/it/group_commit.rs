@@ -247,3 +247,69 @@ async fn racing_multi_event_appends_are_written_whole_or_not_at_all() {
         assert_eq!(store.read_stream(&format!("cart-m{i}"), 1, 100).await.expect("read").len(), 1 + i % 10);
     }
 }
+
+/// In a group, an append expecting no stream is refused for a stream that was archived or
+/// truncated (the statement reads nothing for it: the stream's marker holds version 1's
+/// key), and `Exact(n)` for an archived one, single-event and multi-event groups alike;
+/// the other appends of the group are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_appends_to_archived_and_truncated_streams_are_refused_alone() {
+    let store = one_writer_store().await;
+    store
+        .append(AppendRequest::single("cart-gone", ExpectedVersion::NoStream, (0..3).map(event).collect()))
+        .await
+        .expect("cart-gone");
+    store
+        .archive_stream("cart-gone", ExpectedVersion::Exact(3), store::ArchiveReason::Admin, "admin")
+        .await
+        .expect("archive");
+    store
+        .append(AppendRequest::single(
+            "product-cut",
+            ExpectedVersion::NoStream,
+            (0..4).map(event).collect(),
+        ))
+        .await
+        .expect("product-cut");
+    let snapshot = store::Snapshot {
+        stream_id: "product-cut".into(),
+        state_schema_version: 1,
+        version: 3,
+        state: json!({}),
+    };
+    store.save_snapshot(&snapshot).await.expect("snapshot");
+    assert_eq!(store.truncate_stream("product-cut", 3).await.expect("truncate"), 3);
+
+    for events in [1, 3] {
+        let batch = |i: usize| (0..events).map(|n| event(i * 10 + n)).collect::<Vec<_>>();
+        let mut appends: Vec<AppendRequest> = (0..30)
+            .map(|i| AppendRequest::single(format!("cart-n{events}-{i}"), ExpectedVersion::NoStream, batch(i)))
+            .collect();
+        appends.push(AppendRequest::single("cart-gone", ExpectedVersion::NoStream, batch(90)));
+        appends.push(AppendRequest::single("cart-gone", ExpectedVersion::Exact(3), batch(91)));
+        appends.push(AppendRequest::single("product-cut", ExpectedVersion::NoStream, batch(92)));
+        let results = all_at_once(&store, appends).await;
+        let (fresh, refused) = results.split_at(30);
+        assert!(fresh.iter().all(Result::is_ok), "{events}-event appends to new streams: {fresh:?}");
+        for result in &refused[..2] {
+            assert!(
+                matches!(result, Err(StoreError::StreamArchived { version: 3, .. })),
+                "an archived stream refuses {events}-event appends: {result:?}"
+            );
+        }
+        assert!(
+            matches!(&refused[2], Err(StoreError::Conflict { actual: 4, .. })),
+            "a truncated stream exists: {:?}",
+            refused[2]
+        );
+    }
+    let cut: Vec<u64> = store
+        .read_stream("product-cut", 1, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(cut, vec![1, 2, 3, 4], "no second version 1");
+    assert!(events_per_transaction(&store).await.iter().any(|n| *n > 1), "nothing was grouped");
+}
