@@ -55,6 +55,17 @@ async fn all_at_once(store: &PgStore, appends: Vec<AppendRequest>) -> Vec<Result
     results
 }
 
+/// The versions stored for `stream`, in order.
+async fn versions(store: &PgStore, stream: &str) -> Vec<u64> {
+    store
+        .read_stream(stream, 1, 1_000)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.version)
+        .collect()
+}
+
 /// Events per writing transaction, from the stored positions.
 async fn events_per_transaction(store: &PgStore) -> Vec<usize> {
     let all = store.read_all(Position::START, 100_000, None).await.expect("read_all");
@@ -126,14 +137,7 @@ async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
         "Exact(7) on a stream at version 1 or 2: {:?}",
         missing[0]
     );
-    let versions: Vec<u64> = store
-        .read_stream("cart-hot", 1, 100)
-        .await
-        .expect("read")
-        .iter()
-        .map(|e| e.version)
-        .collect();
-    assert_eq!(versions, vec![1, 2], "no gap, no duplicate");
+    assert_eq!(versions(&store, "cart-hot").await, vec![1, 2], "no gap, no duplicate");
     assert!(events_per_transaction(&store).await.iter().any(|n| *n > 1), "the race was not grouped");
 }
 
@@ -303,13 +307,6 @@ async fn grouped_appends_to_archived_and_truncated_streams_are_refused_alone() {
             refused[2]
         );
     }
-    let cut: Vec<u64> = store
-        .read_stream("product-cut", 1, 100)
-        .await
-        .expect("read")
-        .iter()
-        .map(|e| e.version)
-        .collect();
-    assert_eq!(cut, vec![1, 2, 3, 4], "no second version 1");
+    assert_eq!(versions(&store, "product-cut").await, vec![1, 2, 3, 4], "no second version 1");
     assert!(events_per_transaction(&store).await.iter().any(|n| *n > 1), "nothing was grouped");
 }
