@@ -367,6 +367,11 @@ async fn markers_migration_marks_streams_archived_before_it_on_postgres() {
         expected
     );
 
+    // The marker is written twice, by archiving (`MOVE_SQL`) and by the migration: every
+    // column the migration writes must be what archiving wrote.
+    let whole_markers = "select row_to_json(e)::text from events e where position < 0 order by stream_id";
+    let left_by_archiving: Vec<String> = sqlx::query_scalar(whole_markers).fetch_all(store.pool()).await.unwrap();
+
     // As the database was before 0008: no markers. The migration puts them back, once.
     sqlx::query("delete from events where position < 0").execute(store.pool()).await.unwrap();
     let migration = include_str!("../../../migrations/postgres/0008_archive_markers.sql");
@@ -376,6 +381,8 @@ async fn markers_migration_marks_streams_archived_before_it_on_postgres() {
             sqlx::query_as::<_, (String, i64, i64)>(markers).fetch_all(store.pool()).await.unwrap(),
             expected
         );
+        let written: Vec<String> = sqlx::query_scalar(whole_markers).fetch_all(store.pool()).await.unwrap();
+        assert_eq!(written, left_by_archiving, "the migration's markers are archiving's markers");
     }
     assert_archived(store.append(single("cart-old", ExpectedVersion::NoStream, 1)).await, "cart-old", 3);
     assert!(matches!(
