@@ -39,7 +39,8 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(40);
 ///   so the stream is empty exactly when version 1 is free, and the constraint says so
 ///   (an archived or truncated stream keeps a marker there, see `archive.rs`).
 /// * `Exact(n)` writes n+1.. if version n exists; if n+1 exists too, the constraint says so.
-/// * `Any` reads max(version) and writes after it; a racing writer makes it retry.
+/// * `Any` reads max(version) and writes after it, unless the stream was archived whole
+///   (its marker counts in that max); a racing writer makes it retry.
 ///
 /// Each kind is its own statement, with no branch on a parameter: Postgres then settles on
 /// a generic plan for the prepared statement. (One statement with `case $3 ...` branches
@@ -104,11 +105,12 @@ macro_rules! append_statements {
             // refuses it like any stream that exists.
             fresh: append_sql!($shape, "$3::bigint", ""),
             // `position > 0`: version n itself, not a marker standing for a moved version 1.
+            // No read of `stream_archives`: archiving a stream whole moves every live event
+            // under a table lock (`archive.rs`), so a live version n means it was not.
             exact: append_sql!(
                 $shape,
                 "$3::bigint",
-                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint and position > 0)
-                   and not exists (select 1 from stream_archives where stream_id = $1 and whole)"
+                "where exists (select 1 from events where stream_id = $1 and version = $3::bigint and position > 0)"
             ),
             any: append_sql!(
                 $shape,

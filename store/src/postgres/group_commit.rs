@@ -14,10 +14,11 @@
 //!
 //! Each append's expectation is checked on its own, in the same statement: its rows are
 //! inserted only if its expected version exists (`Exact(n)`), one condition for all of an
-//! append's rows, so they pass or fail together, and only if the stream was not archived
-//! whole. An append expecting no stream reads nothing: version 1's key is free only for a
-//! stream that never existed (an archived or truncated one keeps a marker there, see
-//! `archive.rs`). The stream-version key arbitrates races:
+//! append's rows, so they pass or fail together. That live version n also says the stream
+//! was not archived whole (archiving moves every live event). An append expecting no stream
+//! reads nothing: version 1's key is free only for a stream that never existed (an archived
+//! or truncated one keeps a marker there, see `archive.rs`). The stream-version key
+//! arbitrates races:
 //! * a group of single-event appends says `on conflict do nothing`, so an append that loses
 //!   a race affects no other (the hot cart: many callers, one version);
 //! * a group with a multi-event append has no such clause, since skipping some of an
@@ -64,8 +65,7 @@ select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, r.str
   from unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[])
        with ordinality as r(event_id, stream_id, category, expected, event_type, schema_version, data, metadata, ordinal)
  where r.expected = 0
-    or (exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected and e.position > 0)
-        and not exists (select 1 from stream_archives a where a.stream_id = r.stream_id and a.whole))
+    or exists (select 1 from events e where e.stream_id = r.stream_id and e.version = r.expected and e.position > 0)
 on conflict (stream_id, version) do nothing
 returning position";
 
@@ -78,8 +78,7 @@ select (pg_current_xact_id()::text::bigint << 20) + r.ordinal, r.event_id, a.str
        r.event_type, r.schema_version, r.data::json, r.metadata::json
   from (select * from unnest($1::text[], $2::text[], $3::int8[]) with ordinality as a(stream_id, category, expected, append)
          where a.expected = 0
-            or (exists (select 1 from events e where e.stream_id = a.stream_id and e.version = a.expected and e.position > 0)
-                and not exists (select 1 from stream_archives s where s.stream_id = a.stream_id and s.whole))) a
+            or exists (select 1 from events e where e.stream_id = a.stream_id and e.version = a.expected and e.position > 0)) a
   join unnest($4::int8[], $5::int8[], $6::uuid[], $7::text[], $8::int4[], $9::text[], $10::text[])
        with ordinality as r(append, nth, event_id, event_type, schema_version, data, metadata, ordinal)
     on r.append = a.append
