@@ -10,8 +10,9 @@
 //! always goes through the store's public API as `commands` uses it (`ours`).
 //!
 //! Each workload runs `--passes` times (default 3) on both sides, the order alternating
-//! every pass; the table shows medians over passes with min-max, store/baseline, the
-//! issue's target and whether it was met. Progress goes to stderr, the report to stdout.
+//! every pass; the table shows medians over passes with min-max, store/baseline (of the
+//! medians, with the range of each pass's own ratio), the target and whether it
+//! was met. Progress goes to stderr, the report to stdout.
 
 use std::path::PathBuf;
 use std::time::Duration;
