@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use store::postgres::{is_unique_violation, PgStoreOptions, LISTENER_APPLICATION_NAME};
+use store::postgres::{is_unique_violation, PgStoreOptions, LISTENER_APPLICATION_NAME, NOTIFIER_APPLICATION_NAME};
 use store::{AppendRequest, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, PgStore, Position, Resume, StoreError};
 use uuid::Uuid;
 
@@ -303,8 +303,12 @@ async fn take_events(
 }
 
 async fn listener_pids(conn: &mut PgConnection) -> Vec<i32> {
+    session_pids(conn, LISTENER_APPLICATION_NAME).await
+}
+
+async fn session_pids(conn: &mut PgConnection, application_name: &str) -> Vec<i32> {
     sqlx::query_scalar("select pid from pg_stat_activity where application_name = $1 and datname = current_database() order by pid")
-        .bind(LISTENER_APPLICATION_NAME)
+        .bind(application_name)
         .fetch_all(conn)
         .await
         .expect("pg_stat_activity")
@@ -368,6 +372,49 @@ async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
         .expect("doorbell open");
     let got = take_events(&mut feed, 4, Duration::from_secs(10)).await;
     assert_eq!(ids(&got), second.iter().map(|e| e.event_id).collect::<Vec<_>>());
+}
+
+/// The notifier keeps one connection of its own; when the server ends that session, the
+/// next commit's NOTIFY goes out on a fresh one, and other stores still hear it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
+    let db = store::testing::postgres().await;
+    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
+    let x = PgStore::connect(&db.url).await.expect("store X");
+    let y = PgStore::connect(&db.url).await.expect("store Y");
+    let mut doorbell = x.doorbell();
+    let heard = async |doorbell: &mut tokio::sync::watch::Receiver<u64>, what: &str| {
+        tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
+            .await
+            .unwrap_or_else(|_| panic!("X's doorbell did not ring for {what}"))
+            .expect("doorbell open");
+    };
+
+    doorbell.borrow_and_update();
+    y.append(AppendRequest::single("cart-n", ExpectedVersion::NoStream, events(1)))
+        .await
+        .expect("append via Y");
+    heard(&mut doorbell, "Y's first commit").await;
+    // Only Y has appended, so only Y's notifier has a session.
+    let notifiers = session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await;
+    assert_eq!(notifiers.len(), 1, "one notifier session: {notifiers:?}");
+    let killed: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(notifiers[0])
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(killed);
+    while session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await.contains(&notifiers[0]) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    doorbell.borrow_and_update();
+    y.append(AppendRequest::single("cart-n", ExpectedVersion::Exact(1), events(1)))
+        .await
+        .expect("append via Y");
+    heard(&mut doorbell, "Y's commit after its notifier session was killed").await;
+    let now = session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await;
+    assert!(now.len() == 1 && now[0] != notifiers[0], "a fresh notifier session: {now:?}");
 }
 
 /// The version-key violation is told by SQLSTATE and constraint name, and an append that
