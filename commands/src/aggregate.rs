@@ -62,9 +62,12 @@ impl Aggregate for CustomerAggregate {
     }
 }
 
-/// A domain event as a record to append, in its current schema.
+/// A domain event as a record to append, in its current schema: its data printed straight
+/// to JSON text ([`Event::to_json`]), no tree in between.
 pub fn encode<E: Event>(event: &E, metadata: &Metadata) -> NewEvent {
-    NewEvent::new(event.event_type(), event.schema_version(), event.to_data(), metadata.clone())
+    let data = event.to_json();
+    let data = EventData::from_json(data).unwrap_or_else(|e| panic!("event {event:?} encoded to invalid JSON: {e}"));
+    NewEvent::new(event.event_type(), event.schema_version(), data, metadata.clone())
 }
 
 /// A recorded (already upcast) event as a domain event.

@@ -124,25 +124,27 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i32,
-    pub data: serde_json::Value,
+    /// The data as JSON text, what both backends store: made once, where the event is
+    /// encoded (`EventData::from_json`, or from a `serde_json::Value`).
+    pub data: EventData,
     pub metadata: Metadata,
 }
 
 impl NewEvent {
-    pub fn new(event_type: impl Into<String>, schema_version: i32, data: serde_json::Value, metadata: Metadata) -> Self {
+    pub fn new(event_type: impl Into<String>, schema_version: i32, data: impl Into<EventData>, metadata: Metadata) -> Self {
         NewEvent {
             event_id: Uuid::now_v7(),
             event_type: event_type.into(),
             schema_version,
-            data,
+            data: data.into(),
             metadata,
         }
     }
 
     /// Its data and metadata as JSON text, what both backends store.
-    pub(crate) fn json_text(&self) -> Result<(String, String), StoreError> {
+    pub(crate) fn json_text(&self) -> Result<(&str, String), StoreError> {
         let metadata = serde_json::to_string(&self.metadata).map_err(|e| StoreError::InvalidRequest(format!("event metadata is not JSON: {e}")))?;
-        Ok((self.data.to_string(), metadata))
+        Ok((self.data.get(), metadata))
     }
 }
 

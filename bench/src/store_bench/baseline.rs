@@ -78,7 +78,7 @@ impl Conn {
     /// The store's statement for one event to a new stream, its parameters bound as
     /// `PgStore` binds them (data and metadata as JSON text, a fresh event id); one row back.
     pub(super) async fn store_append(&self, stream_id: &str, event: &NewEvent) -> Result<u64, BoxError> {
-        let (data, metadata) = (event.data.to_string(), serde_json::to_string(&event.metadata)?);
+        let (data, metadata) = (event.data.get(), serde_json::to_string(&event.metadata)?);
         let params: [&(dyn ToSql + Sync); 9] = [
             &stream_id,
             &"cart",

@@ -208,6 +208,7 @@ fn events_encode_to_the_pinned_type_version_and_data() {
     for (event, name, version, data) in golden() {
         assert_eq!(event.event_type(), name);
         assert_eq!(event.schema_version(), version, "{name}");
+        // `to_data` parses `to_json`, the text the store writes.
         assert_eq!(event.to_data(), data, "{name}");
         assert_eq!(AnyEvent::current_schema_version(name), Some(version));
     }

@@ -385,7 +385,7 @@ pub(super) async fn write_stream<'e, E: PgExecutor<'e>>(executor: E, stream: &St
                 .bind(metadata)
         }
         events => {
-            let (data, metadata): (Vec<String>, Vec<String>) =
+            let (data, metadata): (Vec<&str>, Vec<String>) =
                 events.iter().map(NewEvent::json_text).collect::<Result<Vec<_>, _>>()?.into_iter().unzip();
             sqlx::query(SEVERAL_EVENTS.for_expectation(stream.expected))
                 .bind(&stream.stream_id)

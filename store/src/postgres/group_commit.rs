@@ -266,7 +266,7 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
         .zip(1..)
         .flat_map(|(p, append)| p.stream.events.iter().zip(1..).map(move |(event, nth)| (p, append, nth, event)))
         .collect();
-    let (data, metadata): (Vec<String>, Vec<String>) = match rows.iter().map(|(_, _, _, e)| e.json_text()).collect::<Result<Vec<_>, _>>() {
+    let (data, metadata): (Vec<&str>, Vec<String>) = match rows.iter().map(|(_, _, _, e)| e.json_text()).collect::<Result<Vec<_>, _>>() {
         Ok(texts) => texts.into_iter().unzip(),
         Err(_) => return answer_all(group, &Err(Answered::Alone)),
     };
