@@ -404,7 +404,9 @@ async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
         .await
         .expect("terminate");
     assert!(killed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await.contains(&notifiers[0]) {
+        assert!(tokio::time::Instant::now() < deadline, "the killed notifier session is still there");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
