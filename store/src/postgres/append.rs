@@ -160,7 +160,7 @@ impl PgStore {
             },
             Some(group) => {
                 let written = group.write_alone(&stream).await;
-                (stream, Some(written))
+                (stream, written)
             }
             None => (stream, None),
         };

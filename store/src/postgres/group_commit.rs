@@ -8,9 +8,9 @@
 //! lone writer nothing. Otherwise it queues; a dispatcher task takes the first waiting
 //! append, waits for a free writer, then takes the appends queued behind it, up to
 //! [`MAX_GROUP_ROWS`] events, and writes them as one `INSERT` on a task of its own. Under
-//! load, groups grow by themselves. Appends the group does not take (`Any`, or more events)
-//! run on these connections too, each alone, at most the pool's size at once: off the pool,
-//! they skip its ping.
+//! load, groups grow by themselves. The statements run on the store's own connections
+//! (`connections.rs`), off the pool and its pings; appends the group does not take (`Any`,
+//! or more events) are written alone, on a spare one of those when one is free.
 //!
 //! Each append's expectation is checked on its own, in the same statement: its rows are
 //! inserted only if its expected version exists (`Exact(n)`), one condition for all of an
@@ -34,16 +34,15 @@
 //! Rows are written sorted by (stream, expected version), so two groups that touch the same
 //! streams wait on each other's keys in one order instead of deadlocking.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use super::append::{classify, write_stream, Failure, StreamWritten};
-use super::{to_u64, IDLE_PING_AFTER, ORDINAL_BITS};
+use super::connections::Connections;
+use super::{to_u64, ORDINAL_BITS};
 use crate::error::StoreError;
 use crate::event::{category_of, ExpectedVersion, NewEvent, Position, StreamAppend};
 
@@ -102,66 +101,27 @@ pub(super) struct GroupCommit {
     writers: Arc<Writers>,
 }
 
-/// The connections these statements run on, one per statement in flight, kept apart from
-/// the pool: sqlx's pool pings every connection it takes back (a second round trip per
-/// append, a `Sync` that `strace` showed beside every append's `Bind`).
+/// The statements in flight, each on one of the store's own connections
+/// (`connections.rs`: not the pool's, which pings each connection it takes back).
 struct Writers {
     /// One permit per statement in flight, a lone append's or a group's.
     permits: Arc<Semaphore>,
-    /// Appends the group statement cannot take (several events), written alone on these
-    /// connections too, at most as many at once as the pool has connections.
-    direct: Arc<Semaphore>,
-    idle: Mutex<Vec<(PgConnection, Instant)>>,
-    options: PgConnectOptions,
-    /// How long opening a connection may take (a server that does not answer at all).
-    connect_timeout: Duration,
+    connections: Arc<Connections>,
 }
 
 impl Writers {
-    /// Runs `write` on a connection of its own: an idle one (pinged first when it sat idle
-    /// long enough to have been dropped by a restarted server), or a new one. A connection
-    /// goes back only when `write` finished without an I/O or protocol error; a caller that
-    /// goes away mid-statement drops it.
     async fn run<T>(&self, write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Failure>) -> Result<T, Failure> {
-        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        let mut conn = match idle {
-            Some((mut conn, since)) if since.elapsed() >= IDLE_PING_AFTER => match conn.ping().await {
-                Ok(()) => conn,
-                Err(_) => self.connect().await?,
-            },
-            Some((conn, _)) => conn,
-            None => self.connect().await?,
-        };
-        let written = write(&mut conn).await;
-        let broken = matches!(&written, Err(Failure::Store(StoreError::Database(e))) if !matches!(e, sqlx::Error::Database(_)));
-        if !broken {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push((conn, Instant::now()));
-            }
-        }
-        written
-    }
-
-    /// A new connection; failing to open one wrote nothing, so it is worth trying again.
-    async fn connect(&self) -> Result<PgConnection, Failure> {
-        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
-            Ok(connected) => connected.map_err(Failure::Retry),
-            Err(_) => Err(Failure::Retry(sqlx::Error::PoolTimedOut)),
-        }
+        self.connections.run(write).await
     }
 }
 
 impl GroupCommit {
-    /// Starts the dispatcher with at most `writers` statements in flight, on connections
-    /// made like the pool's.
-    pub(super) fn start(pool: &PgPool, writers: usize, connect_timeout: Duration) -> Self {
+    /// Starts the dispatcher with at most `writers` statements in flight, on `connections`.
+    pub(super) fn start(connections: Arc<Connections>, writers: usize) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         let writers = Arc::new(Writers {
             permits: Arc::new(Semaphore::new(writers.max(1))),
-            direct: Arc::new(Semaphore::new((pool.options().get_max_connections() as usize).max(1))),
-            idle: Mutex::new(Vec::new()),
-            options: pool.connect_options().as_ref().clone(),
-            connect_timeout,
+            connections,
         });
         tokio::spawn(dispatch(pending, writers.clone()));
         GroupCommit { queue, writers }
@@ -173,13 +133,16 @@ impl GroupCommit {
         (1..=MAX_GROUPED_EVENTS).contains(&stream.events.len()) && matches!(stream.expected, ExpectedVersion::NoStream | ExpectedVersion::Exact(_))
     }
 
-    /// Writes a stream the group statement does not take, alone, on a connection of these
-    /// writers (not the pool's, which pings each connection it takes back).
-    pub(super) async fn write_alone(&self, stream: &StreamAppend) -> Result<StreamWritten, Failure> {
-        let Ok(_permit) = self.writers.direct.acquire().await else {
-            return Err(Failure::Store(StoreError::Unavailable("the store is shutting down".into())));
+    /// Writes a stream the group statement does not take, alone, on a spare connection of
+    /// the store's own; `None` when none is free (the caller writes it through the pool).
+    pub(super) async fn write_alone(&self, stream: &StreamAppend) -> Option<Result<StreamWritten, Failure>> {
+        let mut taken = match self.writers.connections.try_spare().await? {
+            Ok(taken) => taken,
+            Err(e) => return Some(Err(e)),
         };
-        self.writers.run(async |conn| write_stream(conn, stream, 0).await).await
+        let written = write_stream(&mut *taken, stream, 0).await;
+        taken.release(&written);
+        Some(written)
     }
 
     /// Writes `stream` with whichever group it joins; gives it back with the answer.

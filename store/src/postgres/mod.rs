@@ -17,12 +17,15 @@
 //!   poll as well, so a lost notification only delays.
 //!
 //! Files: `append` (the statements and the retry loop), `feed` (reads below the horizon),
-//! `wakeups` (doorbell, notifier, listener), `checks` (what opening the store refuses),
-//! `replica` (the optional read replica's pool).
+//! `group_commit` (appends that share a statement), `connections` (the store's own
+//! connections beside the pool), `wakeups` (doorbell, notifier, listener), `checks` (what
+//! opening the store refuses), `replica` (the optional read replica's pool), `archive`,
+//! `keys`.
 
 mod append;
 mod archive;
 mod checks;
+mod connections;
 mod feed;
 mod group_commit;
 mod keys;
@@ -65,9 +68,10 @@ pub(super) const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
 /// How the store's pool is sized.
 #[derive(Clone, Debug)]
 pub struct PgStoreOptions {
-    /// Connections for appends and reads. The listener and the notifier have one each of
-    /// their own on top of these, group commit up to `group_commit_writers`, and one-stream
-    /// appends of several events up to this many more (see `group_commit`).
+    /// The pool's connections (transactions: multi-stream and idempotent appends, archiving;
+    /// the rarer reads). The store keeps up to this many more of its own for feed and stream
+    /// reads and one-stream appends written alone (`connections.rs`), group commit up to
+    /// `group_commit_writers` beside those, and the listener and the notifier one each.
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
@@ -139,6 +143,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: PgPool,
+    /// Where one-stream appends and feed and stream reads run (`connections.rs`).
+    connections: Arc<connections::Connections>,
     wakeups: wakeups::Wakeups,
     feed_wait: Duration,
     group_commit: Option<group_commit::GroupCommit>,
@@ -165,10 +171,12 @@ impl PgStore {
         let pool = pool_options(&options).connect_with(connect_options).await?;
         checks::migrate_and_check(&pool).await?;
         let wakeups = wakeups::Wakeups::start(&pool).await?;
+        let connections = Arc::new(connections::Connections::new(&pool, options.connect_timeout));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 group_commit: (options.group_commit_writers > 0)
-                    .then(|| group_commit::GroupCommit::start(&pool, options.group_commit_writers, options.connect_timeout)),
+                    .then(|| group_commit::GroupCommit::start(connections.clone(), options.group_commit_writers)),
+                connections,
                 pool,
                 wakeups,
                 feed_wait: options.feed_wait,

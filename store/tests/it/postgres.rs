@@ -530,7 +530,8 @@ async fn refuses_a_database_whose_positions_are_ahead_of_the_xid_counter() {
 }
 
 /// `open_with` sizes the pool as asked: 20 concurrent reads on a pool of 3 open 3
-/// connections to the database (plus the listener's and the notifier's one each), not 20.
+/// connections to the database (plus the listener's and the notifier's one each, group
+/// commit's writers and the store's two spare connections), not 20.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_with_sizes_the_pool() {
     let db = store::testing::postgres().await;
@@ -538,8 +539,8 @@ async fn open_with_sizes_the_pool() {
         max_connections: 3,
         ..PgStoreOptions::default()
     };
-    // The pool, the listener and the notifier, and the group commit's own writers.
-    let bound = 3 + 2 + options.group_commit_writers as i64;
+    // The pool, the listener and the notifier, group commit's writers, the two spare ones.
+    let bound = 3 + 2 + options.group_commit_writers as i64 + 2;
     let opened = store::open_with(&db.url, options).await.unwrap_or_else(|e| panic!("open: {e:?}"));
     let store = opened.store();
     store
@@ -569,6 +570,6 @@ async fn open_with_sizes_the_pool() {
     }
     assert!(
         (1..=bound).contains(&most),
-        "{most} connections for a pool of 3, listener, notifier and group writers"
+        "{most} connections for a pool of 3, listener, notifier, group writers and spares"
     );
 }

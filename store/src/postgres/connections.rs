@@ -1,0 +1,200 @@
+//! The connections the store keeps itself, beside its pool, for the statements it runs
+//! most: group commit's statements (`group_commit`), and, while one of a few spare ones is
+//! free, one-stream appends written alone and feed and stream reads (busier moments take
+//! the pool, so a node's connections stay within `max_connections` + a few).
+//!
+//! sqlx's pool pings every connection it takes back (`return_to_pool` in sqlx-core 0.8: a
+//! `Sync` round trip, in a task of its own), so each statement through it costs a second
+//! round trip, and the next statement often finds that connection still in its ping and
+//! takes another. These connections are pinged only when they sat idle long enough to have
+//! been dropped by a restarted server ([`IDLE_PING_AFTER`]), and go back only after a
+//! statement that did not fail on I/O; a caller that goes away mid-statement drops its
+//! connection.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Spare connections: how many appends written alone and reads run off the pool at once.
+/// One serves a lone reader (a projection, a command's load) between its statements.
+pub(super) const SPARE_CONNECTIONS: usize = 2;
+
+use super::append::Failure;
+use super::IDLE_PING_AFTER;
+use crate::error::StoreError;
+
+/// Idle connections and how to open more.
+pub(super) struct Connections {
+    /// One permit per spare connection in use.
+    spare: Semaphore,
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    options: PgConnectOptions,
+    /// How long opening a connection may take (a server that does not answer at all).
+    connect_timeout: Duration,
+}
+
+/// The errors of what runs on these connections: whether one may have broken its
+/// connection, and how failing to get a connection is told.
+pub(super) trait ConnectionError {
+    /// No connection: it could not be opened. Nothing was sent.
+    fn no_connection(e: sqlx::Error) -> Self;
+    /// Whether the connection may be unusable after this (an I/O or protocol error; a
+    /// server's refusal of a statement leaves it as good as it was).
+    fn broke_connection(&self) -> bool;
+}
+
+impl ConnectionError for StoreError {
+    fn no_connection(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+
+    fn broke_connection(&self) -> bool {
+        matches!(self, StoreError::Database(e) if !matches!(e, sqlx::Error::Database(_)))
+    }
+}
+
+impl ConnectionError for Failure {
+    /// Worth trying again: nothing was written.
+    fn no_connection(e: sqlx::Error) -> Self {
+        Failure::Retry(e)
+    }
+
+    fn broke_connection(&self) -> bool {
+        matches!(self, Failure::Store(e) if e.broke_connection())
+    }
+}
+
+impl Connections {
+    /// Connections made like `pool`'s.
+    pub(super) fn new(pool: &PgPool, connect_timeout: Duration) -> Self {
+        Connections {
+            spare: Semaphore::new(SPARE_CONNECTIONS),
+            idle: Mutex::new(Vec::new()),
+            options: pool.connect_options().as_ref().clone(),
+            connect_timeout,
+        }
+    }
+
+    /// Runs `statement` on a connection of its own: for group commit's writers, which
+    /// `PgStoreOptions::group_commit_writers` bounds.
+    pub(super) async fn run<T, E: ConnectionError>(&self, statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>) -> Result<T, E> {
+        let mut taken = self.take(None).await?;
+        let done = statement(&mut taken).await;
+        taken.release(&done);
+        done
+    }
+
+    /// A spare connection, if one is free now.
+    pub(super) async fn try_spare<E: ConnectionError>(&self) -> Option<Result<Taken<'_>, E>> {
+        let permit = self.spare.try_acquire().ok()?;
+        Some(self.take(Some(permit)).await)
+    }
+
+    /// A spare connection when one is free, else one of `pool`'s: where a read runs.
+    pub(super) async fn for_read(&self, pool: &PgPool) -> Result<ReadConnection<'_>, StoreError> {
+        match self.try_spare().await {
+            Some(taken) => taken.map(ReadConnection::Spare),
+            None => Ok(ReadConnection::Pooled(pool.acquire().await?)),
+        }
+    }
+
+    /// An idle connection (pinged first when it sat idle long enough to have been dropped
+    /// by a restarted server), or a new one.
+    async fn take<'a, E: ConnectionError>(&'a self, spare: Option<SemaphorePermit<'a>>) -> Result<Taken<'a>, E> {
+        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let conn = match idle {
+            Some((mut conn, since)) if since.elapsed() >= IDLE_PING_AFTER => match conn.ping().await {
+                Ok(()) => conn,
+                Err(_) => self.connect().await?,
+            },
+            Some((conn, _)) => conn,
+            None => self.connect().await?,
+        };
+        Ok(Taken {
+            conn,
+            connections: self,
+            _spare: spare,
+        })
+    }
+
+    async fn connect<E: ConnectionError>(&self) -> Result<PgConnection, E> {
+        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
+            Ok(connected) => connected.map_err(E::no_connection),
+            Err(_) => Err(E::no_connection(sqlx::Error::PoolTimedOut)),
+        }
+    }
+}
+
+/// One of these connections in use. [`Taken::release`] puts it back; dropped instead (by a
+/// caller that went away mid-statement), it is closed.
+pub(super) struct Taken<'a> {
+    conn: PgConnection,
+    connections: &'a Connections,
+    _spare: Option<SemaphorePermit<'a>>,
+}
+
+impl Taken<'_> {
+    /// Back to the idle ones, unless what ran on it may have broken it.
+    pub(super) fn release<T, E: ConnectionError>(self, done: &Result<T, E>) {
+        if matches!(done, Err(e) if e.broke_connection()) {
+            return;
+        }
+        if let Ok(mut idle) = self.connections.idle.lock() {
+            idle.push((self.conn, Instant::now()));
+        }
+    }
+}
+
+impl Deref for Taken<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Taken<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+/// Where a read runs (`Connections::for_read`).
+pub(super) enum ReadConnection<'a> {
+    Spare(Taken<'a>),
+    /// Pinged by the pool when it is dropped, as every pooled connection is.
+    Pooled(PoolConnection<Postgres>),
+}
+
+impl ReadConnection<'_> {
+    pub(super) fn release<T>(self, done: &Result<T, StoreError>) {
+        if let ReadConnection::Spare(taken) = self {
+            taken.release(done);
+        }
+    }
+}
+
+impl Deref for ReadConnection<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            ReadConnection::Spare(taken) => taken,
+            ReadConnection::Pooled(pooled) => pooled,
+        }
+    }
+}
+
+impl DerefMut for ReadConnection<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            ReadConnection::Spare(taken) => taken,
+            ReadConnection::Pooled(pooled) => pooled,
+        }
+    }
+}
