@@ -20,13 +20,13 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Spare connections: how many appends written alone and reads run off the pool at once.
-/// One serves a lone reader (a projection, a command's load) between its statements.
-pub(super) const SPARE_CONNECTIONS: usize = 2;
-
 use super::append::Failure;
 use super::IDLE_PING_AFTER;
 use crate::error::StoreError;
+
+/// Spare connections: how many appends written alone and reads run off the pool at once.
+/// One serves a lone reader (a projection, a command's load) between its statements.
+const SPARE_CONNECTIONS: usize = 2;
 
 /// Idle connections and how to open more.
 pub(super) struct Connections {

@@ -314,6 +314,72 @@ async fn session_pids(conn: &mut PgConnection, application_name: &str) -> Vec<i3
         .expect("pg_stat_activity")
 }
 
+/// Reads run on connections the store keeps open between them (`connections.rs`): when the
+/// server ends those sessions (a restart, an operator), each kept connection fails one read
+/// with a transient error and is dropped, and reads go on on fresh ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_on_after_the_stores_sessions_were_killed() {
+    let db = store::testing::postgres().await;
+    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
+    let store = PgStore::connect(&db.url).await.expect("store");
+    store
+        .append(AppendRequest::single("cart-k", ExpectedVersion::NoStream, events(3)))
+        .await
+        .expect("append");
+    assert_eq!(store.read_stream("cart-k", 1, 10).await.expect("read").len(), 3);
+    assert_eq!(store.read_all(Position(0), 10, None).await.expect("feed").len(), 3);
+
+    // Every session of the store but its listener's and notifier's.
+    let others = "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+                    and application_name not in ($1, $2)";
+    let pids: Vec<i32> = sqlx::query_scalar(others)
+        .bind(LISTENER_APPLICATION_NAME)
+        .bind(NOTIFIER_APPLICATION_NAME)
+        .fetch_all(&mut admin)
+        .await
+        .expect("sessions");
+    assert!(!pids.is_empty(), "the store keeps connections open between reads");
+    let killed: Vec<bool> = sqlx::query_scalar("select pg_terminate_backend(pid) from unnest($1::int4[]) pid")
+        .bind(&pids)
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(killed.iter().all(|k| *k));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<i32> = sqlx::query_scalar("select pid from pg_stat_activity where pid = any($1)")
+            .bind(&pids)
+            .fetch_all(&mut admin)
+            .await
+            .expect("sessions");
+        if left.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "killed sessions still there: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // At most one failure per killed session, each transient; then the reads answer.
+    let mut failures = 0;
+    for _ in 0..=pids.len() {
+        match store.read_stream("cart-k", 1, 10).await {
+            Ok(page) => {
+                assert_eq!(page.len(), 3);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "a read on a killed session: {e:?}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures <= pids.len(), "{failures} failed reads for {} killed sessions", pids.len());
+    for _ in 0..3 {
+        assert_eq!(store.read_all(Position(0), 10, None).await.expect("feed after recovery").len(), 3);
+        assert_eq!(store.read_stream("cart-k", 1, 10).await.expect("stream after recovery").len(), 3);
+    }
+}
+
 /// A subscriber on store X hears commits made through store Y (another pool, as another
 /// process would), and still does after X's listener connection is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
