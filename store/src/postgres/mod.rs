@@ -68,10 +68,10 @@ pub(super) const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
 /// How the store's pool is sized.
 #[derive(Clone, Debug)]
 pub struct PgStoreOptions {
-    /// The pool's connections (transactions: multi-stream and idempotent appends, archiving;
-    /// the rarer reads). The store keeps up to this many more of its own for feed and stream
-    /// reads and one-stream appends written alone (`connections.rs`), group commit up to
-    /// `group_commit_writers` beside those, and the listener and the notifier one each.
+    /// The pool's connections: transactions (multi-stream and idempotent appends, archiving),
+    /// the rarer reads, and feed and stream reads and lone appends while the store's two
+    /// spare connections are in use (`connections.rs`). Beside the pool: those two, group
+    /// commit's up to `group_commit_writers`, and the listener's and the notifier's.
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long an append or read waits for a free connection.
