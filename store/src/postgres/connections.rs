@@ -7,18 +7,19 @@
 //! `Sync` round trip, in a task of its own), so each statement through it costs a second
 //! round trip, and the next statement often finds that connection still in its ping and
 //! takes another. These connections are pinged only when they sat idle long enough to have
-//! been dropped by a restarted server ([`IDLE_PING_AFTER`]), and go back only after a
-//! statement that did not fail on I/O; a caller that goes away mid-statement drops its
-//! connection.
+//! been dropped by a restarted server ([`IDLE_PING_AFTER`]), and go back after a statement
+//! that did not fail on I/O. One whose caller went away mid-statement is pinged in a task
+//! of its own, as the pool does, which waits out the statement's answer, and then goes back
+//! too: a cancelled read does not cost a new connection (a new server process) later.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::append::Failure;
 use super::IDLE_PING_AFTER;
@@ -27,12 +28,18 @@ use crate::error::StoreError;
 /// Spare connections: how many appends written alone and reads run off the pool at once.
 /// One serves a lone reader (a projection, a command's load) between its statements.
 const SPARE_CONNECTIONS: usize = 2;
+/// How long a connection whose caller went away may take to finish its statement before it
+/// is closed instead of put back.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle connections, each with the time it went idle.
+type Idle = Mutex<Vec<(PgConnection, Instant)>>;
 
 /// Idle connections and how to open more.
 pub(super) struct Connections {
-    /// One permit per spare connection in use.
-    spare: Semaphore,
-    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    /// One permit per spare connection in use (or being drained after its caller went away).
+    spare: Arc<Semaphore>,
+    idle: Arc<Idle>,
     options: PgConnectOptions,
     /// How long opening a connection may take (a server that does not answer at all).
     connect_timeout: Duration,
@@ -73,8 +80,8 @@ impl Connections {
     /// Connections made like `pool`'s.
     pub(super) fn new(pool: &PgPool, connect_timeout: Duration) -> Self {
         Connections {
-            spare: Semaphore::new(SPARE_CONNECTIONS),
-            idle: Mutex::new(Vec::new()),
+            spare: Arc::new(Semaphore::new(SPARE_CONNECTIONS)),
+            idle: Arc::new(Mutex::new(Vec::new())),
             options: pool.connect_options().as_ref().clone(),
             connect_timeout,
         }
@@ -91,7 +98,7 @@ impl Connections {
 
     /// A spare connection, if one is free now.
     pub(super) async fn try_spare<E: ConnectionError>(&self) -> Option<Result<Taken<'_>, E>> {
-        let permit = self.spare.try_acquire().ok()?;
+        let permit = self.spare.clone().try_acquire_owned().ok()?;
         Some(self.take(Some(permit)).await)
     }
 
@@ -105,7 +112,7 @@ impl Connections {
 
     /// An idle connection (pinged first when it sat idle long enough to have been dropped
     /// by a restarted server), or a new one.
-    async fn take<'a, E: ConnectionError>(&'a self, spare: Option<SemaphorePermit<'a>>) -> Result<Taken<'a>, E> {
+    async fn take<E: ConnectionError>(&self, spare: Option<OwnedSemaphorePermit>) -> Result<Taken<'_>, E> {
         let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
         let conn = match idle {
             Some((mut conn, since)) if since.elapsed() >= IDLE_PING_AFTER => match conn.ping().await {
@@ -116,9 +123,9 @@ impl Connections {
             None => self.connect().await?,
         };
         Ok(Taken {
-            conn,
-            connections: self,
-            _spare: spare,
+            conn: Some(conn),
+            idle: &self.idle,
+            spare,
         })
     }
 
@@ -130,23 +137,46 @@ impl Connections {
     }
 }
 
-/// One of these connections in use. [`Taken::release`] puts it back; dropped instead (by a
-/// caller that went away mid-statement), it is closed.
+/// One of these connections in use. [`Taken::release`] puts it back; dropped instead (its
+/// caller went away mid-statement), it is drained and put back by a task of its own.
 pub(super) struct Taken<'a> {
-    conn: PgConnection,
-    connections: &'a Connections,
-    _spare: Option<SemaphorePermit<'a>>,
+    /// `None` once released.
+    conn: Option<PgConnection>,
+    idle: &'a Arc<Idle>,
+    spare: Option<OwnedSemaphorePermit>,
 }
 
 impl Taken<'_> {
     /// Back to the idle ones, unless what ran on it may have broken it.
-    pub(super) fn release<T, E: ConnectionError>(self, done: &Result<T, E>) {
-        if matches!(done, Err(e) if e.broke_connection()) {
-            return;
+    pub(super) fn release<T, E: ConnectionError>(mut self, done: &Result<T, E>) {
+        let conn = self.conn.take();
+        if let Some(conn) = conn.filter(|_| !matches!(done, Err(e) if e.broke_connection())) {
+            put_back(self.idle, conn);
         }
-        if let Ok(mut idle) = self.connections.idle.lock() {
-            idle.push((self.conn, Instant::now()));
+    }
+}
+
+impl Drop for Taken<'_> {
+    /// Not released: the statement's answer may still be coming. A ping waits it out (sqlx
+    /// reads up to the server's next "ready"), then the connection goes back; the spare
+    /// permit stays with it meanwhile, so the spares stay within their number.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        let (idle, spare) = (self.idle.clone(), self.spare.take());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(DRAIN_TIMEOUT, conn.ping()).await {
+                    put_back(&idle, conn);
+                }
+                drop(spare);
+            });
         }
+    }
+}
+
+fn put_back(idle: &Idle, conn: PgConnection) {
+    if let Ok(mut idle) = idle.lock() {
+        idle.push((conn, Instant::now()));
     }
 }
 
@@ -154,13 +184,13 @@ impl Deref for Taken<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        &self.conn
+        self.conn.as_ref().expect("a taken connection is only released by value")
     }
 }
 
 impl DerefMut for Taken<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
+        self.conn.as_mut().expect("a taken connection is only released by value")
     }
 }
 

@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
@@ -116,12 +116,6 @@ struct Writers {
     connections: Arc<Connections>,
 }
 
-impl Writers {
-    async fn run<T>(&self, write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Failure>) -> Result<T, Failure> {
-        self.connections.run(write).await
-    }
-}
-
 impl GroupCommit {
     /// Starts the dispatcher with at most `writers` statements in flight, on `connections`.
     pub(super) fn start(connections: Arc<Connections>, writers: usize) -> Self {
@@ -157,7 +151,7 @@ impl GroupCommit {
         // A writer is free, so nothing waits to be grouped (the dispatcher takes a free
         // writer as soon as something waits): write at once, here, with no hand-off.
         if let Ok(permit) = self.writers.permits.clone().try_acquire_owned() {
-            let written = self.writers.run(async |conn| write_stream(conn, &stream, 0).await).await;
+            let written = self.writers.connections.run(async |conn| write_stream(conn, &stream, 0).await).await;
             drop(permit);
             return Ok((stream, Answer::Written(written)));
         }
@@ -210,7 +204,7 @@ async fn dispatch(mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Wr
 async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
     if let [_] = group.as_slice() {
         let Some(Pending { stream, reply }) = group.pop() else { return };
-        let written = writers.run(async |conn| write_stream(conn, &stream, 0).await).await;
+        let written = writers.connections.run(async |conn| write_stream(conn, &stream, 0).await).await;
         let _ = reply.send((stream, Answer::Written(written)));
         return;
     }
@@ -241,6 +235,7 @@ async fn write_group(writers: &Writers, mut group: Vec<Pending>) {
         Err(_) => return answer_all(group, &Err(Answered::Alone)),
     };
     let positions = writers
+        .connections
         .run(async |conn| {
             let query = if single_events {
                 sqlx::query(GROUP_OF_SINGLE_EVENTS_SQL)
