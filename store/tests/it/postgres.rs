@@ -327,7 +327,7 @@ async fn reads_go_on_after_the_stores_sessions_were_killed() {
         .await
         .expect("append");
     assert_eq!(store.read_stream("cart-k", 1, 10).await.expect("read").len(), 3);
-    assert_eq!(store.read_all(Position(0), 10, None).await.expect("feed").len(), 3);
+    assert_eq!(feed_len(&store, 3).await, 3);
 
     // Every session of the store but its listener's and notifier's.
     let others = "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
@@ -375,9 +375,85 @@ async fn reads_go_on_after_the_stores_sessions_were_killed() {
     }
     assert!(failures <= pids.len(), "{failures} failed reads for {} killed sessions", pids.len());
     for _ in 0..3 {
-        assert_eq!(store.read_all(Position(0), 10, None).await.expect("feed after recovery").len(), 3);
+        assert_eq!(feed_len(&store, 3).await, 3);
         assert_eq!(store.read_stream("cart-k", 1, 10).await.expect("stream after recovery").len(), 3);
     }
+}
+
+/// How many events the feed's first page holds once it holds `expected` (or after 10 s). A
+/// page may stop short for a while (an open transaction anywhere in the cluster, another
+/// test's, holds the horizon back), but every read must succeed.
+async fn feed_len(store: &PgStore, expected: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = store.read_all(Position(0), 10, None).await.expect("feed").len();
+        if read >= expected || tokio::time::Instant::now() >= deadline {
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A read whose caller goes away mid-statement (a timeout, a client that hung up) leaves
+/// its connection to be drained and kept, as the pool would: the next read runs on the
+/// same server session instead of opening a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_read_keeps_its_connection() {
+    let db = store::testing::postgres().await;
+    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
+    let store = PgStore::connect(&db.url).await.expect("store");
+    store
+        .append(AppendRequest::single("cart-c", ExpectedVersion::NoStream, events(3)))
+        .await
+        .expect("append");
+    assert_eq!(store.read_stream("cart-c", 1, 10).await.expect("read").len(), 3);
+    let sessions = async |admin: &mut PgConnection| -> Vec<i32> {
+        sqlx::query_scalar(
+            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+                and application_name not in ($1, $2) order by pid",
+        )
+        .bind(LISTENER_APPLICATION_NAME)
+        .bind(NOTIFIER_APPLICATION_NAME)
+        .fetch_all(admin)
+        .await
+        .expect("sessions")
+    };
+    let before = sessions(&mut admin).await;
+
+    // The read waits behind a lock until its caller gives up on it.
+    let mut locker = PgConnection::connect(&db.url).await.expect("locker connection");
+    sqlx::raw_sql("begin; lock table events in access exclusive mode")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let waited = tokio::time::timeout(Duration::from_millis(300), store.read_stream("cart-c", 1, 10)).await;
+    assert!(waited.is_err(), "the read should still wait behind the lock: {waited:?}");
+    sqlx::raw_sql("rollback").execute(&mut locker).await.expect("unlock");
+    locker.close().await.expect("close the locker");
+    // Its statement ends once the lock is gone; then the connection is idle again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1) and state <> 'idle'")
+            .bind(&before)
+            .fetch_one(&mut admin)
+            .await
+            .expect("states");
+        if waiting == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cancelled read's statement did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for _ in 0..3 {
+        assert_eq!(store.read_stream("cart-c", 1, 10).await.expect("read after").len(), 3);
+    }
+    assert_eq!(
+        sessions(&mut admin).await,
+        before,
+        "the reads after the cancelled one ran on the same sessions"
+    );
 }
 
 /// A subscriber on store X hears commits made through store Y (another pool, as another
