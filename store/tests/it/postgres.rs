@@ -319,25 +319,10 @@ async fn session_pids(conn: &mut PgConnection, application_name: &str) -> Vec<i3
 /// with a transient error and is dropped, and reads go on on fresh ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_on_after_the_stores_sessions_were_killed() {
-    let db = store::testing::postgres().await;
-    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
-    let store = PgStore::connect(&db.url).await.expect("store");
-    store
-        .append(AppendRequest::single("cart-k", ExpectedVersion::NoStream, events(3)))
-        .await
-        .expect("append");
-    assert_eq!(store.read_stream("cart-k", 1, 10).await.expect("read").len(), 3);
+    let (_db, mut admin, store) = store_with_three_events("cart-k").await;
     assert_eq!(feed_len(&store, 3).await, 3);
 
-    // Every session of the store but its listener's and notifier's.
-    let others = "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
-                    and application_name not in ($1, $2)";
-    let pids: Vec<i32> = sqlx::query_scalar(others)
-        .bind(LISTENER_APPLICATION_NAME)
-        .bind(NOTIFIER_APPLICATION_NAME)
-        .fetch_all(&mut admin)
-        .await
-        .expect("sessions");
+    let pids = store_sessions(&mut admin).await;
     assert!(!pids.is_empty(), "the store keeps connections open between reads");
     let killed: Vec<bool> = sqlx::query_scalar("select pg_terminate_backend(pid) from unnest($1::int4[]) pid")
         .bind(&pids)
@@ -399,26 +384,8 @@ async fn feed_len(store: &PgStore, expected: usize) -> usize {
 /// same server session instead of opening a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_read_keeps_its_connection() {
-    let db = store::testing::postgres().await;
-    let mut admin = PgConnection::connect(&db.url).await.expect("admin connection");
-    let store = PgStore::connect(&db.url).await.expect("store");
-    store
-        .append(AppendRequest::single("cart-c", ExpectedVersion::NoStream, events(3)))
-        .await
-        .expect("append");
-    assert_eq!(store.read_stream("cart-c", 1, 10).await.expect("read").len(), 3);
-    let sessions = async |admin: &mut PgConnection| -> Vec<i32> {
-        sqlx::query_scalar(
-            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
-                and application_name not in ($1, $2) order by pid",
-        )
-        .bind(LISTENER_APPLICATION_NAME)
-        .bind(NOTIFIER_APPLICATION_NAME)
-        .fetch_all(admin)
-        .await
-        .expect("sessions")
-    };
-    let before = sessions(&mut admin).await;
+    let (db, mut admin, store) = store_with_three_events("cart-c").await;
+    let before = store_sessions(&mut admin).await;
 
     // The read waits behind a lock until its caller gives up on it.
     let mut locker = PgConnection::connect(&db.url).await.expect("locker connection");
@@ -450,10 +417,37 @@ async fn a_cancelled_read_keeps_its_connection() {
         assert_eq!(store.read_stream("cart-c", 1, 10).await.expect("read after").len(), 3);
     }
     assert_eq!(
-        sessions(&mut admin).await,
+        store_sessions(&mut admin).await,
         before,
         "the reads after the cancelled one ran on the same sessions"
     );
+}
+
+/// A fresh store holding `stream` with three events (read back once), and an admin
+/// connection to its database.
+async fn store_with_three_events(stream: &str) -> (store::testing::TestPostgres, PgConnection, PgStore) {
+    let db = store::testing::postgres().await;
+    let admin = PgConnection::connect(&db.url).await.expect("admin connection");
+    let store = PgStore::connect(&db.url).await.expect("store");
+    store
+        .append(AppendRequest::single(stream, ExpectedVersion::NoStream, events(3)))
+        .await
+        .expect("append");
+    assert_eq!(store.read_stream(stream, 1, 10).await.expect("read").len(), 3);
+    (db, admin, store)
+}
+
+/// The sessions of the database but the caller's and the store's listener and notifier.
+async fn store_sessions(admin: &mut PgConnection) -> Vec<i32> {
+    sqlx::query_scalar(
+        "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+            and application_name not in ($1, $2) order by pid",
+    )
+    .bind(LISTENER_APPLICATION_NAME)
+    .bind(NOTIFIER_APPLICATION_NAME)
+    .fetch_all(admin)
+    .await
+    .expect("sessions")
 }
 
 /// A subscriber on store X hears commits made through store Y (another pool, as another
