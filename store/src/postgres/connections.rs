@@ -22,7 +22,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::append::Failure;
-use super::IDLE_PING_AFTER;
+use super::{connect_within, IDLE_PING_AFTER};
 use crate::error::StoreError;
 
 /// Spare connections: how many appends written alone and reads run off the pool at once.
@@ -130,10 +130,7 @@ impl Connections {
     }
 
     async fn connect<E: ConnectionError>(&self) -> Result<PgConnection, E> {
-        match tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(&self.options)).await {
-            Ok(connected) => connected.map_err(E::no_connection),
-            Err(_) => Err(E::no_connection(sqlx::Error::PoolTimedOut)),
-        }
+        connect_within(&self.options, self.connect_timeout).await.map_err(E::no_connection)
     }
 }
 

@@ -289,6 +289,15 @@ impl EventStore for PgStore {
     }
 }
 
+/// One connection of the store's own (beside the pool: `connections`, the notifier), opened
+/// within `timeout`; a server that does not answer is a timeout, like the pool's.
+async fn connect_within(options: &PgConnectOptions, timeout: Duration) -> Result<sqlx::PgConnection, sqlx::Error> {
+    match tokio::time::timeout(timeout, sqlx::Connection::connect_with(options)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

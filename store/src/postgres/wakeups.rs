@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::connect_within;
 use crate::error::StoreError;
 use crate::event::Position;
 
@@ -207,10 +208,7 @@ async fn send_notify(conn: &mut Option<PgConnection>, options: &PgConnectOptions
 async fn notify_on(conn: &mut Option<PgConnection>, options: &PgConnectOptions, payload: &str) -> Result<(), sqlx::Error> {
     let open = match conn {
         Some(open) => open,
-        None => match tokio::time::timeout(NOTIFIER_CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
-            Ok(opened) => conn.insert(opened?),
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
-        },
+        None => conn.insert(connect_within(options, NOTIFIER_CONNECT_TIMEOUT).await?),
     };
     sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(open).await?;
     Ok(())
