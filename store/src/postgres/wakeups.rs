@@ -1,11 +1,20 @@
 //! Wake-ups: how feed readers, here and in other processes, learn that new events may be
 //! readable. Our own commits ring the local `watch` at once; a notifier task sends one
 //! `pg_notify` per burst of local commits (never inside the append's transaction: NOTIFY
-//! takes a cluster-wide lock at commit and would serialise every append); a listener task
-//! on its own connection rings on every notification from other processes and whenever its
-//! connection was lost. Subscriptions poll as well, so a lost notification only delays.
+//! takes a cluster-wide lock at commit and would serialise every append), while another
+//! process listens; a listener task on its own connection rings on every notification from
+//! other processes and whenever its connection was lost. Subscriptions poll as well, so a
+//! lost notification only delays.
+//!
+//! A NOTIFY nobody else hears is not free: every 10 ms while appends go on, a round trip
+//! for the notifier, and our own listener's server process and task woken to drop it. At
+//! one writer that was about a twentieth of the appends (see the README's store
+//! benchmark). So the notifier first looks for other processes' listeners (their sessions
+//! in `pg_stat_activity`, by application name) and, finding none, sends nothing and looks
+//! again after [`PEERS_RECHECK`]; a process that starts listening hears our commits within
+//! about that, and polls meanwhile, like one whose notification was lost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +38,13 @@ pub const NOTIFIER_APPLICATION_NAME: &str = "cartsource-notifier";
 /// At most one NOTIFY per this interval: under load the notifier sends one per burst, so
 /// other processes hear of commits within about this delay at a bounded cost.
 const MIN_NOTIFY_INTERVAL: Duration = Duration::from_millis(10);
+/// While the notifier finds no other process listening, it sends nothing and looks again
+/// after this long (and this often while it finds some, to stop when they are gone).
+const PEERS_RECHECK: Duration = Duration::from_secs(1);
+/// Whether a cartsource listener other than ours (`$2`: its backend pid, 0 while unknown)
+/// has a session in this database. Application names and databases of every session are
+/// visible to any role (not their queries or states).
+const PEERS_SQL: &str = "select exists (select 1 from pg_stat_activity where datname = current_database() and application_name = $1 and pid <> $2)";
 /// How long the notifier waits for its connection to open.
 const NOTIFIER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between attempts to re-establish the listener.
@@ -48,10 +64,13 @@ pub(super) struct Wakeups {
 
 /// Newest committed positions: `own` are this store's commits (what its NOTIFY announces),
 /// `any` includes other processes' (what its feed readers wait for).
+/// `listener` is our listener's backend pid (0 while unknown), which the notifier does not
+/// count among the processes it tells.
 #[derive(Default)]
 struct Known {
     own: AtomicU64,
     any: AtomicU64,
+    listener: AtomicI32,
 }
 
 impl Wakeups {
@@ -71,7 +90,8 @@ impl Wakeups {
             .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(base_options.clone().application_name(LISTENER_APPLICATION_NAME));
-        let listener = start_listener(&listener_pool).await?;
+        let mut listener = start_listener(&listener_pool).await?;
+        known.listener.store(backend_pid(&mut listener).await, Ordering::Relaxed);
         // A NOTIFY is a transaction with a commit record of its own; nothing is lost if a
         // crash forgets it, so it does not wait for the WAL flush (and does not queue
         // behind the appends' flushes, or make them queue behind it).
@@ -124,6 +144,12 @@ async fn start_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
+/// The listener's server process, or 0 when it cannot be told (the notifier then counts
+/// our own listener as another process's, and sends: the safe side).
+async fn backend_pid(listener: &mut PgListener) -> i32 {
+    sqlx::query_scalar("select pg_backend_pid()").fetch_one(listener).await.unwrap_or(0)
+}
+
 fn ring(doorbell: &watch::Sender<u64>) {
     doorbell.send_modify(|n| *n = n.wrapping_add(1));
 }
@@ -147,6 +173,7 @@ async fn listen(pool: PgPool, mut listener: PgListener, doorbell: watch::Sender<
             // The connection was lost and (eager reconnect) is listening again.
             Ok(None) => {
                 tracing::info!("event listener reconnected");
+                known.listener.store(backend_pid(&mut listener).await, Ordering::Relaxed);
                 ring(&doorbell);
             }
             Err(e) => {
@@ -158,6 +185,7 @@ async fn listen(pool: PgPool, mut listener: PgListener, doorbell: watch::Sender<
                     match start_listener(&pool).await {
                         Ok(fresh) => {
                             listener = fresh;
+                            known.listener.store(backend_pid(&mut listener).await, Ordering::Relaxed);
                             break;
                         }
                         Err(e) => tracing::warn!(error = %e, "event listener cannot reconnect yet"),
@@ -171,45 +199,83 @@ async fn listen(pool: PgPool, mut listener: PgListener, doorbell: watch::Sender<
 }
 
 /// Sends one NOTIFY per burst of local commits, at most one per `MIN_NOTIFY_INTERVAL`,
-/// naming the newest position this store committed.
+/// naming the newest position this store committed, while another process listens.
 ///
 /// On a connection of its own, kept open, not a pool: sqlx's pool pings a connection when
 /// it hands it out and again when it takes it back, three round trips per NOTIFY where one
-/// does, every 10 ms while appends go on. A NOTIFY that fails is sent once more on a fresh
-/// connection, then skipped (other processes poll anyway).
+/// does, every 10 ms while appends go on. A statement that fails is sent once more on a
+/// fresh connection; a NOTIFY that fails again is skipped (other processes poll anyway).
 async fn notify(options: PgConnectOptions, wake: Arc<Notify>, known: Arc<Known>, instance: String) {
     let mut conn = None;
+    // Whether another process listened when we last looked, and when that was.
+    let mut peers: Option<(bool, tokio::time::Instant)> = None;
     loop {
         wake.notified().await;
-        let sent = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now();
+        let listening = match peers {
+            Some((listening, looked)) if now < looked + PEERS_RECHECK => listening,
+            _ => {
+                let ours = known.listener.load(Ordering::Relaxed);
+                let found = on_connection(&mut conn, &options, Say::Peers(ours)).await;
+                // Not known: tell, as if someone listened.
+                let listening = found.unwrap_or(true);
+                peers = Some((listening, now));
+                listening
+            }
+        };
+        if !listening {
+            // Commits meanwhile leave one wake-up behind, which looks again.
+            tokio::time::sleep_until(now + PEERS_RECHECK).await;
+            continue;
+        }
         let payload = format!("{instance}:{}", known.own.load(Ordering::Relaxed));
-        if let Err(e) = send_notify(&mut conn, &options, &payload).await {
+        let sent = on_connection(&mut conn, &options, Say::Notify(&payload)).await;
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send the commit notification");
         }
-        tokio::time::sleep_until(sent + MIN_NOTIFY_INTERVAL).await;
+        tokio::time::sleep_until(now + MIN_NOTIFY_INTERVAL).await;
     }
 }
 
-/// One NOTIFY; when it fails (a restarted server, a terminated session), once more on a
-/// fresh connection.
-async fn send_notify(conn: &mut Option<PgConnection>, options: &PgConnectOptions, payload: &str) -> Result<(), sqlx::Error> {
-    if notify_on(conn, options, payload).await.is_ok() {
-        return Ok(());
-    }
-    *conn = None;
-    let sent = notify_on(conn, options, payload).await;
-    if sent.is_err() {
-        *conn = None;
-    }
-    sent
+/// What the notifier asks of the server.
+enum Say<'a> {
+    /// Whether another process listens (`PEERS_SQL`), given our listener's pid.
+    Peers(i32),
+    /// One NOTIFY with this payload (true once sent).
+    Notify(&'a str),
 }
 
-/// One NOTIFY on `conn`, opened first if it is not.
-async fn notify_on(conn: &mut Option<PgConnection>, options: &PgConnectOptions, payload: &str) -> Result<(), sqlx::Error> {
-    let open = match conn {
-        Some(open) => open,
-        None => conn.insert(connect_within(options, NOTIFIER_CONNECT_TIMEOUT).await?),
-    };
-    sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(open).await?;
-    Ok(())
+/// Says `what` on the notifier's connection, opened first if it is not; when that fails (a
+/// restarted server, a terminated session), once more on a fresh connection.
+async fn on_connection(conn: &mut Option<PgConnection>, options: &PgConnectOptions, what: Say<'_>) -> Result<bool, sqlx::Error> {
+    let mut failed = None;
+    for _ in 0..2 {
+        let open = match conn {
+            Some(open) => open,
+            None => conn.insert(connect_within(options, NOTIFIER_CONNECT_TIMEOUT).await?),
+        };
+        let said = match what {
+            Say::Peers(ours) => {
+                sqlx::query_scalar(PEERS_SQL)
+                    .bind(LISTENER_APPLICATION_NAME)
+                    .bind(ours)
+                    .fetch_one(open)
+                    .await
+            }
+            Say::Notify(payload) => sqlx::query("select pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(open)
+                .await
+                .map(|_| true),
+        };
+        match said {
+            Ok(said) => return Ok(said),
+            Err(e) => {
+                *conn = None;
+                failed = Some(e);
+            }
+        }
+    }
+    Err(failed.unwrap_or(sqlx::Error::PoolClosed))
 }

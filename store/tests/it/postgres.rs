@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use store::postgres::{is_unique_violation, PgStoreOptions, LISTENER_APPLICATION_NAME, NOTIFIER_APPLICATION_NAME};
+use store::postgres::{is_unique_violation, PgStoreOptions, CHANNEL, LISTENER_APPLICATION_NAME, NOTIFIER_APPLICATION_NAME};
 use store::{AppendRequest, EventStore, ExpectedVersion, LiveFeed, Metadata, NewEvent, PgStore, Position, Resume, StoreError};
 use uuid::Uuid;
 
@@ -553,6 +553,46 @@ async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
     heard(&mut doorbell, "Y's commit after its notifier session was killed").await;
     let now = session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await;
     assert!(now.len() == 1 && now[0] != notifiers[0], "a fresh notifier session: {now:?}");
+}
+
+/// A store that no other process listens to sends no NOTIFY (nobody would hear it but its
+/// own listener); once another store listens, its commits are announced again. The
+/// eavesdropper is a plain session on the channel, which the notifier does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_announced_only_while_another_store_listens() {
+    let db = store::testing::postgres().await;
+    let x = PgStore::connect(&db.url).await.expect("store X");
+    let mut eavesdropper = sqlx::postgres::PgListener::connect(&db.url).await.expect("eavesdropper");
+    eavesdropper.listen(CHANNEL).await.expect("listen");
+
+    for n in 0..5 {
+        x.append(AppendRequest::single(format!("cart-alone{n}"), ExpectedVersion::NoStream, events(1)))
+            .await
+            .expect("append via X");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While X sent them, a NOTIFY went out within 10 ms of a commit.
+    let heard = tokio::time::timeout(Duration::from_millis(500), eavesdropper.recv()).await;
+    assert!(heard.is_err(), "X announced commits nobody else listens for: {heard:?}");
+
+    let y = PgStore::connect(&db.url).await.expect("store Y");
+    let mut doorbell = y.doorbell();
+    doorbell.borrow_and_update();
+    let written = x
+        .append(AppendRequest::single("cart-heard", ExpectedVersion::NoStream, events(1)))
+        .await
+        .expect("append via X");
+    // X looks for listeners again at most a second after it last looked.
+    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
+        .await
+        .expect("Y's doorbell rang for X's commit")
+        .expect("doorbell open");
+    let notification = tokio::time::timeout(Duration::from_secs(5), eavesdropper.recv())
+        .await
+        .expect("X's NOTIFY")
+        .expect("notification");
+    let announced = notification.payload().split_once(':').map(|(_, position)| position.to_owned());
+    assert_eq!(announced, Some(written.last_position().0.to_string()), "{notification:?}");
 }
 
 /// The version-key violation is told by SQLSTATE and constraint name, and an append that
