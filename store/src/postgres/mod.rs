@@ -10,11 +10,12 @@
 //! * The unique constraint `events_stream_version_key` arbitrates concurrent appends to one
 //!   stream; its violation is recognised by SQLSTATE and constraint name.
 //! * Doorbell: our own commits ring the local `watch` at once; a notifier task sends one
-//!   `pg_notify` per burst of local commits (never inside the append's transaction: NOTIFY
-//!   takes a cluster-wide lock at commit and would serialise every append); a listener task
-//!   on its own connection (application_name `cartsource-listener`) rings on every
-//!   notification from other processes and whenever its connection was lost. Subscriptions
-//!   poll as well, so a lost notification only delays.
+//!   `pg_notify` per burst of local commits while another process listens (never inside
+//!   the append's transaction: NOTIFY takes a cluster-wide lock at commit and would
+//!   serialise every append); a listener task on its own connection (application_name
+//!   `cartsource-listener`) rings on every notification from other processes and whenever
+//!   its connection was lost. Subscriptions poll as well, so a lost notification only
+//!   delays.
 //!
 //! Files: `append` (the statements and the retry loop), `feed` (reads below the horizon),
 //! `group_commit` (appends that share a statement), `connections` (the store's own
