@@ -302,6 +302,14 @@ async fn take_events(
     taken
 }
 
+/// Waits (5 s at most) for `doorbell` to ring; `whose` names it in the failure.
+async fn rang(doorbell: &mut tokio::sync::watch::Receiver<u64>, whose: &str) {
+    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
+        .await
+        .unwrap_or_else(|_| panic!("the doorbell ({whose}) did not ring"))
+        .expect("doorbell open");
+}
+
 async fn listener_pids(conn: &mut PgConnection) -> Vec<i32> {
     session_pids(conn, LISTENER_APPLICATION_NAME).await
 }
@@ -471,10 +479,7 @@ async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
     y.append(AppendRequest::single("cart-y", ExpectedVersion::NoStream, first.clone()))
         .await
         .expect("append via Y");
-    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
-        .await
-        .expect("X's doorbell rang for Y's commit")
-        .expect("doorbell open");
+    rang(&mut doorbell, "X's, for Y's commit").await;
     let got = take_events(&mut feed, 3, Duration::from_secs(10)).await;
     assert_eq!(ids(&got), first.iter().map(|e| e.event_id).collect::<Vec<_>>());
 
@@ -502,10 +507,7 @@ async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
     y.append(AppendRequest::single("cart-y", ExpectedVersion::Exact(3), second.clone()))
         .await
         .expect("append via Y");
-    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
-        .await
-        .expect("X's doorbell rang after the reconnect")
-        .expect("doorbell open");
+    rang(&mut doorbell, "X's, after the reconnect").await;
     let got = take_events(&mut feed, 4, Duration::from_secs(10)).await;
     assert_eq!(ids(&got), second.iter().map(|e| e.event_id).collect::<Vec<_>>());
 }
@@ -519,18 +521,12 @@ async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
     let x = PgStore::connect(&db.url).await.expect("store X");
     let y = PgStore::connect(&db.url).await.expect("store Y");
     let mut doorbell = x.doorbell();
-    let heard = async |doorbell: &mut tokio::sync::watch::Receiver<u64>, what: &str| {
-        tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
-            .await
-            .unwrap_or_else(|_| panic!("X's doorbell did not ring for {what}"))
-            .expect("doorbell open");
-    };
 
     doorbell.borrow_and_update();
     y.append(AppendRequest::single("cart-n", ExpectedVersion::NoStream, events(1)))
         .await
         .expect("append via Y");
-    heard(&mut doorbell, "Y's first commit").await;
+    rang(&mut doorbell, "X's, for Y's first commit").await;
     // Only Y has appended, so only Y's notifier has a session.
     let notifiers = session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await;
     assert_eq!(notifiers.len(), 1, "one notifier session: {notifiers:?}");
@@ -550,7 +546,7 @@ async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
     y.append(AppendRequest::single("cart-n", ExpectedVersion::Exact(1), events(1)))
         .await
         .expect("append via Y");
-    heard(&mut doorbell, "Y's commit after its notifier session was killed").await;
+    rang(&mut doorbell, "X's, for Y's commit after its notifier session was killed").await;
     let now = session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await;
     assert!(now.len() == 1 && now[0] != notifiers[0], "a fresh notifier session: {now:?}");
 }
@@ -583,10 +579,7 @@ async fn commits_are_announced_only_while_another_store_listens() {
         .await
         .expect("append via X");
     // X looks for listeners again at most a second after it last looked.
-    tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
-        .await
-        .expect("Y's doorbell rang for X's commit")
-        .expect("doorbell open");
+    rang(&mut doorbell, "Y's, for X's commit").await;
     let notification = tokio::time::timeout(Duration::from_secs(5), eavesdropper.recv())
         .await
         .expect("X's NOTIFY")
