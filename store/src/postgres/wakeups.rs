@@ -248,8 +248,8 @@ enum Say<'a> {
 /// Says `what` on the notifier's connection, opened first if it is not; when that fails (a
 /// restarted server, a terminated session), once more on a fresh connection.
 async fn on_connection(conn: &mut Option<PgConnection>, options: &PgConnectOptions, what: Say<'_>) -> Result<bool, sqlx::Error> {
-    let mut failed = None;
-    for _ in 0..2 {
+    let mut retried = false;
+    loop {
         let open = match conn {
             Some(open) => open,
             None => conn.insert(connect_within(options, NOTIFIER_CONNECT_TIMEOUT).await?),
@@ -273,9 +273,11 @@ async fn on_connection(conn: &mut Option<PgConnection>, options: &PgConnectOptio
             Ok(said) => return Ok(said),
             Err(e) => {
                 *conn = None;
-                failed = Some(e);
+                if retried {
+                    return Err(e);
+                }
+                retried = true;
             }
         }
     }
-    Err(failed.unwrap_or(sqlx::Error::PoolClosed))
 }
