@@ -302,6 +302,20 @@ async fn take_events(
     taken
 }
 
+/// Reads `state` every 20 ms until `done` holds for it; fails after 10 s, saying `what` and
+/// the last state read.
+async fn eventually<T: std::fmt::Debug>(what: &str, mut state: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = state().await;
+        if done(&now) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (5 s at most) for `doorbell` to ring; `whose` names it in the failure.
 async fn rang(doorbell: &mut tokio::sync::watch::Receiver<u64>, whose: &str) {
     tokio::time::timeout(Duration::from_secs(5), doorbell.changed())
@@ -338,19 +352,14 @@ async fn reads_go_on_after_the_stores_sessions_were_killed() {
         .await
         .expect("terminate");
     assert!(killed.iter().all(|k| *k));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<i32> = sqlx::query_scalar("select pid from pg_stat_activity where pid = any($1)")
+    let left = async || -> Vec<i32> {
+        sqlx::query_scalar("select pid from pg_stat_activity where pid = any($1)")
             .bind(&pids)
             .fetch_all(&mut admin)
             .await
-            .expect("sessions");
-        if left.is_empty() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "killed sessions still there: {left:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .expect("sessions")
+    };
+    eventually("killed sessions still there", left, Vec::is_empty).await;
 
     // At most one failure per killed session, each transient; then the reads answer.
     let mut failures = 0;
@@ -406,19 +415,14 @@ async fn a_cancelled_read_keeps_its_connection() {
     sqlx::raw_sql("rollback").execute(&mut locker).await.expect("unlock");
     locker.close().await.expect("close the locker");
     // Its statement ends once the lock is gone; then the connection is idle again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1) and state <> 'idle'")
+    let busy = async || -> i64 {
+        sqlx::query_scalar("select count(*) from pg_stat_activity where pid = any($1) and state <> 'idle'")
             .bind(&before)
             .fetch_one(&mut admin)
             .await
-            .expect("states");
-        if waiting == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the cancelled read's statement did not end");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .expect("states")
+    };
+    eventually("the cancelled read's statement did not end", busy, |busy| *busy == 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     for _ in 0..3 {
@@ -492,15 +496,12 @@ async fn subscriptions_hear_other_pools_and_survive_a_killed_listener() {
     assert_eq!(killed, vec![true]);
 
     // X listens again on a new connection (its listener reconnects by itself).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = listener_pids(&mut admin).await;
-        if now.len() == 2 && !now.contains(&x_listeners[0]) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "X's listener did not reconnect: {now:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "X's listener did not reconnect",
+        async || listener_pids(&mut admin).await,
+        |now| now.len() == 2 && !now.contains(&x_listeners[0]),
+    )
+    .await;
 
     doorbell.borrow_and_update();
     let second = events(4);
@@ -536,11 +537,12 @@ async fn a_commit_is_announced_after_the_notifier_session_was_killed() {
         .await
         .expect("terminate");
     assert!(killed);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await.contains(&notifiers[0]) {
-        assert!(tokio::time::Instant::now() < deadline, "the killed notifier session is still there");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the killed notifier session is still there",
+        async || session_pids(&mut admin, NOTIFIER_APPLICATION_NAME).await,
+        |now| !now.contains(&notifiers[0]),
+    )
+    .await;
 
     doorbell.borrow_and_update();
     y.append(AppendRequest::single("cart-n", ExpectedVersion::Exact(1), events(1)))
@@ -645,20 +647,15 @@ async fn unique_violations_are_mapped_by_constraint_name() {
             tokio::spawn(async move { store.append(AppendRequest::single("cart-u", b_expected, events(1))).await })
         };
         // Wait until B is blocked on A's transaction.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
+        let waiting = async || -> i64 {
+            sqlx::query_scalar(
                 "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into events%'",
             )
             .fetch_one(&mut conn)
             .await
-            .expect("pg_stat_activity");
-            if waiting == 1 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "B never waited on A");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            .expect("pg_stat_activity")
+        };
+        eventually("B never waited on A", waiting, |waiting| *waiting == 1).await;
         a.commit().await.expect("commit A");
         store.notify_committed(a_outcome.last_position());
         let b_result = b.await.expect("task");
