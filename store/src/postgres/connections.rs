@@ -102,8 +102,16 @@ impl Connections {
         Some(self.take(Some(permit)).await)
     }
 
+    /// Runs `read` on a spare connection when one is free, else on one of `pool`'s.
+    pub(super) async fn read<T>(&self, pool: &PgPool, read: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.for_read(pool).await?;
+        let done = read(&mut conn).await;
+        conn.release(&done);
+        done
+    }
+
     /// A spare connection when one is free, else one of `pool`'s: where a read runs.
-    pub(super) async fn for_read(&self, pool: &PgPool) -> Result<ReadConnection<'_>, StoreError> {
+    async fn for_read(&self, pool: &PgPool) -> Result<ReadConnection<'_>, StoreError> {
         match self.try_spare().await {
             Some(taken) => taken.map(ReadConnection::Spare),
             None => Ok(ReadConnection::Pooled(pool.acquire().await?)),
@@ -192,14 +200,14 @@ impl DerefMut for Taken<'_> {
 }
 
 /// Where a read runs (`Connections::for_read`).
-pub(super) enum ReadConnection<'a> {
+enum ReadConnection<'a> {
     Spare(Taken<'a>),
     /// Pinged by the pool when it is dropped, as every pooled connection is.
     Pooled(PoolConnection<Postgres>),
 }
 
 impl ReadConnection<'_> {
-    pub(super) fn release<T>(self, done: &Result<T, StoreError>) {
+    fn release<T>(self, done: &Result<T, StoreError>) {
         if let ReadConnection::Spare(taken) = self {
             taken.release(done);
         }

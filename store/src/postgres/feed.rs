@@ -172,47 +172,46 @@ impl PgStore {
         decode: impl Fn(&PgRow, usize) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let query = |sql: &'static str| sqlx::query(sql).bind(stream_id).bind(to_i64(from_version)).bind(to_i64(limit as u64));
-        let mut conn = self.inner.connections.for_read(&self.inner.pool).await?;
-        let page: Result<Vec<T>, StoreError> = async {
-            let mut rows = query(sql[0]).fetch(&mut *conn);
-            let mut page = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-            let Some(first) = rows.try_next().await? else {
-                return Ok(page);
-            };
-            let archive: (Option<bool>, Option<i64>) = (first.try_get(0)?, first.try_get(1)?);
-            let below_truncation = match archive {
-                (Some(true), Some(version)) => {
-                    return Err(StoreError::StreamArchived {
-                        stream: stream_id.to_owned(),
-                        version: to_u64(version, "archived version")?,
-                    });
+        self.inner
+            .connections
+            .read(&self.inner.pool, async |conn| {
+                let mut rows = query(sql[0]).fetch(&mut *conn);
+                let mut page = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+                let Some(first) = rows.try_next().await? else {
+                    return Ok(page);
+                };
+                let archive: (Option<bool>, Option<i64>) = (first.try_get(0)?, first.try_get(1)?);
+                let below_truncation = match archive {
+                    (Some(true), Some(version)) => {
+                        return Err(StoreError::StreamArchived {
+                            stream: stream_id.to_owned(),
+                            version: to_u64(version, "archived version")?,
+                        });
+                    }
+                    // Truncated, and read from below the truncation point: the hot table has
+                    // the page only if it starts where it was asked to.
+                    (Some(false), Some(through)) if limit > 0 && to_i64(from_version) <= through => {
+                        let first_version: Option<i64> = first.try_get(EVENT_COLUMNS_AT + version_at)?;
+                        first_version != Some(to_i64(from_version.max(1)))
+                    }
+                    _ => false,
+                };
+                if below_truncation {
+                    drop(rows);
+                    let rows = query(sql[1]).fetch_all(&mut *conn).await?;
+                    return rows.iter().map(|row| decode(row, EVENT_COLUMNS_AT)).collect();
                 }
-                // Truncated, and read from below the truncation point: the hot table has
-                // the page only if it starts where it was asked to.
-                (Some(false), Some(through)) if limit > 0 && to_i64(from_version) <= through => {
-                    let first_version: Option<i64> = first.try_get(EVENT_COLUMNS_AT + version_at)?;
-                    first_version != Some(to_i64(from_version.max(1)))
+                let mut row = Some(first);
+                while let Some(current) = row {
+                    // An empty page is one row whose event columns are null.
+                    if !current.try_get_raw(EVENT_COLUMNS_AT)?.is_null() {
+                        page.push(decode(&current, EVENT_COLUMNS_AT)?);
+                    }
+                    row = rows.try_next().await?;
                 }
-                _ => false,
-            };
-            if below_truncation {
-                drop(rows);
-                let rows = query(sql[1]).fetch_all(&mut *conn).await?;
-                return rows.iter().map(|row| decode(row, EVENT_COLUMNS_AT)).collect();
-            }
-            let mut row = Some(first);
-            while let Some(current) = row {
-                // An empty page is one row whose event columns are null.
-                if !current.try_get_raw(EVENT_COLUMNS_AT)?.is_null() {
-                    page.push(decode(&current, EVENT_COLUMNS_AT)?);
-                }
-                row = rows.try_next().await?;
-            }
-            Ok(page)
-        }
-        .await;
-        conn.release(&page);
-        page
+                Ok(page)
+            })
+            .await
     }
 
     pub(super) async fn read_feed(&self, after: Position, limit: usize, categories: Option<&[String]>) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -230,10 +229,11 @@ impl PgStore {
     pub(super) async fn feed_head(&self) -> Result<Position, StoreError> {
         let mut wait = self.feed_wait();
         loop {
-            let mut conn = self.inner.connections.for_read(&self.inner.pool).await?;
-            let read = sqlx::query_as(HEAD_SQL).fetch_one(&mut *conn).await.map_err(StoreError::from);
-            conn.release(&read);
-            let (horizon, head): (i64, i64) = read?;
+            let (horizon, head): (i64, i64) = self
+                .inner
+                .connections
+                .read(&self.inner.pool, async |conn| Ok(sqlx::query_as(HEAD_SQL).fetch_one(conn).await?))
+                .await?;
             if !wait.again(horizon, 0).await {
                 return Ok(Position(to_u64(head, "position")?));
             }
@@ -260,24 +260,24 @@ impl PgStore {
         };
         // Each row is decoded as it arrives, while the server still sends the rest of the
         // page: collecting the page first left one of the two cores idle at a time.
-        let mut conn = self.inner.connections.for_read(&self.inner.pool).await?;
-        let read = async {
-            let mut rows = query.fetch(&mut *conn);
-            let mut horizon = None;
-            let mut events = Vec::with_capacity(limit.min(PAGE_CAPACITY));
-            while let Some(row) = rows.try_next().await? {
-                // The horizon row: no stream, the horizon where the position goes.
-                if row.try_get_raw(1)?.is_null() {
-                    horizon = Some(row.try_get(0)?);
-                } else {
-                    events.push(decode_event_at(&row, 0)?);
+        let (horizon, mut events) = self
+            .inner
+            .connections
+            .read(&self.inner.pool, async |conn| {
+                let mut rows = query.fetch(&mut *conn);
+                let mut horizon = None;
+                let mut events = Vec::with_capacity(limit.min(PAGE_CAPACITY));
+                while let Some(row) = rows.try_next().await? {
+                    // The horizon row: no stream, the horizon where the position goes.
+                    if row.try_get_raw(1)?.is_null() {
+                        horizon = Some(row.try_get(0)?);
+                    } else {
+                        events.push(decode_event_at(&row, 0)?);
+                    }
                 }
-            }
-            Ok::<_, StoreError>((horizon, events))
-        }
-        .await;
-        conn.release(&read);
-        let (horizon, mut events) = read?;
+                Ok((horizon, events))
+            })
+            .await?;
         let horizon = horizon.ok_or_else(|| StoreError::Corrupt("a feed page came without its horizon".into()))?;
         if !events.is_sorted_by_key(|e| e.position) {
             events.sort_unstable_by_key(|e| e.position);
