@@ -96,8 +96,22 @@ impl Connections {
         done
     }
 
+    /// Runs `statement` on a spare connection if one is free now; `None` (nothing run) if not.
+    pub(super) async fn on_spare<T, E: ConnectionError>(
+        &self,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        let mut taken = match self.try_spare().await? {
+            Ok(taken) => taken,
+            Err(e) => return Some(Err(e)),
+        };
+        let done = statement(&mut taken).await;
+        taken.release(&done);
+        Some(done)
+    }
+
     /// A spare connection, if one is free now.
-    pub(super) async fn try_spare<E: ConnectionError>(&self) -> Option<Result<Taken<'_>, E>> {
+    async fn try_spare<E: ConnectionError>(&self) -> Option<Result<Taken<'_>, E>> {
         let permit = self.spare.clone().try_acquire_owned().ok()?;
         Some(self.take(Some(permit)).await)
     }
@@ -144,7 +158,7 @@ impl Connections {
 
 /// One of these connections in use. [`Taken::release`] puts it back; dropped instead (its
 /// caller went away mid-statement), it is drained and put back by a task of its own.
-pub(super) struct Taken<'a> {
+struct Taken<'a> {
     /// `None` once released.
     conn: Option<PgConnection>,
     idle: &'a Arc<Idle>,
@@ -153,7 +167,7 @@ pub(super) struct Taken<'a> {
 
 impl Taken<'_> {
     /// Back to the idle ones, unless what ran on it may have broken it.
-    pub(super) fn release<T, E: ConnectionError>(mut self, done: &Result<T, E>) {
+    fn release<T, E: ConnectionError>(mut self, done: &Result<T, E>) {
         let conn = self.conn.take();
         if let Some(conn) = conn.filter(|_| !matches!(done, Err(e) if e.broke_connection())) {
             put_back(self.idle, conn);

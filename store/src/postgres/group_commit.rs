@@ -137,13 +137,7 @@ impl GroupCommit {
     /// Writes a stream the group statement does not take, alone, on a spare connection of
     /// the store's own; `None` when none is free (the caller writes it through the pool).
     pub(super) async fn write_alone(&self, stream: &StreamAppend) -> Option<Result<StreamWritten, Failure>> {
-        let mut taken = match self.writers.connections.try_spare().await? {
-            Ok(taken) => taken,
-            Err(e) => return Some(Err(e)),
-        };
-        let written = write_stream(&mut *taken, stream, 0).await;
-        taken.release(&written);
-        Some(written)
+        self.writers.connections.on_spare(async |conn| write_stream(conn, stream, 0).await).await
     }
 
     /// Writes `stream` with whichever group it joins; gives it back with the answer.
