@@ -87,12 +87,26 @@ pub struct Cluster {
     dir: PathBuf,
     /// Extra flags for every process started from now on.
     pub extra_args: Vec<String>,
+    /// This cluster's turn on the shared server ([`SHARED_SERVER`]); `None` on a server of
+    /// the test's own.
+    _turn: Option<tokio::sync::SemaphorePermit<'static>>,
 }
 
+/// One cluster at a time on the machine's shared Postgres. Four processes hold up to about
+/// 70 connections (each node its pool, the store's own 4, the listener's and the
+/// notifier's, a worker's lease keeper); two clusters at once went past the server's
+/// default `max_connections` of 100, and a test's own pool then timed out ("sorry, too
+/// many clients already" in the server's log).
+static SHARED_SERVER: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 impl Cluster {
-    /// A fresh database and no process yet.
+    /// A fresh database on the shared server and no process yet, once no other cluster
+    /// runs there.
     pub async fn new() -> Cluster {
-        Cluster::on(store::testing::postgres().await.url).await
+        let turn = SHARED_SERVER.acquire().await.expect("the semaphore is never closed");
+        let mut cluster = Cluster::on(store::testing::postgres().await.url).await;
+        cluster._turn = Some(turn);
+        cluster
     }
 
     /// No process yet, on the given database.
@@ -110,6 +124,7 @@ impl Cluster {
             binary,
             dir: store::testing::temp_dir("cartsource-nodes"),
             extra_args: Vec::new(),
+            _turn: None,
         }
     }
 
