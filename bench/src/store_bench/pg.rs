@@ -68,8 +68,10 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
     );
     eprintln!("{about}");
 
-    // W1: single-event appends to new streams (also what the writers of W4 live do).
-    let event = item_added(0);
+    // W1: single-event appends to new streams (also what the writers of W4 live do). Each
+    // side's event is made once and shared: the store encodes it on every append, as the
+    // command path does, the baseline's client serialises its JSON tree on every insert.
+    let event = Arc::new(item_added(0));
     let ours_append_new = {
         let (store, event) = (store.clone(), event.clone());
         move |_: usize| {
@@ -78,7 +80,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
         }
     };
     let base_append_new = {
-        let (conns, data) = (conns.clone(), event_data(&event));
+        let (conns, data) = (conns.clone(), Arc::new(event_data(&event)));
         move |writer: usize| {
             let (conns, data) = (conns.clone(), data.clone());
             async move {
@@ -144,12 +146,12 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
     // events, then starts another.
     let n = args.w2_writers;
     let ours_op = {
-        let (store, streams) = (store.clone(), slots(n));
+        let (store, streams, events) = (store.clone(), slots(n), Arc::new(ten()));
         move |writer: usize| {
-            let (store, streams) = (store.clone(), streams.clone());
+            let (store, streams, events) = (store.clone(), streams.clone(), events.clone());
             async move {
                 let (stream, version) = next_slot(&streams, writer, "order")?;
-                let version = ours::append_after(&store, &stream, version, &ten()).await?;
+                let version = ours::append_after(&store, &stream, version, &events).await?;
                 set_slot(&streams, writer, version);
                 Ok(10)
             }
@@ -157,7 +159,7 @@ async fn run(args: &StoreArgs, url: &str, report: &mut Report) -> Result<String,
     };
     let base_op = {
         let (conns, streams) = (conns.clone(), slots(n));
-        let data: Vec<serde_json::Value> = ten().iter().map(domain::Event::to_data).collect();
+        let data: Arc<Vec<serde_json::Value>> = Arc::new(ten().iter().map(domain::Event::to_data).collect());
         move |writer: usize| {
             let (conns, streams, data) = (conns.clone(), streams.clone(), data.clone());
             async move {

@@ -128,8 +128,9 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
     );
     eprintln!("{about}");
 
-    let event = item_added(0);
-    let data = serde_json::to_string(&event_data(&event))?;
+    // Each side's event made once and shared, as on Postgres (`pg.rs`).
+    let event = Arc::new(item_added(0));
+    let data: Arc<str> = serde_json::to_string(&event_data(&event))?.into();
     let ours_op = {
         let (store, event) = (store.clone(), event.clone());
         move |_: usize| {
@@ -162,12 +163,12 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
 
     let n = args.w2_writers;
     let ours_op = {
-        let (store, streams) = (store.clone(), slots(n));
+        let (store, streams, events) = (store.clone(), slots(n), Arc::new(ten()));
         move |writer: usize| {
-            let (store, streams) = (store.clone(), streams.clone());
+            let (store, streams, events) = (store.clone(), streams.clone(), events.clone());
             async move {
                 let (stream, version) = next_slot(&streams, writer, "order")?;
-                let version = ours::append_after(&store, &stream, version, &ten()).await?;
+                let version = ours::append_after(&store, &stream, version, &events).await?;
                 set_slot(&streams, writer, version);
                 Ok(10)
             }
@@ -175,10 +176,12 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
     };
     let base_op = {
         let (base, streams) = (base.clone(), slots(n));
-        let data = ten()
-            .iter()
-            .map(|e| serde_json::to_string(&event_data(e)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let data = Arc::new(
+            ten()
+                .iter()
+                .map(|e| serde_json::to_string(&event_data(e)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         move |writer: usize| {
             let (base, streams, data) = (base.clone(), streams.clone(), data.clone());
             async move {
