@@ -189,6 +189,10 @@ async fn dispatch(mut pending: mpsc::UnboundedReceiver<Pending>, writers: Arc<Wr
         let writers = writers.clone();
         tokio::spawn(async move {
             write_group(&writers, group).await;
+            // The callers just answered come back together with their next appends. Let
+            // them queue before this writer is free: the first of them would otherwise take
+            // it and be written alone, the others grouped behind it.
+            tokio::task::yield_now().await;
             drop(permit);
         });
     }
