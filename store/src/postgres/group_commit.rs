@@ -8,7 +8,9 @@
 //! lone writer nothing. Otherwise it queues; a dispatcher task takes the first waiting
 //! append, waits for a free writer, then takes the appends queued behind it, up to
 //! [`MAX_GROUP_ROWS`] events, and writes them as one `INSERT` on a task of its own. Under
-//! load, groups grow by themselves. The statements run on the store's own connections
+//! load, groups grow by themselves. A group's writer is freed only after the callers it
+//! answered had their turn to queue their next appends, so they are grouped again instead
+//! of the first of them being written alone and the rest behind it. The statements run on the store's own connections
 //! (`connections.rs`), off the pool and its pings; appends the group does not take (`Any`,
 //! or more events) are written alone, on a spare one of those when one is free.
 //!

@@ -97,6 +97,39 @@ async fn appends_that_arrive_together_share_a_transaction_and_each_gets_its_own_
     assert!(sizes.iter().any(|n| *n > 1), "no two appends shared a transaction: {sizes:?}");
 }
 
+/// Callers answered by one group come back together with their next appends, and are
+/// grouped together again: the first of them is not written alone with the rest queued
+/// behind it (which made two statements of every round, twice the flushes). On one thread,
+/// so that which task runs when is fixed.
+#[tokio::test(flavor = "current_thread")]
+async fn callers_answered_together_are_grouped_together_again() {
+    const WRITERS: usize = 8;
+    const ROUNDS: usize = 20;
+    let store = one_writer_store().await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let request = AppendRequest::single(format!("cart-w{writer}-{round}"), ExpectedVersion::NoStream, vec![event(round)]);
+                    store.append(request).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let sizes = events_per_transaction(&store).await;
+    assert_eq!(sizes.iter().sum::<usize>(), WRITERS * ROUNDS);
+    // One transaction a round once the writers run in step, a few more while they get there.
+    assert!(
+        sizes.len() <= ROUNDS + 4,
+        "{} transactions for {ROUNDS} rounds of {WRITERS} appends: {sizes:?}",
+        sizes.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
     let store = one_writer_store().await;
