@@ -10,9 +10,10 @@
 //! [`MAX_GROUP_ROWS`] events, and writes them as one `INSERT` on a task of its own. Under
 //! load, groups grow by themselves. A group's writer is freed only after the callers it
 //! answered had their turn to queue their next appends, so they are grouped again instead
-//! of the first of them being written alone and the rest behind it. The statements run on the store's own connections
-//! (`connections.rs`), off the pool and its pings; appends the group does not take (`Any`,
-//! or more events) are written alone, on a spare one of those when one is free.
+//! of the first of them being written alone and the rest behind it. The statements run on
+//! the store's own connections (`connections.rs`), off the pool and its pings; appends the
+//! group does not take (`Any`, or more events) are written alone, on a spare one of those
+//! when one is free.
 //!
 //! Each append's expectation is checked on its own, in the same statement: its rows are
 //! inserted only if its expected version exists (`Exact(n)`), one condition for all of an
