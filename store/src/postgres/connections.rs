@@ -90,10 +90,7 @@ impl Connections {
     /// Runs `statement` on a connection of its own: for group commit's writers, which
     /// `PgStoreOptions::group_commit_writers` bounds.
     pub(super) async fn run<T, E: ConnectionError>(&self, statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>) -> Result<T, E> {
-        let mut taken = self.take(None).await?;
-        let done = statement(&mut taken).await;
-        taken.release(&done);
-        done
+        self.take(None).await?.run(statement).await
     }
 
     /// Runs `statement` on a spare connection if one is free now; `None` (nothing run) if not.
@@ -101,13 +98,10 @@ impl Connections {
         &self,
         statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
     ) -> Option<Result<T, E>> {
-        let mut taken = match self.try_spare().await? {
-            Ok(taken) => taken,
-            Err(e) => return Some(Err(e)),
-        };
-        let done = statement(&mut taken).await;
-        taken.release(&done);
-        Some(done)
+        Some(match self.try_spare().await? {
+            Ok(taken) => taken.run(statement).await,
+            Err(e) => Err(e),
+        })
     }
 
     /// A spare connection, if one is free now.
@@ -166,6 +160,13 @@ struct Taken<'a> {
 }
 
 impl Taken<'_> {
+    /// Runs `statement` on this connection, then releases it.
+    async fn run<T, E: ConnectionError>(mut self, statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>) -> Result<T, E> {
+        let done = statement(&mut self).await;
+        self.release(&done);
+        done
+    }
+
     /// Back to the idle ones, unless what ran on it may have broken it.
     fn release<T, E: ConnectionError>(mut self, done: &Result<T, E>) {
         let conn = self.conn.take();
