@@ -8,11 +8,12 @@
 //!
 //! A NOTIFY nobody else hears is not free: every 10 ms while appends go on, a round trip
 //! for the notifier, and our own listener's server process and task woken to drop it: a
-//! single writer made about a twentieth fewer appends a second for it (the README's store
-//! benchmark). So the notifier first looks for other processes' listeners (their sessions
-//! in `pg_stat_activity`, by application name) and, finding none, sends nothing and looks
-//! again after [`PEERS_RECHECK`]; a process that starts listening hears our commits within
-//! about that, and polls meanwhile, like one whose notification was lost.
+//! single writer made about a twentieth fewer appends a second for it
+//! (`bench/store-history.md`, "The NOTIFY nobody hears"). So the notifier first looks for
+//! other processes' listeners (their sessions in `pg_stat_activity`, by application name)
+//! and, finding none, sends nothing and looks again after [`PEERS_RECHECK`]; a process that
+//! starts listening hears our commits within about that, and polls meanwhile, like one
+//! whose notification was lost.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
