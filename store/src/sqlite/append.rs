@@ -2,10 +2,11 @@
 //! writer makes this safe without retries).
 //!
 //! * The command path's append (one stream, no idempotency key, at most [`INSERT_ROWS`]
-//!   events) is ONE statement in autocommit: it checks the expectation and the tombstone and
-//!   takes `recorded_at` as it inserts, like the Postgres append. On SQLite every statement
-//!   is a round trip to the connection's thread; BEGIN, a read, the insert and COMMIT were
-//!   four.
+//!   events) is ONE statement: it checks the expectation and the tombstone and takes
+//!   `recorded_at` as it inserts, like the Postgres append. Alone it runs in autocommit (on
+//!   SQLite every statement is a round trip to the connection's thread; BEGIN, a read, the
+//!   insert and COMMIT were four); while another is being written it joins the next group
+//!   (`group_commit`), whose transaction runs each append's statement in turn.
 //! * Anything else is one transaction: every expectation read and checked first, so that a
 //!   failing one writes nothing, then each stream's events inserted by the same statement,
 //!   [`INSERT_ROWS`] rows at a time.
@@ -23,7 +24,7 @@ impl SqliteStore {
     /// module), else in a transaction.
     pub(super) async fn append_request(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
         match request.streams.as_slice() {
-            [stream] if request.idempotency.is_none() && stream.events.len() <= INSERT_ROWS => self.append_stream(stream).await,
+            [stream] if request.idempotency.is_none() && stream.events.len() <= INSERT_ROWS => self.append_grouped(stream).await,
             _ => {
                 let mut tx = self.begin().await?;
                 let outcome = self.write(&mut tx, request).await?;
@@ -33,23 +34,10 @@ impl SqliteStore {
         }
     }
 
-    /// One stream's append, at most [`INSERT_ROWS`] events, in one statement.
-    async fn append_stream(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
+    /// One stream's append, at most [`INSERT_ROWS`] events, in one statement in autocommit.
+    pub(super) async fn append_stream(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
         let mut conn = self.pools.writer.acquire().await?;
-        let now = format_timestamp(OffsetDateTime::now_utc())?;
-        let Some(rows) = insert(&mut conn, stream, &stream.events, stream.expected.as_param(), &now).await? else {
-            return Err(refused(&mut conn, stream).await);
-        };
-        let first_version = rows.first().map_or(Ok(1), |&(_, version)| from_i64(version, "version"))?;
-        Ok(AppendOutcome {
-            streams: vec![StreamOutcome {
-                stream_id: stream.stream_id.clone(),
-                first_version,
-                last_version: first_version + rows.len() as u64 - 1,
-            }],
-            positions: positions(rows)?,
-            replayed: false,
-        })
+        append_stream_on(&mut conn, stream, &format_timestamp(OffsetDateTime::now_utc())?).await
     }
 
     /// The append proper, on a connection that holds the write lock (or will take it at
@@ -155,6 +143,25 @@ async fn insert(
         Err(e) if is_unique_violation(&e) => Err(unique_violation(conn, stream, events).await),
         Err(e) => Err(e.into()),
     }
+}
+
+/// One stream's append, at most [`INSERT_ROWS`] events, as one statement on `conn` (in
+/// autocommit, or in a group's transaction): refused (CONFLICT, ARCHIVED) with nothing
+/// written when its expectation does not hold.
+pub(super) async fn append_stream_on(conn: &mut SqliteConnection, stream: &StreamAppend, now: &str) -> Result<AppendOutcome, StoreError> {
+    let Some(rows) = insert(conn, stream, &stream.events, stream.expected.as_param(), now).await? else {
+        return Err(refused(conn, stream).await);
+    };
+    let first_version = rows.first().map_or(Ok(1), |&(_, version)| from_i64(version, "version"))?;
+    Ok(AppendOutcome {
+        streams: vec![StreamOutcome {
+            stream_id: stream.stream_id.clone(),
+            first_version,
+            last_version: first_version + rows.len() as u64 - 1,
+        }],
+        positions: positions(rows)?,
+        replayed: false,
+    })
 }
 
 fn positions(rows: Vec<(i64, i64)>) -> Result<Vec<Position>, StoreError> {

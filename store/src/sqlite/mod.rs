@@ -21,6 +21,9 @@
 //!   of Postgres' timestamptz), so text order is time order. `recorded_at` is taken inside
 //!   the write lock and never earlier than the previous event's: it never decreases with
 //!   position, which time travel (`recorded_at <= t`) relies on.
+//! * **Group commit.** The command path's appends that arrive while another is being written
+//!   share one transaction and one sync of the WAL, each with its own expectation and
+//!   answer (`group_commit`): with one writer, the sync is what concurrent appends wait for.
 //! * **Doorbell.** In-process: rung after each commit that wrote events.
 //!
 //! Projections share the store's pools ([`SqliteStore::pool`]): they must write (read
@@ -29,9 +32,9 @@
 //! connection, so that call would wait for the connection the caller itself holds (and
 //! fail with `PoolTimedOut` after `acquire_timeout`).
 //!
-//! One file (about 430 lines): the backend and its `EventStore` impl with the SQL each
-//! method runs; appending (`append`), data keys (`keys`), archiving (`archive`) and row
-//! decoding (`rows`) sit beside it.
+//! One file (about 440 lines): the backend and its `EventStore` impl with the SQL each
+//! method runs; appending (`append`), group commit (`group_commit`), data keys (`keys`),
+//! archiving (`archive`) and row decoding (`rows`) sit beside it.
 //!
 //! `rows` holds how values are written as text and integers and read back.
 
@@ -54,6 +57,7 @@ use crate::event_store::EventStore;
 
 mod append;
 mod archive;
+mod group_commit;
 mod keys;
 mod rows;
 
@@ -102,6 +106,8 @@ pub struct SqliteStore {
     pools: SqlitePools,
     /// Rung after commits that wrote events.
     doorbell: Arc<watch::Sender<u64>>,
+    /// The writer's turn and the appends waiting to share the next commit.
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl SqliteStore {
@@ -155,6 +161,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pools: SqlitePools { writer, reader },
             doorbell: Arc::new(watch::channel(0).0),
+            group: Arc::default(),
         })
     }
 

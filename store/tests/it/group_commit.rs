@@ -11,7 +11,7 @@ use store::postgres::PgStoreOptions;
 use store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, StoreError};
 use tokio::sync::Barrier;
 
-fn event(n: usize) -> NewEvent {
+pub(crate) fn event(n: usize) -> NewEvent {
     NewEvent::new("Tested", 1, json!({ "n": n }), Metadata::default())
 }
 
@@ -36,7 +36,7 @@ async fn seed(store: &PgStore, stream: &str) -> AppendOutcome {
 }
 
 /// Runs `appends` at once (released together by a barrier); their results in order.
-async fn all_at_once(store: &PgStore, appends: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, StoreError>> {
+pub(crate) async fn all_at_once<S: EventStore + Clone + 'static>(store: &S, appends: Vec<AppendRequest>) -> Vec<Result<AppendOutcome, StoreError>> {
     let barrier = Arc::new(Barrier::new(appends.len()));
     let tasks: Vec<_> = appends
         .into_iter()
@@ -56,7 +56,7 @@ async fn all_at_once(store: &PgStore, appends: Vec<AppendRequest>) -> Vec<Result
 }
 
 /// The versions stored for `stream`, in order.
-async fn versions(store: &PgStore, stream: &str) -> Vec<u64> {
+pub(crate) async fn versions(store: &impl EventStore, stream: &str) -> Vec<u64> {
     store
         .read_stream(stream, 1, 1_000)
         .await

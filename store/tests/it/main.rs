@@ -9,3 +9,4 @@ mod group_commit;
 mod migrations;
 mod postgres;
 mod sqlite;
+mod sqlite_group_commit;

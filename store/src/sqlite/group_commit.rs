@@ -1,0 +1,167 @@
+//! Group commit on SQLite: the command path's appends (one stream, no idempotency key, at
+//! most `INSERT_ROWS` events) that arrive while another is being written share one
+//! transaction and one sync of the WAL.
+//!
+//! An append that finds the writer idle is written at once, alone, in its caller's task, in
+//! autocommit: one statement, so grouping costs a lone writer nothing. Appends that arrive
+//! meanwhile queue; when that write is done, a task of their own writes the whole queue in
+//! one `BEGIN IMMEDIATE` transaction, each append's checked insert in turn, then one COMMIT,
+//! and only then answers each caller: an acknowledgement still means that caller's events
+//! are durable. The task goes on while appends keep queueing; it yields once before taking
+//! the next queue, so that callers it just answered are grouped again rather than the
+//! first of them being written alone and the rest behind it.
+//!
+//! Each expectation is checked on its own, by its own statement, against its stream as the
+//! appends before it in the group left it. A refused append (CONFLICT, ARCHIVED, a reused
+//! event id) wrote nothing, and SQLite undoes only the statement that failed, so it affects
+//! no other. Any
+//! other failure inside the group rolls all of it back and each append is written again
+//! alone, where it gets its own answer. A failed COMMIT fails every caller of the group.
+
+use std::mem;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use super::append::append_stream_on;
+use super::rows::format_timestamp;
+use super::SqliteStore;
+use crate::error::StoreError;
+use crate::event::{AppendOutcome, StreamAppend};
+
+/// Whether the writer is taken by a lone append or a group, and the appends waiting for it.
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    busy: bool,
+    queue: Vec<Pending>,
+}
+
+struct Pending {
+    stream: StreamAppend,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+impl GroupCommit {
+    /// A panic while the lock is held leaves the state whole (every change is one step).
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SqliteStore {
+    /// Appends `stream` alone when the writer is idle, else with the group written next.
+    pub(super) async fn append_grouped(&self, stream: &StreamAppend) -> Result<AppendOutcome, StoreError> {
+        let queued = {
+            let mut state = self.group.state();
+            if state.busy {
+                let (reply, answer) = oneshot::channel();
+                state.queue.push(Pending {
+                    stream: stream.clone(),
+                    reply,
+                });
+                Some(answer)
+            } else {
+                state.busy = true;
+                None
+            }
+        };
+        match queued {
+            Some(answer) => answer.await.unwrap_or_else(|_| {
+                Err(StoreError::Database(sqlx::Error::Io(std::io::Error::other(
+                    "the group this append was in was dropped (the runtime is shutting down); it may or may not have been written",
+                ))))
+            }),
+            None => {
+                let _turn = Turn(self);
+                self.append_stream(stream).await
+            }
+        }
+    }
+
+    /// Writes queued appends, group after group, until none are waiting.
+    async fn write_groups(self) {
+        loop {
+            let group = {
+                let mut state = self.group.state();
+                if state.queue.is_empty() {
+                    state.busy = false;
+                    return;
+                }
+                mem::take(&mut state.queue)
+            };
+            self.write_group(group).await;
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn write_group(&self, group: Vec<Pending>) {
+        if let [_] = group.as_slice() {
+            return self.each_alone(group).await;
+        }
+        let (mut tx, now) = match (self.begin().await, format_timestamp(OffsetDateTime::now_utc())) {
+            (Ok(tx), Ok(now)) => (tx, now),
+            _ => return self.each_alone(group).await,
+        };
+        let mut answers = Vec::with_capacity(group.len());
+        for pending in &group {
+            match append_stream_on(&mut tx, &pending.stream, &now).await {
+                // Refused by its own statement (or before it ran): nothing else undone.
+                answer @ (Ok(_) | Err(StoreError::Conflict { .. } | StoreError::StreamArchived { .. } | StoreError::InvalidRequest(_))) => {
+                    answers.push(answer)
+                }
+                Err(_) => {
+                    drop(tx);
+                    return self.each_alone(group).await;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for (pending, answer) in group.into_iter().zip(answers) {
+                    let _ = pending.reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let reason = format!("the commit of a group of {} appends failed: {e}", group.len());
+                for pending in group {
+                    let _ = pending
+                        .reply
+                        .send(Err(StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.clone())))));
+                }
+            }
+        }
+    }
+
+    async fn each_alone(&self, group: Vec<Pending>) {
+        for pending in group {
+            let answer = self.append_stream(&pending.stream).await;
+            let _ = pending.reply.send(answer);
+        }
+    }
+}
+
+/// The writer's turn, taken by an append written alone. Given back when that append is
+/// done (or its caller went away): to the appends that queued meanwhile, written by a task
+/// of their own, or idle.
+struct Turn<'a>(&'a SqliteStore);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.group.state();
+        if state.queue.is_empty() {
+            state.busy = false;
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(self.0.clone().write_groups());
+        } else {
+            // No runtime to write them on (it is gone): dropping their replies tells them.
+            state.queue.clear();
+            state.busy = false;
+        }
+    }
+}
