@@ -66,6 +66,76 @@ pub(crate) async fn versions(store: &impl EventStore, stream: &str) -> Vec<u64> 
         .collect()
 }
 
+/// 200 single-event appends to streams of their own, at once: each is stored once and
+/// acknowledged with its own position and version.
+pub(crate) async fn each_of_200_at_once_gets_its_own_outcome<S: EventStore + Clone + 'static>(store: &S) {
+    let appends = (0..200)
+        .map(|i| AppendRequest::single(format!("cart-g{i}"), ExpectedVersion::NoStream, vec![event(i)]))
+        .collect();
+    let results = all_at_once(store, appends).await;
+    for (i, result) in results.iter().enumerate() {
+        let outcome = result.as_ref().unwrap_or_else(|e| panic!("append {i}: {e:?}"));
+        let stored = store.read_stream(&format!("cart-g{i}"), 1, 10).await.expect("read");
+        assert_eq!(stored.len(), 1, "cart-g{i}");
+        assert_eq!(stored[0].data, json!({ "n": i }));
+        assert_eq!(outcome.positions, vec![stored[0].position], "the acknowledged position is the stored one");
+        assert_eq!((outcome.streams[0].first_version, outcome.streams[0].last_version), (1, 1));
+    }
+}
+
+/// `writers` tasks, each appending one event to a new stream per round, `rounds` times.
+pub(crate) async fn write_in_rounds<S: EventStore + Clone + 'static>(store: &S, writers: usize, rounds: usize) {
+    let writers: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for round in 0..rounds {
+                    let request = AppendRequest::single(format!("cart-w{writer}-{round}"), ExpectedVersion::NoStream, vec![event(round)]);
+                    store.append(request).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+}
+
+/// 59 appends at once with one among them reusing a stored event id: only that one fails
+/// (INVALID_REQUEST), and nothing of it is stored.
+pub(crate) async fn a_reused_event_id_among_others_fails_alone<S: EventStore + Clone + 'static>(store: &S) {
+    let first = store
+        .append(AppendRequest::single("cart-a", ExpectedVersion::NoStream, vec![event(0)]))
+        .await
+        .expect("seed");
+    assert_eq!(first.positions.len(), 1);
+    let reused = store.read_stream("cart-a", 1, 1).await.expect("read")[0].event_id;
+    let mut appends: Vec<AppendRequest> = (1..60)
+        .map(|i| AppendRequest::single(format!("cart-b{i}"), ExpectedVersion::NoStream, vec![event(i)]))
+        .collect();
+    let mut bad = event(0);
+    bad.event_id = reused;
+    appends.insert(30, AppendRequest::single("cart-bad", ExpectedVersion::NoStream, vec![bad]));
+    let results = all_at_once(store, appends).await;
+
+    for (i, result) in results.iter().enumerate() {
+        if i == 30 {
+            assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "the reused id: {result:?}");
+        } else {
+            assert!(result.is_ok(), "append {i}: {result:?}");
+        }
+    }
+    assert!(store.read_stream("cart-bad", 1, 1).await.expect("read").is_empty());
+    let streams: HashSet<String> = store
+        .read_all(Position::START, 1_000, None)
+        .await
+        .expect("read_all")
+        .into_iter()
+        .map(|e| e.stream_id)
+        .collect();
+    assert_eq!(streams.len(), 60, "cart-a and the 59 good appends, each once");
+}
+
 /// Events per writing transaction, from the stored positions.
 async fn events_per_transaction(store: &PgStore) -> Vec<usize> {
     let all = store.read_all(Position::START, 100_000, None).await.expect("read_all");
@@ -79,19 +149,7 @@ async fn events_per_transaction(store: &PgStore) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_that_arrive_together_share_a_transaction_and_each_gets_its_own_outcome() {
     let store = one_writer_store().await;
-    let appends = (0..200)
-        .map(|i| AppendRequest::single(format!("cart-g{i}"), ExpectedVersion::NoStream, vec![event(i)]))
-        .collect();
-    let results = all_at_once(&store, appends).await;
-
-    for (i, result) in results.iter().enumerate() {
-        let outcome = result.as_ref().unwrap_or_else(|e| panic!("append {i}: {e:?}"));
-        let stored = store.read_stream(&format!("cart-g{i}"), 1, 10).await.expect("read");
-        assert_eq!(stored.len(), 1, "cart-g{i}");
-        assert_eq!(stored[0].data, json!({ "n": i }));
-        assert_eq!(outcome.positions, vec![stored[0].position], "the acknowledged position is the stored one");
-        assert_eq!((outcome.streams[0].first_version, outcome.streams[0].last_version), (1, 1));
-    }
+    each_of_200_at_once_gets_its_own_outcome(&store).await;
     let sizes = events_per_transaction(&store).await;
     assert_eq!(sizes.iter().sum::<usize>(), 200);
     assert!(sizes.iter().any(|n| *n > 1), "no two appends shared a transaction: {sizes:?}");
@@ -106,26 +164,17 @@ async fn callers_answered_together_are_grouped_together_again() {
     const WRITERS: usize = 8;
     const ROUNDS: usize = 20;
     let store = one_writer_store().await;
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|writer| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for round in 0..ROUNDS {
-                    let request = AppendRequest::single(format!("cart-w{writer}-{round}"), ExpectedVersion::NoStream, vec![event(round)]);
-                    store.append(request).await.expect("append");
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.expect("writer");
-    }
-    let sizes = events_per_transaction(&store).await;
-    assert_eq!(sizes.iter().sum::<usize>(), WRITERS * ROUNDS);
-    // One transaction a round once the writers run in step, a few more while they get there.
+    write_in_rounds(&store, WRITERS, ROUNDS).await;
+    assert_one_transaction_a_round(&events_per_transaction(&store).await, WRITERS, ROUNDS);
+}
+
+/// One transaction a round of [`write_in_rounds`] once the writers run in step, a few more
+/// while they get there; `sizes` are the events of each transaction.
+pub(crate) fn assert_one_transaction_a_round(sizes: &[usize], writers: usize, rounds: usize) {
+    assert_eq!(sizes.iter().sum::<usize>(), writers * rounds);
     assert!(
-        sizes.len() <= ROUNDS + 4,
-        "{} transactions for {ROUNDS} rounds of {WRITERS} appends: {sizes:?}",
+        sizes.len() <= rounds + 4,
+        "{} transactions for {rounds} rounds of {writers} appends: {sizes:?}",
         sizes.len()
     );
 }
@@ -176,35 +225,7 @@ async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reused_event_id_fails_only_its_own_append() {
-    let store = one_writer_store().await;
-    let first = seed(&store, "cart-a").await;
-    let reused = store.read_stream("cart-a", 1, 1).await.expect("read")[0].event_id;
-    assert_eq!(first.positions.len(), 1);
-
-    let mut appends: Vec<AppendRequest> = (1..60)
-        .map(|i| AppendRequest::single(format!("cart-b{i}"), ExpectedVersion::NoStream, vec![event(i)]))
-        .collect();
-    let mut bad = event(0);
-    bad.event_id = reused;
-    appends.insert(30, AppendRequest::single("cart-bad", ExpectedVersion::NoStream, vec![bad]));
-    let results = all_at_once(&store, appends).await;
-
-    for (i, result) in results.iter().enumerate() {
-        if i == 30 {
-            assert!(matches!(result, Err(StoreError::InvalidRequest(_))), "the reused id: {result:?}");
-        } else {
-            assert!(result.is_ok(), "append {i}: {result:?}");
-        }
-    }
-    assert!(store.read_stream("cart-bad", 1, 1).await.expect("read").is_empty());
-    let streams: HashSet<String> = store
-        .read_all(Position::START, 1_000, None)
-        .await
-        .expect("read_all")
-        .into_iter()
-        .map(|e| e.stream_id)
-        .collect();
-    assert_eq!(streams.len(), 60, "cart-a and the 59 good appends, each once");
+    a_reused_event_id_among_others_fails_alone(&one_writer_store().await).await;
 }
 
 fn events(from: usize, n: usize) -> Vec<NewEvent> {
