@@ -86,11 +86,13 @@ impl SqliteStore {
 
     /// Writes queued appends, group after group, until none are waiting.
     async fn write_groups(self) {
+        let mut writing = Writing { store: &self, done: false };
         loop {
             let group = {
                 let mut state = self.group.state();
                 if state.queue.is_empty() {
                     state.busy = false;
+                    writing.done = true;
                     return;
                 }
                 mem::take(&mut state.queue)
@@ -160,6 +162,24 @@ impl Drop for Turn<'_> {
             runtime.spawn(self.0.clone().write_groups());
         } else {
             // No runtime to write them on (it is gone): dropping their replies tells them.
+            state.queue.clear();
+            state.busy = false;
+        }
+    }
+}
+
+/// The group task's hold on the writer. Should the task end early (a panic, the runtime
+/// shutting down), it frees the writer and drops the queued replies, which tells their
+/// callers, rather than leave every later append queued behind a task that is gone.
+struct Writing<'a> {
+    store: &'a SqliteStore,
+    done: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut state = self.store.group.state();
             state.queue.clear();
             state.busy = false;
         }
