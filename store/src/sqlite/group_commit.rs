@@ -16,7 +16,8 @@
 //! event id) wrote nothing, and SQLite undoes only the statement that failed, so it affects
 //! no other. Any
 //! other failure inside the group rolls all of it back and each append is written again
-//! alone, where it gets its own answer. A failed COMMIT fails every caller of the group.
+//! alone, where it gets its own answer. A failed BEGIN (the writer did not come free in
+//! time) or COMMIT fails every caller of the group, with a transient error.
 
 use std::mem;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -108,6 +109,8 @@ impl SqliteStore {
         }
         let (mut tx, now) = match (self.begin().await, format_timestamp(OffsetDateTime::now_utc())) {
             (Ok(tx), Ok(now)) => (tx, now),
+            // The writer did not come free (or the pool closed): each would wait as long again.
+            (Err(StoreError::Database(e)), _) => return each_failed(group, &e),
             _ => return self.each_alone(group).await,
         };
         let mut answers = Vec::with_capacity(group.len());
@@ -129,14 +132,7 @@ impl SqliteStore {
                     let _ = pending.reply.send(answer);
                 }
             }
-            Err(e) => {
-                let reason = format!("the commit of a group of {} appends failed: {e}", group.len());
-                for pending in group {
-                    let _ = pending
-                        .reply
-                        .send(Err(StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.clone())))));
-                }
-            }
+            Err(e) => each_failed(group, &e),
         }
     }
 
@@ -145,6 +141,19 @@ impl SqliteStore {
             let answer = self.append_stream(&pending.stream).await;
             let _ = pending.reply.send(answer);
         }
+    }
+}
+
+/// Answers every append of a group with `error`, which wrote none of them: the same error
+/// for a full or closed pool (UNAVAILABLE either way), else a transient one that names it.
+fn each_failed(group: Vec<Pending>, error: &sqlx::Error) {
+    for pending in group {
+        let error = match error {
+            sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+            other => sqlx::Error::Io(std::io::Error::other(format!("a group's transaction failed: {other}"))),
+        };
+        let _ = pending.reply.send(Err(StoreError::Database(error)));
     }
 }
 

@@ -83,3 +83,32 @@ async fn racing_appends_on_one_stream_in_one_group_let_exactly_one_win() {
 async fn a_reused_event_id_fails_only_its_own_append() {
     a_reused_event_id_among_others_fails_alone(&store().await).await;
 }
+
+/// While something else holds the writer past the pool's timeout, a whole group fails
+/// together with UNAVAILABLE's error, instead of each of its appends waiting out the
+/// timeout again in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_that_cannot_get_the_writer_fails_together() {
+    let options = store::sqlite::SqliteStoreOptions {
+        acquire_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let store = SqliteStore::connect_with(&store::testing::sqlite(), options).await.expect("open store");
+    let held = store.begin().await.expect("hold the writer");
+    let appends = (0..20)
+        .map(|i| AppendRequest::single(format!("cart-t{i}"), ExpectedVersion::NoStream, vec![event(i)]))
+        .collect();
+    let started = std::time::Instant::now();
+    let results = all_at_once(&store, appends).await;
+    let waited = started.elapsed();
+    drop(held);
+    for result in &results {
+        assert!(
+            matches!(result, Err(e @ StoreError::Database(sqlx::Error::PoolTimedOut)) if e.is_transient()),
+            "{result:?}"
+        );
+    }
+    // One timeout for the lone append, one for the group: not twenty in a row (4 s).
+    assert!(waited < std::time::Duration::from_secs(2), "waited {waited:?}");
+    assert!(store.read_all(Position::START, 100, None).await.expect("read_all").is_empty());
+}
