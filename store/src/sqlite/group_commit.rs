@@ -14,10 +14,9 @@
 //! Each expectation is checked on its own, by its own statement, against its stream as the
 //! appends before it in the group left it. A refused append (CONFLICT, ARCHIVED, a reused
 //! event id) wrote nothing, and SQLite undoes only the statement that failed, so it affects
-//! no other. Any
-//! other failure inside the group rolls all of it back and each append is written again
-//! alone, where it gets its own answer. A failed BEGIN (the writer did not come free in
-//! time) or COMMIT fails every caller of the group, with a transient error.
+//! no other. Any other failure inside the group rolls all of it back and each append is
+//! written again alone, where it gets its own answer. A failed BEGIN (the writer did not
+//! come free in time) or COMMIT fails every caller of the group, with a transient error.
 
 use std::mem;
 use std::sync::{Mutex, MutexGuard, PoisonError};
