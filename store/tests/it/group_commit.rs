@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use store::postgres::PgStoreOptions;
-use store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, StoreError};
+use store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, PgStore, Position, RecordedEvent, StoreError};
 use tokio::sync::Barrier;
 
 pub(crate) fn event(n: usize) -> NewEvent {
@@ -136,14 +136,20 @@ pub(crate) async fn a_reused_event_id_among_others_fails_alone<S: EventStore + C
     assert_eq!(streams.len(), 60, "cart-a and the 59 good appends, each once");
 }
 
-/// Events per writing transaction, from the stored positions.
+/// Events per writing transaction, from the stored positions (the transaction id above
+/// the ordinal's 20 bits).
 async fn events_per_transaction(store: &PgStore) -> Vec<usize> {
+    stored_events_per(store, |event| event.position.0 >> 20).await
+}
+
+/// How many stored events share each value of `key`.
+pub(crate) async fn stored_events_per<K: std::hash::Hash + Eq>(store: &impl EventStore, key: impl Fn(&RecordedEvent) -> K) -> Vec<usize> {
     let all = store.read_all(Position::START, 100_000, None).await.expect("read_all");
-    let mut per_xid: HashMap<u64, usize> = HashMap::new();
+    let mut per_key: HashMap<K, usize> = HashMap::new();
     for event in &all {
-        *per_xid.entry(event.position.0 >> 20).or_default() += 1;
+        *per_key.entry(key(event)).or_default() += 1;
     }
-    per_xid.into_values().collect()
+    per_key.into_values().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,13 +3,11 @@
 //! observed in `recorded_at`, taken once per transaction (a lone append's differs from the
 //! next one's: each waits for a sync of the WAL).
 
-use std::collections::HashMap;
-
 use store::{AppendRequest, EventStore, ExpectedVersion, Position, SqliteStore, StoreError};
 
 use crate::group_commit::{
     a_reused_event_id_among_others_fails_alone, all_at_once, assert_one_transaction_a_round, each_of_200_at_once_gets_its_own_outcome, event,
-    versions, write_in_rounds,
+    stored_events_per, versions, write_in_rounds,
 };
 
 async fn store() -> SqliteStore {
@@ -18,12 +16,7 @@ async fn store() -> SqliteStore {
 
 /// Events per writing transaction, from the stored `recorded_at`.
 async fn events_per_transaction(store: &SqliteStore) -> Vec<usize> {
-    let all = store.read_all(Position::START, 100_000, None).await.expect("read_all");
-    let mut per_commit: HashMap<_, usize> = HashMap::new();
-    for event in &all {
-        *per_commit.entry(event.recorded_at).or_default() += 1;
-    }
-    per_commit.into_values().collect()
+    stored_events_per(store, |event| event.recorded_at).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
