@@ -101,9 +101,8 @@ impl Base {
         Ok(1)
     }
 
-    async fn insert_many(&self, stream_id: &str, expected: i64, data: &[String]) -> Result<u64, BoxError> {
-        let values = vec!["(?, ?, 'ItemAddedToCart', ?)"; data.len()].join(", ");
-        let sql = format!("insert into raw_events (stream_id, version, type, data) values {values}");
+    /// One INSERT of `data.len()` rows; `sql` is [`insert_rows_sql`] for that many.
+    async fn insert_many(&self, sql: &str, stream_id: &str, expected: i64, data: &[String]) -> Result<u64, BoxError> {
         let mut params: Vec<&dyn ToSql> = Vec::with_capacity(data.len() * 3);
         let versions: Vec<i64> = (1..=data.len() as i64).map(|i| expected + i).collect();
         for (version, d) in versions.iter().zip(data) {
@@ -111,7 +110,7 @@ impl Base {
             params.push(version);
             params.push(d);
         }
-        self.writer()?.prepare_cached(&sql)?.execute(params.as_slice())?;
+        self.writer()?.prepare_cached(sql)?.execute(params.as_slice())?;
         Ok(data.len() as u64)
     }
 
@@ -147,6 +146,12 @@ impl Base {
             Ok(positions)
         })
     }
+}
+
+/// The text of one INSERT of `rows` events of a stream.
+fn insert_rows_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, 'ItemAddedToCart', ?)"; rows].join(", ");
+    format!("insert into raw_events (stream_id, version, type, data) values {values}")
 }
 
 const BY_STREAM: &str = "select global_position, version, type, data from raw_events where stream_id = ? order by version";
@@ -230,11 +235,12 @@ async fn run(args: &StoreArgs, dir: &Path, report: &mut Report) -> Result<String
                 .map(|e| serde_json::to_string(&event_data(e)))
                 .collect::<Result<Vec<_>, _>>()?,
         );
+        let sql: Arc<str> = insert_rows_sql(data.len()).into();
         move |writer: usize| {
-            let (base, streams, data) = (base.clone(), streams.clone(), data.clone());
+            let (base, streams, data, sql) = (base.clone(), streams.clone(), data.clone(), sql.clone());
             async move {
                 let (stream, version) = next_slot(&streams, writer, "order")?;
-                base.insert_many(&stream, i64::try_from(version)?, &data).await?;
+                base.insert_many(&sql, &stream, i64::try_from(version)?, &data).await?;
                 set_slot(&streams, writer, version + 10);
                 Ok(10)
             }
